@@ -1,0 +1,5 @@
+import sys
+
+from videoldm.cli import main
+
+sys.exit(main())

@@ -1,0 +1,48 @@
+"""The `videoldm` command. Each subcommand lives next to the code it drives and registers itself here."""
+from __future__ import annotations
+
+import argparse
+import importlib
+import sys
+
+# module path -> that module defines `add_command(subparsers)`; each call adds one subcommand whose
+# parser sets `func` (called with the parsed args, returns an exit code).
+COMMAND_MODULES = [
+    "videoldm.commands.inflate",
+    "videoldm.commands.data",
+]
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(
+        prog="videoldm",
+        description="Video latent diffusion (Align your Latents) on top of diffusers image models.",
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+    )
+    sub = parser.add_subparsers(dest="command", metavar="COMMAND")
+    for name in COMMAND_MODULES:
+        try:
+            module = importlib.import_module(name)
+        except ModuleNotFoundError as err:  # a command whose module is not written yet
+            if err.name != name:
+                raise
+            continue
+        module.add_command(sub)
+    return parser
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = build_parser()
+    args = parser.parse_args(argv)
+    if not getattr(args, "func", None):
+        parser.print_help()
+        return 0
+    try:
+        return int(args.func(args) or 0)
+    except (ValueError, FileNotFoundError) as err:
+        print(f"videoldm {args.command}: error: {err}", file=sys.stderr)
+        return 2
+
+
+if __name__ == "__main__":
+    sys.exit(main())
