@@ -1,0 +1,400 @@
+"""`VideoUNet`: a diffusers image UNet with temporal layers attached, not forked.
+
+The image ``UNet2DConditionModel`` runs unchanged on the frames as a batch of images. A forward hook
+on every spatial ResNet block and every spatial transformer block of its down, mid and up blocks hands
+that block's output to a temporal layer, and returns the alpha-blend of the two. The spatial weights
+keep their diffusers names (under ``unet.``), so any fine-tuned image checkpoint loads straight into
+``video_unet.unet``; the temporal weights live in ``temporal_layers`` and in a file of their own.
+"""
+from __future__ import annotations
+
+import contextlib
+import json
+import os
+import re
+from dataclasses import dataclass
+
+import torch
+from diffusers import ConfigMixin, ModelMixin, UNet2DConditionModel
+from diffusers.configuration_utils import register_to_config
+from diffusers.models.attention import BasicTransformerBlock
+from diffusers.models.resnet import ResnetBlock2D
+from diffusers.models.transformers.transformer_2d import Transformer2DModel
+from diffusers.utils import BaseOutput
+from safetensors.torch import load_file, save_file
+from torch import nn
+
+from .temporal_layers import TemporalResBlock, TemporalTransformer
+
+TEMPORAL_WEIGHTS_NAME = "temporal_layers.safetensors"
+TEMPORAL_CONFIG_NAME = "temporal_config.json"
+# The spatial blocks that receive a temporal layer: the ResNet and transformer blocks proper of the
+# down, mid and up blocks (not the resampling ResNets some blocks use as down/upsamplers).
+_ATTACH_POINT = re.compile(r"^(down_blocks\.\d+|mid_block|up_blocks\.\d+)\.(resnets|attentions)\.\d+$")
+
+
+@dataclass
+class VideoUNetOutput(BaseOutput):
+    """``sample``: ``(B, C, T, H, W)``, the model output for every frame."""
+
+    sample: torch.Tensor = None
+
+
+@dataclass
+class _FrameContext:
+    num_frames: int
+    image_only: torch.Tensor | None  # (B*T,) bool, or None
+    all_image_only: bool  # every sample is an image: the temporal layers have nothing to do
+    context: torch.Tensor | None  # tokens for temporal cross-attention, (B, L, D) or (B*T, L, D)
+
+
+class _VideoState:
+    """What the hooks need to know about the video being run; ``None`` when the image UNet runs alone."""
+
+    def __init__(self):
+        self.current: _FrameContext | None = None
+
+    @contextlib.contextmanager
+    def use(self, frame_context: _FrameContext | None):
+        previous, self.current = self.current, frame_context
+        try:
+            yield
+        finally:
+            self.current = previous
+
+
+class _ContextCheckpoint:
+    """Gradient checkpointing that restores the video context during the backward recomputation."""
+
+    def __init__(self, state: _VideoState):
+        self.state = state
+
+    def __call__(self, module, *args):
+        captured = self.state.current
+        return torch.utils.checkpoint.checkpoint(
+            module.__call__, *args, use_reentrant=False,
+            context_fn=lambda: (contextlib.nullcontext(), self.state.use(captured)),
+        )
+
+
+class _TemporalHook:
+    """Forward hook on a spatial block: blends its output with the output of its temporal layer."""
+
+    def __init__(self, layer: nn.Module, state: _VideoState):
+        self.layer, self.state = layer, state
+
+    def __call__(self, module, args, kwargs, output):
+        ctx = self.state.current
+        if ctx is None:  # the image UNet used on its own
+            return None
+        spatial = output[0] if isinstance(output, tuple) else getattr(output, "sample", output)
+        if ctx.all_image_only:
+            return None  # alpha is 1 for every sample: skip the temporal work
+        layer = self.layer
+        if isinstance(layer, TemporalResBlock):
+            extra = args[1] if len(args) > 1 else kwargs.get("temb")
+        else:
+            extra = ctx.context
+        if layer.gradient_checkpointing and torch.is_grad_enabled():
+            temporal = layer._gradient_checkpointing_func(layer, spatial, ctx.num_frames, extra)
+        else:
+            temporal = layer(spatial, ctx.num_frames, extra)
+        blended = layer.mix(spatial, temporal, ctx.image_only)
+        if isinstance(output, tuple):
+            return (blended,) + tuple(output[1:])
+        if hasattr(output, "sample"):
+            output.sample = blended
+            return output
+        return blended
+
+
+def _layer_key(block_name: str) -> str:
+    return block_name.replace(".", "_")
+
+
+def _transformer_geometry(block: Transformer2DModel) -> tuple[int, int, int | None]:
+    """(channels, heads, cross-attention dim or None) of a spatial transformer block."""
+    inner: BasicTransformerBlock = block.transformer_blocks[0]
+    attn = inner.attn2 if inner.attn2 is not None else (inner.attn1 if inner.only_cross_attention else None)
+    context_dim = attn.to_k.in_features if attn is not None and attn.is_cross_attention else None
+    return block.in_channels, inner.attn1.heads, context_dim
+
+
+class VideoUNet(ModelMixin, ConfigMixin):
+    """Video LDM denoiser: a diffusers ``UNet2DConditionModel`` plus interleaved temporal layers.
+
+    Args:
+        unet_config: the image UNet's diffusers config.
+        attention_window: temporal attention sees at most this many frames either side (None: all).
+            Sequences longer than ``2 * window`` then cost time linear in their length.
+        temporal_kernel_size / spatial_kernel_size: kernel of the 3D convolutions over (t) and (h, w).
+        alpha_init / learn_alpha: initial value of every blend factor alpha, and whether it is learned.
+        temporal_cross_attention: temporal transformers also attend to the conditioning tokens.
+        ff_mult: width of the temporal feed-forward, in channels.
+        temporal_res_blocks / temporal_attention: which kinds of temporal layers to attach.
+        temporal_time_embedding: 3D-conv blocks receive the spatial block's timestep embedding.
+        zero_init: the last projection of every temporal layer starts at zero (the model starts as
+            the image model whatever alpha is).
+        max_period: base of the rotary frequencies over time.
+    """
+
+    _supports_gradient_checkpointing = True
+
+    @register_to_config
+    def __init__(
+        self,
+        unet_config: dict,
+        attention_window: int | None = None,
+        temporal_kernel_size: int = 3,
+        spatial_kernel_size: int = 1,
+        alpha_init: float = 0.5,
+        learn_alpha: bool = True,
+        temporal_cross_attention: bool = True,
+        ff_mult: int = 4,
+        temporal_res_blocks: bool = True,
+        temporal_attention: bool = True,
+        temporal_time_embedding: bool = True,
+        zero_init: bool = True,
+        max_period: float = 10000.0,
+        dropout: float = 0.0,
+    ):
+        super().__init__()
+        if attention_window is not None and attention_window < 1:
+            raise ValueError(f"attention_window must be >= 1 or None, got {attention_window}")
+        self.unet = UNet2DConditionModel.from_config(unet_config)
+        self._state = _VideoState()
+        self._hooks: list = []
+        self.temporal_layers = self._build_temporal_layers()
+        self._attach()
+
+    # ----------------------------------------------------------------------------------------- build
+    def _attach_points(self) -> list[tuple[str, nn.Module]]:
+        return [(name, m) for name, m in self.unet.named_modules() if _ATTACH_POINT.match(name)
+                and isinstance(m, (ResnetBlock2D, Transformer2DModel))]
+
+    def _build_temporal_layers(self) -> nn.ModuleDict:
+        cfg, unet_cfg = self.config, self.unet.config
+        common = dict(norm_groups=unet_cfg.norm_num_groups, norm_eps=unet_cfg.norm_eps,
+                      alpha_init=cfg.alpha_init, learn_alpha=cfg.learn_alpha, zero_init=cfg.zero_init)
+        layers = nn.ModuleDict()
+        for name, block in self._attach_points():
+            if isinstance(block, ResnetBlock2D) and cfg.temporal_res_blocks:
+                temb = block.time_emb_proj.in_features if block.time_emb_proj is not None else None
+                layers[_layer_key(name)] = TemporalResBlock(
+                    block.out_channels, temb if cfg.temporal_time_embedding else None,
+                    temporal_kernel=cfg.temporal_kernel_size, spatial_kernel=cfg.spatial_kernel_size,
+                    dropout=cfg.dropout, **common)
+            elif isinstance(block, Transformer2DModel) and cfg.temporal_attention:
+                channels, heads, context_dim = _transformer_geometry(block)
+                layers[_layer_key(name)] = TemporalTransformer(
+                    channels, heads, context_dim if cfg.temporal_cross_attention else None,
+                    window=cfg.attention_window, ff_mult=cfg.ff_mult, max_period=cfg.max_period, **common)
+        return layers
+
+    def _attach(self) -> None:
+        """(Re)registers the hooks that run the temporal layers, and freezes the spatial weights."""
+        for handle in self._hooks:
+            handle.remove()
+        self._hooks = []
+        for name, block in self._attach_points():
+            layer = self.temporal_layers[_layer_key(name)] if _layer_key(name) in self.temporal_layers else None
+            if layer is not None:
+                hook = _TemporalHook(layer, self._state)
+                self._hooks.append(block.register_forward_hook(hook, with_kwargs=True))
+        self.unet.requires_grad_(False)
+
+    @classmethod
+    def from_unet2d(cls, unet: UNet2DConditionModel, temporal_layers: str | os.PathLike | None = None,
+                    **temporal_options) -> "VideoUNet":
+        """Attaches temporal layers to ``unet`` (the same object: its weights are shared, not copied).
+
+        ``temporal_layers``: a folder written by :meth:`save_temporal_layers`; its options are used
+        (``temporal_options`` override them, e.g. a longer ``attention_window``) and its weights loaded.
+        """
+        if not isinstance(unet, UNet2DConditionModel):
+            raise ValueError(f"from_unet2d needs a diffusers UNet2DConditionModel, got {type(unet).__name__}")
+        if temporal_layers is not None:
+            saved = read_temporal_config(temporal_layers)["options"]
+            temporal_options = {**saved, **temporal_options}
+        unknown = set(temporal_options) - set(cls._temporal_option_names())
+        if unknown:
+            raise ValueError(f"unknown temporal options {sorted(unknown)}; known: {cls._temporal_option_names()}")
+        with torch.device("meta"):  # the image UNet built here is replaced by `unet` at once
+            model = cls(unet_config=dict(unet.config), **temporal_options)
+        model.unet = unet
+        model.temporal_layers = model._build_temporal_layers().to(device=unet.device, dtype=unet.dtype)
+        model._attach()
+        if temporal_layers is not None:
+            model.load_temporal_layers(temporal_layers)
+        return model
+
+    @classmethod
+    def _temporal_option_names(cls) -> list[str]:
+        import inspect
+
+        return [p for p in inspect.signature(cls.__init__).parameters if p not in ("self", "unet_config")]
+
+    @classmethod
+    def from_pretrained(cls, *args, **kwargs) -> "VideoUNet":
+        model = super().from_pretrained(*args, **kwargs)
+        model.unet.requires_grad_(False)
+        return model
+
+    # ------------------------------------------------------------------------------------ parameters
+    def trainable_parameters(self) -> list[nn.Parameter]:
+        """Everything but the image UNet: the temporal layers with their blend factors."""
+        return [p for name, p in self.named_parameters() if not name.startswith("unet.")]
+
+    def alphas(self) -> dict[str, float]:
+        """Current blend factor of every temporal layer (1 = image model only)."""
+        return {key: float(layer.mix.alpha) for key, layer in self.temporal_layers.items()}
+
+    def enable_gradient_checkpointing(self, gradient_checkpointing_func=None) -> None:
+        # The spatial blocks are recomputed in the backward pass, hooks included: give the recomputation
+        # the same video context as the forward pass had.
+        super().enable_gradient_checkpointing(gradient_checkpointing_func or _ContextCheckpoint(self._state))
+
+    # ----------------------------------------------------------------------------------- temporal io
+    def save_temporal_layers(self, directory: str | os.PathLike) -> None:
+        """Writes the temporal weights (safetensors) and a JSON config, apart from the image weights."""
+        os.makedirs(directory, exist_ok=True)
+        tensors = {k: v.detach().contiguous() for k, v in self.temporal_layers.state_dict().items()}
+        save_file(tensors, os.path.join(directory, TEMPORAL_WEIGHTS_NAME), metadata={"format": "pt"})
+        options = {k: self.config[k] for k in self._temporal_option_names()}
+        unet_cfg = self.unet.config
+        meta = {
+            "options": options,
+            "architecture": {k: unet_cfg[k] for k in ("in_channels", "block_out_channels", "layers_per_block",
+                                                        "down_block_types", "up_block_types", "cross_attention_dim")},
+            "layers": {k: type(v).__name__ for k, v in self.temporal_layers.items()},
+        }
+        with open(os.path.join(directory, TEMPORAL_CONFIG_NAME), "w") as f:
+            json.dump(meta, f, indent=2, default=list)
+
+    def load_temporal_layers(self, directory: str | os.PathLike) -> None:
+        """Loads temporal weights saved by :meth:`save_temporal_layers`, onto this image UNet.
+
+        Raises ``ValueError`` naming the first layer whose weights do not fit this architecture.
+        """
+        path = os.path.join(directory, TEMPORAL_WEIGHTS_NAME)
+        if not os.path.isfile(path):
+            raise FileNotFoundError(f"no {TEMPORAL_WEIGHTS_NAME} in {directory}")
+        loaded = load_file(path)
+        expected = self.temporal_layers.state_dict()
+        for key, tensor in expected.items():
+            if key not in loaded:
+                raise ValueError(f"temporal file {path} has no weight for layer '{key}' "
+                                 f"(expected shape {tuple(tensor.shape)}): it was made for another architecture")
+            if loaded[key].shape != tensor.shape:
+                raise ValueError(f"temporal layer '{key}': file has shape {tuple(loaded[key].shape)}, this model "
+                                 f"expects {tuple(tensor.shape)}: the file was made for another architecture")
+        extra = [k for k in loaded if k not in expected]
+        if extra:
+            raise ValueError(f"temporal file {path} has layers this model lacks, e.g. '{extra[0]}' "
+                             f"{tuple(loaded[extra[0]].shape)}: it was made for another architecture")
+        self.temporal_layers.load_state_dict(loaded)
+
+    # --------------------------------------------------------------------------------------- forward
+    def forward(
+        self,
+        sample: torch.Tensor,
+        timestep: torch.Tensor | float | int,
+        encoder_hidden_states: torch.Tensor | None = None,
+        image_only: torch.Tensor | None = None,
+        temporal_encoder_hidden_states: torch.Tensor | None = None,
+        return_dict: bool = True,
+        **unet_kwargs,
+    ) -> VideoUNetOutput | tuple:
+        """Denoises a batch of video latents.
+
+        Args:
+            sample: ``(B, C, T, H, W)`` noisy latents.
+            timestep: a number, ``(B,)`` one per video, or ``(B, T)`` one per frame.
+            encoder_hidden_states: ``(B, L, D)`` per video or ``(B, T, L, D)`` per frame.
+            image_only: ``(B,)`` bool; True forces alpha = 1 (the image model) for that sample.
+            temporal_encoder_hidden_states: tokens for the temporal cross-attention when they must differ
+                from the spatial ones (a DreamBooth text encoder for the spatial layers, the original one for
+                the temporal layers); defaults to ``encoder_hidden_states``.
+            unet_kwargs: passed to the image UNet per frame (tensors with a leading B are repeated T times),
+                e.g. ``class_labels`` (the x4 upscaler's noise level) or ``added_cond_kwargs`` (SDXL).
+        """
+        B, C, T, H, W = self._check_sample(sample)
+        timestep = self._frame_timesteps(timestep, B, T, sample.device)
+        ehs = self._frame_tokens(encoder_hidden_states, B, T, "encoder_hidden_states")
+        if temporal_encoder_hidden_states is None:
+            temporal_context = encoder_hidden_states
+        else:
+            self._frame_tokens(temporal_encoder_hidden_states, B, T, "temporal_encoder_hidden_states")
+            temporal_context = temporal_encoder_hidden_states
+        if temporal_context is not None and temporal_context.ndim == 4:
+            temporal_context = temporal_context.flatten(0, 1)
+        self._check_context_dim(temporal_context)
+        if image_only is not None:
+            image_only = torch.as_tensor(image_only, device=sample.device)
+            if image_only.shape != (B,) or image_only.dtype != torch.bool:
+                raise ValueError(f"image_only must be a bool tensor of shape ({B},), got "
+                                 f"{image_only.dtype} {tuple(image_only.shape)}")
+            image_only = image_only.repeat_interleave(T)
+        frames = sample.transpose(1, 2).reshape(B * T, C, H, W)
+        unet_kwargs = {k: _per_frame(v, B, T) for k, v in unet_kwargs.items()}
+        all_image_only = image_only is not None and bool(image_only.all())
+        with self._state.use(_FrameContext(T, image_only, all_image_only, temporal_context)):
+            out = self.unet(frames, timestep, ehs, return_dict=False, **unet_kwargs)[0]
+        out = out.view(B, T, -1, H, W).transpose(1, 2)
+        return VideoUNetOutput(sample=out) if return_dict else (out,)
+
+    def _check_sample(self, sample: torch.Tensor) -> tuple[int, ...]:
+        if not isinstance(sample, torch.Tensor) or sample.ndim != 5:
+            shape = tuple(sample.shape) if isinstance(sample, torch.Tensor) else type(sample).__name__
+            raise ValueError(f"sample must be a video latent of shape (B, C, T, H, W), got {shape}")
+        if sample.shape[1] != self.unet.config.in_channels:
+            raise ValueError(f"sample has {sample.shape[1]} channels (dim 1), the image UNet takes "
+                             f"{self.unet.config.in_channels}: sample is (B, C, T, H, W)")
+        return tuple(sample.shape)
+
+    @staticmethod
+    def _frame_timesteps(timestep, B: int, T: int, device) -> torch.Tensor:
+        t = torch.as_tensor(timestep, device=device)
+        if t.ndim == 0:
+            return t.expand(B * T)
+        if t.shape == (B,):
+            return t.repeat_interleave(T)
+        if t.shape == (B, T):
+            return t.flatten()
+        raise ValueError(f"timestep must be a number, ({B},) or ({B}, {T}); got shape {tuple(t.shape)}")
+
+    @staticmethod
+    def _frame_tokens(tokens: torch.Tensor | None, B: int, T: int, name: str) -> torch.Tensor | None:
+        """Per-video (B, L, D) or per-frame (B, T, L, D) tokens as (B*T, L, D) for the image UNet."""
+        if tokens is None:
+            return None
+        if tokens.ndim == 3 and tokens.shape[0] == B:
+            return tokens.repeat_interleave(T, dim=0)
+        if tokens.ndim == 4 and tokens.shape[:2] == (B, T):
+            return tokens.flatten(0, 1)
+        raise ValueError(f"{name} must be (B={B}, L, D) per video or (B={B}, T={T}, L, D) per frame; "
+                         f"got {tuple(tokens.shape)}")
+
+    def _check_context_dim(self, tokens: torch.Tensor | None) -> None:
+        dims = {layer.context_dim for layer in self.temporal_layers.values()
+                if isinstance(layer, TemporalTransformer) and layer.context_dim is not None}
+        if tokens is not None and dims and tokens.shape[-1] not in dims:
+            raise ValueError(f"conditioning tokens have dimension {tokens.shape[-1]}, the model's "
+                             f"cross-attention takes {sorted(dims)}")
+
+
+def _per_frame(value, B: int, T: int):
+    """Repeats per-video tensors (leading dim B) for every frame; recurses into dicts."""
+    if isinstance(value, torch.Tensor) and value.ndim > 0 and value.shape[0] == B:
+        return value.repeat_interleave(T, dim=0)
+    if isinstance(value, dict):
+        return {k: _per_frame(v, B, T) for k, v in value.items()}
+    return value
+
+
+def read_temporal_config(directory: str | os.PathLike) -> dict:
+    path = os.path.join(directory, TEMPORAL_CONFIG_NAME)
+    if not os.path.isfile(path):
+        raise FileNotFoundError(f"no {TEMPORAL_CONFIG_NAME} in {directory}: not a temporal-layers folder")
+    with open(path) as f:
+        return json.load(f)
