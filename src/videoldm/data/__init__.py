@@ -1,0 +1,13 @@
+"""Video data for Video LDM: video files, WebDataset shards, and procedural datasets with ground truth.
+
+Every loader returns clips as float32 (C, T, H, W) in [-1, 1] plus a metadata dict (caption,
+attributes, fps, source path, start time); batch them with `collate_clips`.
+"""
+from .decode import DecodeError, VideoInfo, decode_clip, probe
+from .sampling import ClipSpec, SkipLog, SkippedFileWarning, collate_clips, parse_size, to_tensor
+from .video_folder import VIDEO_EXTENSIONS, VideoFolderDataset
+
+__all__ = [
+    "ClipSpec", "DecodeError", "SkipLog", "SkippedFileWarning", "VIDEO_EXTENSIONS", "VideoFolderDataset",
+    "VideoInfo", "collate_clips", "decode_clip", "parse_size", "probe", "to_tensor",
+]
