@@ -17,7 +17,7 @@ __all__ = ["MANIFEST_NAMES", "find_manifest", "read_manifest", "read_sidecar", "
 MANIFEST_NAMES = ("manifest.jsonl", "metadata.jsonl", "manifest.csv", "metadata.csv")
 _PATH_KEYS = ("path", "file_name", "video", "file")
 _CAPTION_KEYS = ("caption", "text", "prompt")
-_RESERVED = {"attributes", "ground_truth", "fps", "frames", "size", "duration"}
+_RESERVED = {"attributes", "ground_truth", "fps", "frames", "size", "duration", "seed", "index"}
 
 
 def find_manifest(root: Path) -> Path | None:

@@ -63,11 +63,17 @@ class ClipSpec:
             raise ValueError(f"start must be 'random', 'first', 'center' or seconds, got {self.start!r}")
 
     def span(self, info: VideoInfo) -> float:
-        """Seconds a clip covers on the source timeline, the last frame's display interval included."""
-        fps = self.fps or info.fps
-        return (self.num_frames - 1) / fps + (1.0 / info.fps if self.fps is None else 0.0)
+        """Seconds from the clip's first to its last target time (at the file's rate when fps is None)."""
+        return (self.num_frames - 1) / (self.fps or info.fps)
 
     def max_start(self, info: VideoInfo) -> float:
+        """Latest start whose last frame is still on screen before the file ends.
+
+        Native rate: T frames from `start` must exist, i.e. start <= duration - T / fps (half a frame
+        of slack for rounding in container durations).
+        """
+        if self.fps is None:
+            return info.duration - self.num_frames / info.fps + 0.5 / info.fps
         return info.duration - self.span(info) - _EPS
 
     def check(self, info: VideoInfo) -> str | None:
@@ -75,7 +81,7 @@ class ClipSpec:
         if self.fps is None and info.num_frames and info.num_frames < self.num_frames:
             return f"too short: {info.num_frames} frames < {self.num_frames}"
         if self.max_start(info) < 0:
-            return f"too short: {info.duration:.2f}s < {self.span(info):.2f}s for {self.num_frames} frames at {self.fps or info.fps:g} fps"
+            return f"too short: {info.duration:.3f}s is not enough for {self.num_frames} frames at {self.fps or info.fps:g} fps"
         if not isinstance(self.start, str) and self.start > self.max_start(info):
             return f"too short: clip at {self.start}s needs {self.start + self.span(info):.2f}s, file has {info.duration:.2f}s"
         return None

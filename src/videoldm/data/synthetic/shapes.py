@@ -1,0 +1,116 @@
+"""`shapes`: one or two coloured shapes moving (and bouncing) over a plain background, with captions.
+
+For compositional tests: captions name colour, shape and direction ("a red circle moving left on a
+dark background"); a few colour/shape/direction combinations never appear in the `train` split and
+only in `heldout`. Ground truth: per-frame centroid (the pixel-mass centre) of every shape.
+"""
+from __future__ import annotations
+
+import numpy as np
+
+from .base import Clip, Generator
+
+__all__ = ["ShapesGenerator", "COLORS", "SHAPES", "DIRECTIONS", "HELD_OUT"]
+
+COLORS = {
+    "red": (220, 40, 40), "green": (40, 190, 60), "blue": (50, 90, 230), "yellow": (235, 210, 40),
+    "magenta": (210, 60, 200), "cyan": (40, 200, 210), "orange": (245, 140, 30),
+}
+SHAPES = ("circle", "square", "triangle", "diamond")
+DIRECTIONS = {"left": (-1, 0), "right": (1, 0), "up": (0, -1), "down": (0, 1)}
+BACKGROUNDS = {"dark": (24, 24, 34), "light": (222, 222, 212)}
+# Combinations kept out of the training split (each colour, shape and direction is still seen in train).
+HELD_OUT = frozenset({
+    ("red", "circle", "left"), ("green", "square", "up"), ("blue", "triangle", "right"),
+    ("yellow", "diamond", "down"), ("magenta", "circle", "down"), ("cyan", "triangle", "left"),
+})
+
+
+def _reflect(p: np.ndarray, lo: float, hi: float) -> np.ndarray:
+    """Positions bounced between lo and hi (a triangle wave)."""
+    span = hi - lo
+    q = np.mod(p - lo, 2 * span)
+    return lo + span - np.abs(q - span)
+
+
+def shape_mask(shape: str, dx: np.ndarray, dy: np.ndarray, r: float) -> np.ndarray:
+    """Pixels inside a shape whose area centroid is at the origin (so the centroid is its position)."""
+    if shape == "circle":
+        return dx * dx + dy * dy <= r * r
+    if shape == "square":
+        s = 0.85 * r
+        return (np.abs(dx) <= s) & (np.abs(dy) <= s)
+    if shape == "diamond":
+        return np.abs(dx) + np.abs(dy) <= 1.15 * r
+    if shape == "triangle":  # apex up, vertices' mean (= area centroid) at the origin
+        a = 1.2 * r
+        v = [(0.0, -a), (0.866 * a, 0.5 * a), (-0.866 * a, 0.5 * a)]
+        inside = np.ones(np.broadcast(dx, dy).shape, bool)
+        for (x0, y0), (x1, y1) in zip(v, v[1:] + v[:1]):
+            inside &= (x1 - x0) * (dy - y0) - (y1 - y0) * (dx - x0) >= 0
+        return inside
+    raise ValueError(f"unknown shape {shape!r}; one of {SHAPES}")
+
+
+def _extent(shape: str, r: float) -> float:
+    return {"circle": r, "square": 0.85 * r, "diamond": 1.15 * r, "triangle": 1.2 * r}[shape]
+
+
+class ShapesGenerator(Generator):
+    """`split`: "train" (never a HELD_OUT combination) or "heldout" (the first shape is one)."""
+
+    kind = "shapes"
+
+    def __init__(self, frames=16, size=(64, 64), fps=8.0, seed=0, *, max_shapes: int = 2, split: str = "train"):
+        super().__init__(frames, size, fps, seed)
+        if split not in ("train", "heldout"):
+            raise ValueError(f"split must be 'train' or 'heldout', got {split!r}")
+        if max_shapes not in (1, 2):
+            raise ValueError("max_shapes must be 1 or 2")
+        self.split, self.max_shapes = split, max_shapes
+
+    def _combo(self, rng, held_out: bool, exclude_color=None):
+        if held_out:
+            combos = sorted(HELD_OUT)
+            return combos[rng.integers(len(combos))]
+        while True:
+            c = (str(rng.choice(list(COLORS))), str(rng.choice(SHAPES)), str(rng.choice(list(DIRECTIONS))))
+            if c not in HELD_OUT and c[0] != exclude_color:
+                return c
+
+    def sample(self, index: int) -> Clip:
+        rng = self.rng(index)
+        h, w = self.size
+        t = np.arange(self.frames, dtype=np.float32)
+        bg_name = str(rng.choice(list(BACKGROUNDS)))
+        bg = np.array(BACKGROUNDS[bg_name], np.float32)
+        xx, yy = self.grid()
+        # A gentle vertical gradient so the background is not a single flat colour.
+        canvas = bg + (yy[..., None] / h - 0.5) * 16.0
+        frames = np.broadcast_to(canvas, (self.frames, h, w, 3)).copy()
+        n = 1 if self.max_shapes == 1 else int(rng.integers(1, 3))
+        described, centroids = [], []
+        ids = np.full((self.frames, h, w), -1, np.int8)
+        used_color = None
+        for k in range(n):
+            color, shape, direction = self._combo(rng, self.split == "heldout" and k == 0, used_color)
+            used_color = color
+            r = float(rng.uniform(0.12, 0.18)) * min(h, w)
+            ext = _extent(shape, r)
+            lo_x, hi_x, lo_y, hi_y = ext + 1, w - ext - 1, ext + 1, h - ext - 1
+            x0, y0 = rng.uniform(lo_x, hi_x), rng.uniform(lo_y, hi_y)
+            speed = float(rng.uniform(0.5, 1.0)) * min(h, w) / max(self.frames, 8)  # pixels per frame
+            ux, uy = DIRECTIONS[direction]
+            cx = _reflect(x0 + ux * speed * t, lo_x, hi_x)
+            cy = _reflect(y0 + uy * speed * t, lo_y, hi_y)
+            mask = shape_mask(shape, xx[None] - cx[:, None, None], yy[None] - cy[:, None, None], r)
+            frames[mask] = COLORS[color]
+            ids[mask] = k
+            described.append({"color": color, "shape": shape, "direction": direction, "radius": round(r, 3)})
+            centroids.append(np.stack([cx, cy], -1))
+        parts = [f"a {d['color']} {d['shape']} moving {d['direction']}" for d in described]
+        caption = " and ".join(parts) + f" on a {bg_name} background"
+        gt = {"centroids": np.round(np.stack(centroids, 1), 3).tolist()}  # (T, shapes, 2) as (x, y) pixels
+        attributes = {"background": bg_name, "shapes": described, "split": self.split, "num_shapes": n}
+        frames = np.clip(frames, 0, 255).astype(np.uint8)
+        return Clip(frames, caption, attributes, gt, {"ids": ids})
