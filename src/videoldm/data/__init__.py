@@ -11,3 +11,7 @@ __all__ = [
     "ClipSpec", "DecodeError", "SkipLog", "SkippedFileWarning", "VIDEO_EXTENSIONS", "VideoFolderDataset",
     "VideoInfo", "collate_clips", "decode_clip", "parse_size", "probe", "to_tensor",
 ]
+
+from .shards import ShardDataset, folder_to_shards, write_shards  # noqa: E402
+
+__all__ += ["ShardDataset", "folder_to_shards", "write_shards"]
