@@ -40,14 +40,17 @@ class AlphaBlender(nn.Module):
         if image_only is not None:
             shape = (-1,) + (1,) * (spatial.ndim - 1)
             alpha = torch.where(image_only.view(shape), torch.ones_like(alpha), alpha)
-        return alpha * spatial + (1 - alpha) * temporal
+        # one pass over the activations; for alpha >= 0.5 lerp computes spatial - (spatial - temporal) * (1 - alpha),
+        # so alpha = 1 returns the spatial output bit for bit
+        return torch.lerp(temporal, spatial, alpha)
 
 
 class RotaryTimeEmbedding(nn.Module):
     """Rotary position embedding along time: ``q_i . k_j`` then depends on the frame offset ``i - j`` only.
 
     This is the relative sinusoidal position information of the paper; because it never sees absolute
-    positions the layer runs on clips longer than those it was trained on.
+    positions the layer runs on clips longer than those it was trained on. Channel pairs ``(2m, 2m+1)``
+    rotate by ``t * max_period ** (-2m / head_dim)``, done as one complex multiplication.
     """
 
     def __init__(self, head_dim: int, max_period: float = 10000.0):
@@ -57,13 +60,17 @@ class RotaryTimeEmbedding(nn.Module):
         inv_freq = max_period ** (-torch.arange(0, head_dim, 2, dtype=torch.float32) / head_dim)
         self.register_buffer("inv_freq", inv_freq, persistent=False)
 
-    def forward(self, x: torch.Tensor) -> torch.Tensor:
-        """Rotates ``x`` of shape ``(..., T, head_dim)`` by angles ``t * inv_freq``."""
-        t = torch.arange(x.shape[-2], device=x.device, dtype=torch.float32)
-        angles = torch.outer(t, self.inv_freq.to(x.device))
-        cos, sin = angles.cos().to(x.dtype), angles.sin().to(x.dtype)
-        x1, x2 = x.chunk(2, dim=-1)
-        return torch.cat((x1 * cos - x2 * sin, x1 * sin + x2 * cos), dim=-1)
+    def rotations(self, num_frames: int, device) -> torch.Tensor:
+        """``(T, head_dim / 2)`` unit complex numbers ``exp(i * t * inv_freq)``."""
+        angles = torch.outer(torch.arange(num_frames, device=device, dtype=torch.float32), self.inv_freq.to(device))
+        return torch.polar(torch.ones_like(angles), angles)
+
+    def forward(self, x: torch.Tensor, time_dim: int = -2) -> torch.Tensor:
+        """Rotates ``x`` (time along ``time_dim``, channels last) by its frame index."""
+        rot = self.rotations(x.shape[time_dim], x.device)
+        rot = rot.view(rot.shape[0], *([1] * (-time_dim - 2)), rot.shape[1])  # broadcast over dims after time
+        pairs = torch.view_as_complex(x.float().unflatten(-1, (-1, 2)).contiguous())
+        return torch.view_as_real(pairs * rot).flatten(-2).to(x.dtype)
 
 
 def local_attention(q: torch.Tensor, k: torch.Tensor, v: torch.Tensor, window: int) -> torch.Tensor:
@@ -103,8 +110,10 @@ class TemporalSelfAttention(nn.Module):
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         """``x``: ``(N, T, C)`` with N independent sequences (one per video and spatial position)."""
         N, T, C = x.shape
-        q, k, v = self.to_qkv(x).view(N, T, 3, self.heads, C // self.heads).permute(2, 0, 3, 1, 4)
-        q, k = self.rotary(q), self.rotary(k)
+        qkv = self.to_qkv(x).view(N, T, 3, self.heads, C // self.heads)
+        qk = self.rotary(qkv[:, :, :2], time_dim=-4)  # (N, T, 2, heads, d): rotate q and k in one pass
+        q, k = qk.permute(2, 0, 3, 1, 4)
+        v = qkv[:, :, 2].transpose(1, 2)
         if self.window is None or T - 1 <= self.window:
             out = F.scaled_dot_product_attention(q, k, v)
         else:
