@@ -1,0 +1,177 @@
+"""Forward time and activation memory of VideoUNet beside its peers, in one process.
+
+    (a) the image UNet on B*T frames        (b) VideoUNet on the same video
+    (c) diffusers' UNetMotionModel.from_unet2d of the same image UNet (AnimateDiff)
+    (d) diffusers' UNetSpatioTemporalConditionModel at the same widths (SVD)
+
+Times are medians over repeats after a warm-up, the models taking turns so that drift hits all alike.
+Memory is the peak of the tensors alive during one forward pass beyond weights and inputs, counted by
+a dispatch mode (allocator-independent, so it does not depend on glibc's moods). Multiply-adds are
+counted by torch's FlopCounterMode in the same pass.
+
+    MALLOC_MMAP_THRESHOLD_=33554432 MALLOC_TRIM_THRESHOLD_=2147483647 MALLOC_TOP_PAD_=536870912 \\
+        python benchmarks/bench_unet.py --base sd15 --latent 32x32 --frames 16
+"""
+from __future__ import annotations
+
+import argparse
+import gc
+import os
+import statistics
+import time
+import weakref
+
+import torch
+from diffusers import MotionAdapter, UNet2DConditionModel, UNetMotionModel, UNetSpatioTemporalConditionModel
+from torch.utils._python_dispatch import TorchDispatchMode
+from torch.utils.flop_counter import FlopCounterMode
+from torch.utils._pytree import tree_flatten
+
+from videoldm import VideoUNet
+from videoldm.commands.inflate import parse_size
+from videoldm.models.loading import resolve_unet_config
+
+ALLOCATOR = {"MALLOC_MMAP_THRESHOLD_": "33554432", "MALLOC_TRIM_THRESHOLD_": "2147483647",
+             "MALLOC_TOP_PAD_": "536870912"}
+
+
+class PeakTensorMemory(TorchDispatchMode):
+    """Peak bytes of tensor storages created during the block and still alive at the same time."""
+
+    def __init__(self):
+        super().__init__()
+        self.refs: dict[int, int] = {}  # storage pointer -> live tensors seen on it
+        self.sizes: dict[int, int] = {}
+        self.current = self.peak = 0
+
+    def _release(self, key: int) -> None:
+        self.refs[key] -= 1
+        if self.refs[key] == 0:
+            self.current -= self.sizes.pop(key)
+            del self.refs[key]
+
+    def __torch_dispatch__(self, func, types, args=(), kwargs=None):
+        out = func(*args, **(kwargs or {}))
+        for t in tree_flatten(out)[0]:
+            if not isinstance(t, torch.Tensor) or t.device.type == "meta":
+                continue
+            storage = t.untyped_storage()
+            key = storage.data_ptr()
+            if key not in self.refs:
+                self.refs[key], self.sizes[key] = 0, storage.nbytes()
+                self.current += storage.nbytes()
+                self.peak = max(self.peak, self.current)
+            self.refs[key] += 1
+            weakref.finalize(t, self._release, key)
+        return out
+
+
+def svd_like(cfg: dict, frames: int) -> UNetSpatioTemporalConditionModel:
+    """SVD's spatio-temporal UNet with the image UNet's widths, depth and text width."""
+    swap = {"CrossAttnDownBlock2D": "CrossAttnDownBlockSpatioTemporal", "DownBlock2D": "DownBlockSpatioTemporal",
+            "CrossAttnUpBlock2D": "CrossAttnUpBlockSpatioTemporal", "UpBlock2D": "UpBlockSpatioTemporal"}
+    heads = cfg["attention_head_dim"]
+    return UNetSpatioTemporalConditionModel(
+        sample_size=cfg["sample_size"], in_channels=cfg["in_channels"], out_channels=cfg["out_channels"],
+        down_block_types=tuple(swap[b] for b in cfg["down_block_types"]),
+        up_block_types=tuple(swap[b] for b in cfg["up_block_types"]),
+        block_out_channels=tuple(cfg["block_out_channels"]), layers_per_block=cfg["layers_per_block"],
+        cross_attention_dim=cfg["cross_attention_dim"],
+        num_attention_heads=tuple(heads) if isinstance(heads, (list, tuple)) else (heads,) * len(cfg["block_out_channels"]),
+        num_frames=frames, addition_time_embed_dim=256, projection_class_embeddings_input_dim=768)
+
+
+def animatediff(unet: UNet2DConditionModel) -> UNetMotionModel:
+    cfg = unet.config
+    adapter = MotionAdapter(block_out_channels=tuple(cfg.block_out_channels), motion_layers_per_block=cfg.layers_per_block,
+                            motion_norm_num_groups=cfg.norm_num_groups)
+    return UNetMotionModel.from_unet2d(unet, adapter)
+
+
+def temporal_params(name: str, model: torch.nn.Module) -> int:
+    if name == "image":
+        return 0
+    if name == "videoldm":
+        return sum(p.numel() for p in model.trainable_parameters())
+    marks = ("motion_modules",) if name == "animatediff" else ("temporal", "time_mixer", "time_pos_embed")
+    return sum(p.numel() for n, p in model.named_parameters() if any(m in n for m in marks))
+
+
+def main() -> None:
+    p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    p.add_argument("--base", default="sd15", help="image UNet architecture (name, config or folder)")
+    p.add_argument("--latent", type=parse_size, default=(32, 32))
+    p.add_argument("--frames", type=int, default=16)
+    p.add_argument("--batch", type=int, default=1)
+    p.add_argument("--repeats", type=int, default=5)
+    p.add_argument("--threads", type=int, default=min(2, os.cpu_count() or 1))
+    p.add_argument("--skip", nargs="*", default=[], choices=["animatediff", "svd"])
+    args = p.parse_args()
+    missing = [k for k, v in ALLOCATOR.items() if os.environ.get(k) != v]
+    if missing:
+        print(f"warning: allocator variables not set ({', '.join(missing)}); timings will be noisy")
+    torch.set_num_threads(args.threads)
+    torch.manual_seed(0)
+
+    cfg = resolve_unet_config(args.base)
+    B, T, (H, W) = args.batch, args.frames, args.latent
+    C, D = cfg["in_channels"], cfg["cross_attention_dim"]
+    unet = UNet2DConditionModel.from_config(cfg).eval()
+    video = VideoUNet.from_unet2d(unet).eval()
+    x = torch.randn(B, C, T, H, W)
+    ehs = torch.randn(B, 77, D)
+    t = torch.full((B,), 500)
+    frames = x.transpose(1, 2).reshape(B * T, C, H, W)
+
+    runs = {
+        "image": (unet, lambda m: m(frames, t.repeat_interleave(T), ehs.repeat_interleave(T, 0))),
+        "videoldm": (video, lambda m: m(x, t, ehs)),
+    }
+    if "animatediff" not in args.skip:
+        # diffusers 0.42's UNetMotionModel takes the text tokens per frame
+        runs["animatediff"] = (animatediff(unet).eval(), lambda m: m(x, t, ehs.repeat_interleave(T, 0)))
+    if "svd" not in args.skip:
+        svd = svd_like(cfg, T).eval()
+        added = torch.tensor([[6.0, 127.0, 0.02]]).repeat(B, 1)
+        runs["svd"] = (svd, lambda m: m(x.transpose(1, 2), t, ehs[:, :1], added_time_ids=added))
+
+    stats = {}
+    with torch.inference_mode():
+        for name, (model, call) in runs.items():
+            with PeakTensorMemory() as mem, FlopCounterMode(display=False) as flops:
+                call(model)
+            stats[name] = {"params": sum(q.numel() for q in model.parameters()), "macs": flops.get_total_flops() / 2,
+                           "temporal": temporal_params(name, model), "peak": mem.peak, "times": []}
+            call(model)  # warm-up
+        for _ in range(args.repeats):
+            for name, (model, call) in runs.items():
+                gc.collect()
+                start = time.perf_counter()
+                call(model)
+                stats[name]["times"].append(time.perf_counter() - start)
+    report(stats, args)
+
+
+def report(stats: dict, args) -> None:
+    base = stats["image"]
+    t0, m0 = statistics.median(base["times"]), base["peak"]
+    mac_ratio = stats["videoldm"]["macs"] / base["macs"]
+    print(f"\nbase {args.base}, batch {args.batch} x {args.frames} frames, latent {args.latent[0]}x{args.latent[1]}, "
+          f"{torch.get_num_threads()} threads, torch {torch.__version__}, median of {args.repeats} after warm-up")
+    print(f"VideoUNet multiply-adds: {mac_ratio:.3f}x the image UNet's (target: time ratio <= {1.1 * mac_ratio:.2f})\n")
+    head = f"{'model':<12}{'params':>9}{'temporal':>10}{'MACs x':>8}{'time s':>9}{'x image':>9}{'peak MiB':>10}" \
+           f"{'x image':>9}" \
+           f"{'extra s/100M temporal':>23}{'extra MiB/100M temporal':>25}"
+    print(head)
+    print("-" * len(head))
+    for name, s in stats.items():
+        tm = statistics.median(s["times"])
+        per_t = "" if not s["temporal"] else f"{(tm - t0) / (s['temporal'] / 1e8):>23.3f}"
+        per_m = "" if not s["temporal"] else f"{(s['peak'] - m0) / 2**20 / (s['temporal'] / 1e8):>25.1f}"
+        print(f"{name:<12}{s['params'] / 1e6:>8.1f}M{s['temporal'] / 1e6:>9.1f}M{s['macs'] / base['macs']:>8.2f}"
+              f"{tm:>9.2f}{tm / t0:>9.2f}"
+              f"{s['peak'] / 2**20:>10.0f}{s['peak'] / m0:>9.2f}{per_t:>23}{per_m:>25}")
+
+
+if __name__ == "__main__":
+    main()
