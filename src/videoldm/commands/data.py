@@ -13,7 +13,7 @@ EPILOG = """examples:
   videoldm data synth --kind driving --num 200 --frames 16 --size 128x256 --fps 8 --out data/driving
   videoldm data synth --kind shapes --num 500 --size 64x64 --out data/shapes            # train split
   videoldm data synth --kind shapes --num 50 --size 64x64 --split heldout --out data/shapes-heldout
-  videoldm data synth --kind camera --num 100 --frames 32 --fps 24 --crf 18 --out data/camera
+  videoldm data synth --kind camera --num 100 --frames 32 --fps 24 --out data/camera
   videoldm data inspect data/driving                  # a folder of videos / frame folders
   videoldm data inspect "shards/train-{000000..000099}.tar" --frames 16 --fps 8
   videoldm data shard data/driving --out shards/driving --per-shard 100
@@ -54,6 +54,8 @@ def _positive(kind):
 
 
 def add_command(subparsers) -> None:
+    from videoldm.data.synthetic.base import DATASET_CRF
+
     p = subparsers.add_parser(
         "data", help="make procedural video datasets, inspect video folders and shards",
         description="Video data tools: `synth` writes procedural datasets with ground truth, `inspect` reports "
@@ -74,8 +76,9 @@ def add_command(subparsers) -> None:
     s.add_argument("--out", required=True, type=Path, help="output folder (created)")
     s.add_argument("--seed", type=int, default=0, help="dataset seed (default 0); clip i depends on (seed, i) only")
     s.add_argument("--start-index", type=int, default=0, help="first clip index, to extend a dataset (default 0)")
-    s.add_argument("--crf", type=int, default=None,
-                   help="libx264 quality, lower is better (default: the encoder's, 23); 18 for near-lossless photos")
+    s.add_argument("--crf", type=int, default=DATASET_CRF,
+                   help=f"libx264 quality, lower is better (default {DATASET_CRF}: >= 35 dB PSNR on every kind; "
+                        "libx264's own default is 23)")
     s.add_argument("--previews", type=int, default=0, metavar="K", help="also write GIFs of the first K clips")
     s.add_argument("--split", choices=["train", "heldout"], default="train", help="shapes: which combinations")
     s.add_argument("--daytime", choices=["day", "night"], help="driving: force day or night (default: random)")
