@@ -95,3 +95,17 @@ def test_temporal_res_block_is_3d_conv_residual_and_starts_as_identity():
     out_x, out_y = block(x, 5, temb).view(2, 5, 16, 4, 4), block(y.view(10, 16, 4, 4), 5, temb).view(2, 5, 16, 4, 4)
     assert not torch.allclose(out_x[:, 1], out_y[:, 1])  # frame 1 sees frame 0 through the time kernel
     assert block(torch.randn(3, 16, 4, 4), 1, torch.randn(3, 8)).shape == (3, 16, 4, 4)  # T = 1
+
+
+@pytest.mark.parametrize("spatial_kernel", [1, 3])
+def test_temporal_res_block_equals_its_3d_convolutions(spatial_kernel):
+    torch.manual_seed(0)
+    block = TemporalResBlock(16, temb_channels=8, norm_groups=4, spatial_kernel=spatial_kernel, zero_init=False)
+    B, T, H, W = 2, 5, 4, 3
+    x, temb = torch.randn(B * T, 16, H, W), torch.randn(B * T, 8)
+    video = x.view(B, T, 16, H, W).transpose(1, 2)
+    h = block.conv1(F.silu(block.norm1(video)))
+    h = h + block.time_emb_proj(F.silu(temb)).view(B, T, 16).transpose(1, 2)[..., None, None]
+    h = block.conv2(F.silu(block.norm2(h)))
+    expected = x + h.transpose(1, 2).reshape(B * T, 16, H, W)
+    assert torch.allclose(block(x, T, temb), expected, atol=1e-5)
