@@ -10,6 +10,7 @@ import sys
 COMMAND_MODULES = [
     "videoldm.commands.inflate",
     "videoldm.commands.data",
+    "videoldm.commands.train",
 ]
 
 

@@ -97,6 +97,11 @@ class ClipSpec:
             start = hi / 2
         else:
             start = float(self.start)
+        if self.fps is None and isinstance(self.start, str):
+            # native rate: start on a frame, no later than the last one that leaves T frames (the half-frame
+            # slack of max_start is for container rounding, not a place to start)
+            last = max(int(np.floor((info.duration - self.num_frames / info.fps) * info.fps + 1e-6)), 0)
+            start = min(round(start * info.fps), last) / info.fps
         crop = (float(rng.uniform()), float(rng.uniform())) if self.crop == "random" else (0.5, 0.5)
         return start, crop
 

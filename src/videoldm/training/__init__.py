@@ -1,0 +1,1 @@
+"""Training: one trainer on accelerate, three stages (autoencoder, image, temporal)."""

@@ -1,0 +1,180 @@
+"""Training configs: YAML files checked against dataclasses, so a typo is an error before any work starts."""
+from __future__ import annotations
+
+import dataclasses
+import types
+import typing
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import yaml
+
+STAGES = ("autoencoder", "image", "temporal")
+
+
+@dataclass
+class DataConfig:
+    """Where clips come from: a video folder (``path``) or a latent cache made from it (``latents``)."""
+
+    path: str | None = None
+    latents: str | None = None  # folder written by `videoldm cache-latents`; used when it exists
+    num_frames: int = 16
+    fps: float | None = 8.0
+    size: list[int] = field(default_factory=lambda: [64, 64])
+    batch_size: int = 8
+    frames_per_clip: int = 1  # image / autoencoder stages: frames drawn from each clip
+    num_workers: int = 0
+    seed: int = 0
+
+
+@dataclass
+class OptimConfig:
+    lr: float = 1e-4
+    weight_decay: float = 0.0
+    betas: list[float] = field(default_factory=lambda: [0.9, 0.999])
+    warmup_steps: int = 0
+    schedule: str = "constant"  # constant | cosine | linear (after warm-up)
+    max_grad_norm: float | None = 1.0
+    ema_decay: float | None = None  # EMA of the trained parameters; None: no EMA
+
+
+@dataclass
+class RunConfig:
+    output_dir: str = "runs/run"
+    seed: int = 0
+    max_steps: int = 1000
+    grad_accum: int = 1
+    mixed_precision: str = "no"  # no | bf16 | fp16
+    gradient_checkpointing: bool = False
+    log_every: int = 10
+    sample_every: int = 0  # 0: only at the end
+    checkpoint_every: int = 200
+    keep_last: int = 3
+    num_samples: int = 4
+    sample_steps: int = 25
+    sampler: str = "ddim"
+    guidance_scale: float = 3.0
+
+
+@dataclass
+class AutoencoderModelConfig:
+    """``config``: diffusers ``AutoencoderKL`` keyword arguments (trained from scratch)."""
+
+    config: dict = field(default_factory=dict)
+    kl_weight: float = 1e-6
+
+
+@dataclass
+class ImageModelConfig:
+    autoencoder: str = ""  # folder of a trained AutoencoderKL (an `autoencoder` run's `final/vae`)
+    unet: dict = field(default_factory=dict)  # UNet2DConditionModel kwargs, or {"pretrained": path}
+    scheduler: dict = field(default_factory=lambda: {"num_train_timesteps": 1000, "beta_schedule": "linear",
+                                                     "beta_start": 0.00085, "beta_end": 0.012,
+                                                     "prediction_type": "epsilon"})
+    conditioning: str = "text"  # text | attributes | none
+    text_encoder: dict = field(default_factory=lambda: {"hidden_size": 64, "layers": 2, "heads": 4,
+                                                        "max_length": 16})
+    cfg_dropout: float = 0.1
+
+
+@dataclass
+class TemporalModelConfig:
+    image_model: str = ""  # an `image` run's `final/` folder: its UNet stays frozen
+    temporal: dict = field(default_factory=dict)  # VideoUNet temporal options
+    image_batch_prob: float = 0.0  # share of samples trained as images (alpha forced to 1)
+    train_spatial: bool = False  # also fine-tune the image UNet (SVD's option); default: temporal only
+    cfg_dropout: float = 0.1
+
+
+MODEL_CONFIGS = {"autoencoder": AutoencoderModelConfig, "image": ImageModelConfig, "temporal": TemporalModelConfig}
+
+
+@dataclass
+class TrainConfig:
+    stage: str
+    data: DataConfig
+    model: AutoencoderModelConfig | ImageModelConfig | TemporalModelConfig
+    optim: OptimConfig = field(default_factory=OptimConfig)
+    run: RunConfig = field(default_factory=RunConfig)
+    source: str | None = None  # the YAML file it came from
+
+    def to_dict(self) -> dict:
+        return dataclasses.asdict(self)
+
+
+def _build(cls, values, where: str):
+    if not isinstance(values, dict):
+        raise ValueError(f"{where}: expected a mapping, got {type(values).__name__}")
+    hints = typing.get_type_hints(cls)
+    names = {f.name for f in dataclasses.fields(cls)}
+    unknown = sorted(set(values) - names)
+    if unknown:
+        raise ValueError(f"unknown key{'s' if len(unknown) > 1 else ''} {', '.join(repr(f'{where}.{k}') for k in unknown)}"
+                         f"; known keys of {where}: {', '.join(sorted(names))}")
+    kwargs = {}
+    for key, value in values.items():
+        hint = hints[key]
+        if dataclasses.is_dataclass(hint):
+            value = _build(hint, value or {}, f"{where}.{key}")
+        else:
+            _check_type(value, hint, f"{where}.{key}")
+        kwargs[key] = value
+    return cls(**kwargs)
+
+
+def _check_type(value, hint, where: str) -> None:
+    origin = typing.get_origin(hint)
+    options = typing.get_args(hint) if origin in (typing.Union, types.UnionType) else (hint,)
+    for option in options:
+        base = typing.get_origin(option) or option
+        if option is type(None) and value is None:
+            return
+        if base is float and isinstance(value, (int, float)) and not isinstance(value, bool):
+            return
+        if isinstance(base, type) and isinstance(value, base) and not (base is int and isinstance(value, bool)):
+            return
+    raise ValueError(f"{where}: {value!r} is not a valid {hint}")
+
+
+def parse_config(values: dict, source: str | None = None) -> TrainConfig:
+    """Builds a ``TrainConfig`` from a mapping; unknown keys and wrong types raise ``ValueError``."""
+    if not isinstance(values, dict):
+        raise ValueError("a training config is a mapping with keys stage, data, model, optim, run")
+    values = dict(values)
+    stage = values.get("stage")
+    if stage not in STAGES:
+        raise ValueError(f"stage must be one of {', '.join(STAGES)}; got {stage!r}")
+    unknown = sorted(set(values) - {"stage", "data", "model", "optim", "run"})
+    if unknown:
+        raise ValueError(f"unknown top-level key(s) {unknown}; known: stage, data, model, optim, run")
+    config = TrainConfig(
+        stage=stage,
+        data=_build(DataConfig, values.get("data") or {}, "data"),
+        model=_build(MODEL_CONFIGS[stage], values.get("model") or {}, "model"),
+        optim=_build(OptimConfig, values.get("optim") or {}, "optim"),
+        run=_build(RunConfig, values.get("run") or {}, "run"),
+        source=source,
+    )
+    if config.run.mixed_precision not in ("no", "bf16", "fp16"):
+        raise ValueError(f"run.mixed_precision must be no, bf16 or fp16; got {config.run.mixed_precision!r}")
+    if config.optim.schedule not in ("constant", "cosine", "linear"):
+        raise ValueError(f"optim.schedule must be constant, cosine or linear; got {config.optim.schedule!r}")
+    return config
+
+
+def load_config(path: str | Path, overrides: list[str] = ()) -> TrainConfig:
+    """Reads a YAML config; ``overrides`` are ``section.key=value`` strings (the value parsed as YAML)."""
+    path = Path(path)
+    if not path.is_file():
+        raise FileNotFoundError(f"config {path} not found")
+    values = yaml.safe_load(path.read_text()) or {}
+    for item in overrides:
+        key, sep, raw = item.partition("=")
+        if not sep:
+            raise ValueError(f"override {item!r}: expected section.key=value")
+        node = values
+        *parents, leaf = key.split(".")
+        for part in parents:
+            node = node.setdefault(part, {})
+        node[leaf] = yaml.safe_load(raw)
+    return parse_config(values, str(path))

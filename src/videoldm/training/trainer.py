@@ -1,0 +1,220 @@
+"""The training loop shared by every stage, on accelerate (one CPU, one GPU, DDP, many nodes).
+
+Per optimizer step: ``grad_accum`` micro-batches, each a global batch of ``batch_size`` samples per
+process; gradient clipping; AdamW; warm-up then the configured schedule; EMA of the trained
+parameters. Losses go to a CSV and TensorBoard, checkpoints are atomic and resume exactly.
+"""
+from __future__ import annotations
+
+import contextlib
+import csv
+import json
+import time
+from pathlib import Path
+
+import torch
+from accelerate import Accelerator
+from accelerate.utils import DistributedDataParallelKwargs
+from diffusers.optimization import get_scheduler
+from diffusers.training_utils import EMAModel
+from tqdm.auto import tqdm
+
+from .checkpoint import list_checkpoints, load_checkpoint, save_checkpoint
+from .config import TrainConfig
+from .data import make_loader
+from .stages import STAGES
+
+
+class Trainer:
+    def __init__(self, config: TrainConfig, accelerator: Accelerator | None = None):
+        self.config = config
+        run = config.run
+        self.accelerator = accelerator or Accelerator(
+            mixed_precision=run.mixed_precision,
+            kwargs_handlers=[DistributedDataParallelKwargs(find_unused_parameters=True)])
+        torch.manual_seed(run.seed)
+        self.stage = STAGES[config.stage](config)  # builds and checks every model before any step
+        self.run_dir = Path(run.output_dir)
+        module = self.stage.module
+        if config.run.gradient_checkpointing:
+            for m in module.modules():
+                if hasattr(m, "enable_gradient_checkpointing") and m is not module:
+                    m.enable_gradient_checkpointing()
+                    break
+        self.params = [p for p in module.parameters() if p.requires_grad]
+        if not self.params:
+            raise ValueError(f"stage {config.stage}: nothing to train")
+        opt = config.optim
+        optimizer = torch.optim.AdamW(self.params, lr=opt.lr, betas=tuple(opt.betas), weight_decay=opt.weight_decay)
+        # stepped once per optimizer step by us (not by accelerate, which steps it once per process)
+        self.lr_scheduler = get_scheduler(opt.schedule, optimizer, num_warmup_steps=opt.warmup_steps,
+                                          num_training_steps=run.max_steps)
+        self.model, self.optimizer = self.accelerator.prepare(module, optimizer)
+        self.ema = EMAModel(self.params, decay=opt.ema_decay) if opt.ema_decay else None
+        self.step, self.position = 0, 0
+
+    # ---------------------------------------------------------------------------------- checkpoints
+    def save(self) -> Path | None:
+        self.accelerator.wait_for_everyone()
+        if not self.accelerator.is_main_process:
+            return None
+        state = {"position": self.position, "optimizer": self.optimizer.state_dict(),
+                 "lr_scheduler": self.lr_scheduler.state_dict(),
+                 "ema": self.ema.state_dict() if self.ema else None}
+        return save_checkpoint(self.run_dir, self.step, state, self.stage.module, self.config.run.keep_last)
+
+    def resume(self, checkpoint: str | Path | None = None) -> bool:
+        """Continues from ``checkpoint`` (or the latest in the run folder); False when there is none."""
+        path = Path(checkpoint) if checkpoint else (list_checkpoints(self.run_dir) or [None])[-1]
+        if path is None:
+            return False
+        state = load_checkpoint(path, self.stage.module)
+        self.optimizer.load_state_dict(state["optimizer"])
+        self.lr_scheduler.load_state_dict(state["lr_scheduler"])
+        if self.ema and state["ema"]:
+            self.ema.load_state_dict(state["ema"])
+        if state["rng"]:
+            torch.set_rng_state(state["rng"]["torch"])
+        self.step, self.position = state["step"], state["position"]
+        self._log(f"resumed from {path} at step {self.step}")
+        return True
+
+    # ------------------------------------------------------------------------------------- training
+    def train(self) -> Path:
+        run, acc = self.config.run, self.accelerator
+        self.run_dir.mkdir(parents=True, exist_ok=True)
+        if acc.is_main_process:
+            (self.run_dir / "config.json").write_text(json.dumps(self.config.to_dict(), indent=2))
+        global_batch = self.config.data.batch_size * acc.num_processes
+        batches = self.batches()
+        logger = _Logs(self.run_dir, acc.is_main_process, resume_step=self.step)
+        bar = tqdm(total=run.max_steps, initial=self.step, disable=not acc.is_local_main_process,
+                   desc=f"{self.config.stage}", dynamic_ncols=True)
+        self.model.train()
+        while self.step < run.max_steps:
+            start = time.perf_counter()
+            total, extras = self.backward(batches)
+            if self.config.optim.max_grad_norm:
+                acc.clip_grad_norm_(self.params, self.config.optim.max_grad_norm)
+            self.optimizer.step()
+            self.lr_scheduler.step()
+            self.optimizer.zero_grad(set_to_none=True)
+            if self.ema:
+                self.ema.step(self.params)
+            self.step += 1
+            seconds = time.perf_counter() - start
+            logger.write(self.step, {"loss": total, "lr": self.lr_scheduler.get_last_lr()[0],
+                                     "samples_per_s": global_batch * run.grad_accum / seconds, **extras},
+                         every=run.log_every)
+            bar.set_postfix(loss=f"{total:.4f}", samples_s=f"{global_batch * run.grad_accum / seconds:.1f}")
+            bar.update(1)
+            if run.checkpoint_every and self.step % run.checkpoint_every == 0:
+                self.save()
+            if run.sample_every and self.step % run.sample_every == 0 and acc.is_main_process:
+                with self._ema_weights():
+                    self.stage.sample(self.run_dir / "samples", self.step)
+        bar.close()
+        logger.close()
+        self.save()
+        return self.export()
+
+    def backward(self, batches) -> tuple[float, dict]:
+        """Accumulates the gradients of one optimizer step (``grad_accum`` global batches); returns the
+        loss averaged over micro-batches and processes, and the stage's other logged values."""
+        acc, accum = self.accelerator, self.config.run.grad_accum
+        total, extras = 0.0, {}
+        for micro in range(accum):
+            batch = next(batches)
+            with (contextlib.nullcontext() if micro == accum - 1 else acc.no_sync(self.model)), acc.autocast():
+                loss, logs = self.stage.loss(self.model, batch, self.config.run.seed)
+            acc.backward(loss / accum)
+            total += acc.reduce(loss.detach(), "mean").item() / accum
+            for k, v in logs.items():
+                extras[k] = extras.get(k, 0.0) + acc.reduce(v, "mean").item() / accum
+            self.position += self.config.data.batch_size * acc.num_processes
+        return total, extras
+
+    def batches(self):
+        """This process's batches from the current stream position on."""
+        acc, data = self.accelerator, self.config.data
+        return iter(make_loader(self.stage.dataset, data.seed, self.position, data.batch_size,
+                                acc.process_index, acc.num_processes, data.num_workers))
+
+    def export(self) -> Path:
+        """Writes the trained model (EMA weights when there is an EMA) to ``output_dir/final``."""
+        final = self.run_dir / "final"
+        if self.accelerator.is_main_process:
+            final.mkdir(parents=True, exist_ok=True)
+            with self._ema_weights():
+                self.stage.export(final)
+                self.stage.sample(self.run_dir / "samples", self.step)
+        self.accelerator.wait_for_everyone()
+        return final
+
+    @contextlib.contextmanager
+    def _ema_weights(self):
+        if self.ema is None:
+            yield
+            return
+        self.ema.store(self.params)
+        self.ema.copy_to(self.params)
+        try:
+            yield
+        finally:
+            self.ema.restore(self.params)
+
+    def _log(self, message: str) -> None:
+        if self.accelerator.is_main_process:
+            tqdm.write(message)
+
+
+class _Logs:
+    """``log.csv`` (every step) and TensorBoard scalars (every ``every`` steps), main process only."""
+
+    def __init__(self, run_dir: Path, active: bool, resume_step: int):
+        self.active = active
+        if not active:
+            return
+        path = run_dir / "log.csv"
+        rows = []
+        if path.exists():  # keep the rows of the steps before the resume point
+            with open(path) as f:
+                rows = [r for r in csv.DictReader(f) if int(r["step"]) <= resume_step]
+        self.file = open(path, "w", newline="")
+        self.fields = None
+        self.writer = None
+        self._pending = rows
+        try:
+            from torch.utils.tensorboard import SummaryWriter
+
+            self.tb = SummaryWriter(str(run_dir / "tensorboard"))
+        except ImportError:  # tensorboard is optional
+            self.tb = None
+
+    def write(self, step: int, values: dict, every: int) -> None:
+        if not self.active:
+            return
+        row = {"step": step, **{k: f"{v:.8g}" for k, v in values.items()}}
+        if self.writer is None:
+            self.fields = list(row)
+            self.writer = csv.DictWriter(self.file, fieldnames=self.fields, extrasaction="ignore")
+            self.writer.writeheader()
+            self.writer.writerows(self._pending)
+        self.writer.writerow(row)
+        self.file.flush()
+        if self.tb and (step % max(every, 1) == 0):
+            for k, v in values.items():
+                self.tb.add_scalar(k, v, step)
+
+    def close(self) -> None:
+        if self.active:
+            self.file.close()
+            if self.tb:
+                self.tb.close()
+
+
+def train(config: TrainConfig, resume: bool | str = False) -> Path:
+    trainer = Trainer(config)
+    if resume:
+        trainer.resume(None if resume is True else resume)
+    return trainer.train()
