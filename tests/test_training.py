@@ -118,3 +118,26 @@ def test_resume_after_kill_matches_an_uninterrupted_run(tmp_path, clips):
     for step in range(resumed_from + 1, 41):
         assert got[step] == pytest.approx(expected[step], rel=1e-5, abs=1e-7), step
     assert len(list_checkpoints(run_dir)) <= 3  # keep_last
+
+
+def test_two_process_data_parallel_gradients_equal_one_process(tmp_path, clips):
+    results = {}
+    for processes, per_process in ((1, 4), (2, 2)):  # the same global batch of 4 clips
+        cfg = json.loads(json.dumps(TINY_AE))
+        cfg["data"].update(path=str(clips), batch_size=per_process)
+        cfg["run"]["output_dir"] = str(tmp_path / f"run{processes}")
+        recipe_file = tmp_path / f"recipe{processes}.json"
+        recipe_file.write_text(json.dumps(cfg))
+        out = tmp_path / f"grads{processes}.pt"
+        launcher = [sys.executable] if processes == 1 else [
+            sys.executable, "-m", "torch.distributed.run", "--standalone", f"--nproc_per_node={processes}"]
+        done = subprocess.run([*launcher, str(REPO / "tests" / "ddp_grads.py"), str(recipe_file), str(out)],
+                              cwd=REPO, capture_output=True, text=True, timeout=300)
+        assert done.returncode == 0, done.stderr[:4000]
+        results[processes] = torch.load(out, weights_only=True)
+    one, two = results[1], results[2]
+    assert two["processes"] == 2
+    assert one["loss"] == pytest.approx(two["loss"], rel=1e-5)
+    assert one["grads"].keys() == two["grads"].keys() and len(one["grads"]) > 10
+    for name, g in one["grads"].items():
+        assert torch.allclose(g, two["grads"][name], rtol=1e-4, atol=1e-7), name

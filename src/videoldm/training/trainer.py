@@ -31,6 +31,8 @@ class Trainer:
         run = config.run
         self.accelerator = accelerator or Accelerator(
             mixed_precision=run.mixed_precision,
+            # without a GPU, tell accelerate so: under torchrun it then runs data-parallel on CPU (gloo)
+            cpu=not (torch.cuda.is_available() or torch.backends.mps.is_available()),
             kwargs_handlers=[DistributedDataParallelKwargs(find_unused_parameters=True)])
         torch.manual_seed(run.seed)
         self.stage = STAGES[config.stage](config)  # builds and checks every model before any step
