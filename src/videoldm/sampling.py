@@ -1,0 +1,170 @@
+"""Sampling through diffusers schedulers, for image UNets and video UNets alike.
+
+A sampler is always built from the training scheduler's config, so its noise schedule and prediction
+type (epsilon or v) are the model's. One loop serves ``(B, C, H, W)`` and ``(B, C, T, H, W)`` latents;
+classifier-free guidance runs the conditional and unconditional halves as one doubled batch.
+"""
+from __future__ import annotations
+
+import inspect
+from collections.abc import Mapping
+
+import torch
+from diffusers import DDIMScheduler, DDPMScheduler, DPMSolverMultistepScheduler, EulerDiscreteScheduler
+from diffusers.schedulers.scheduling_utils import SchedulerMixin
+from diffusers.utils.torch_utils import randn_tensor
+from torch import nn
+from tqdm.auto import tqdm
+
+from .models.video_unet import VideoUNet, VideoUNetOutput, _per_frame
+
+__all__ = ["SCHEDULERS", "FrameByFrame", "frame_by_frame", "make_scheduler", "sample"]
+
+SCHEDULERS = {
+    "ddim": (DDIMScheduler, {}),
+    "dpm++": (DPMSolverMultistepScheduler, {"algorithm_type": "dpmsolver++"}),
+    "euler": (EulerDiscreteScheduler, {}),
+    "ddpm": (DDPMScheduler, {}),
+}
+
+
+def make_scheduler(name: str, train_scheduler_config: Mapping, clip_sample: bool = False,
+                   **overrides) -> SchedulerMixin:
+    """The sampler ``name`` (one of :data:`SCHEDULERS`) on the training scheduler's noise schedule.
+
+    ``clip_sample``: clip predicted x0 to [-1, 1] (DDIM, DDPM). Off by default whatever the config says,
+    because ``DDPMScheduler`` records ``clip_sample=True`` by default and latents are not bounded; set it
+    for pixel-space models. ``overrides``: further scheduler options, e.g. ``timestep_spacing="trailing"``.
+    """
+    if name not in SCHEDULERS:
+        raise ValueError(f"unknown sampler {name!r}; options: {', '.join(SCHEDULERS)}")
+    cls, options = SCHEDULERS[name]
+    accepted = inspect.signature(cls.__init__).parameters  # DDPM-only keys would otherwise ride along in the config
+    config = {k: v for k, v in dict(train_scheduler_config).items() if k in accepted}
+    if "clip_sample" in accepted:
+        config["clip_sample"] = clip_sample
+    return cls.from_config({**config, **options, **overrides})
+
+
+def _double(value, batch: int):
+    """``value`` for the doubled batch of guidance: tensors with a leading ``batch`` dim repeated, dicts recursed."""
+    if isinstance(value, torch.Tensor) and value.ndim > 0 and value.shape[0] == batch:
+        return torch.cat([value, value])
+    if isinstance(value, Mapping):
+        return {k: _double(v, batch) for k, v in value.items()}
+    return value
+
+
+def _first(output) -> torch.Tensor:
+    """The prediction from a diffusers output, a tuple, or a plain tensor."""
+    if isinstance(output, torch.Tensor):
+        return output
+    return output.sample if hasattr(output, "sample") else output[0]
+
+
+@torch.no_grad()
+def sample(
+    model: nn.Module,
+    scheduler: SchedulerMixin,
+    shape: tuple[int, ...],
+    cond: torch.Tensor | None = None,
+    uncond: torch.Tensor | None = None,
+    guidance_scale: float = 1.0,
+    num_inference_steps: int = 25,
+    generator: torch.Generator | int | None = None,
+    progress: bool = True,
+    model_kwargs: dict | None = None,
+    device: torch.device | str | None = None,
+    step_kwargs: dict | None = None,
+    **call_kwargs,
+) -> torch.Tensor:
+    """Denoises Gaussian noise of ``shape`` into latents with ``scheduler``.
+
+    Args:
+        model: a diffusers ``UNet2DConditionModel`` (``shape`` is ``(B, C, H, W)``), a :class:`VideoUNet`
+            or :func:`frame_by_frame` wrapper (``(B, C, T, H, W)``), or any callable with their signature.
+        cond / uncond: ``encoder_hidden_states`` of the conditional and unconditional model
+            (``(B, L, D)``; ``uncond`` may be ``(1, L, D)``).
+        guidance_scale: ``s`` of classifier-free guidance ``uncond + s * (cond - uncond)``; it is applied
+            (in one doubled batch) only when ``s != 1`` and ``uncond`` is given.
+        generator: a ``torch.Generator`` or an int seed; the initial noise is drawn on the CPU, so a seed
+            gives the same latents on any device.
+        model_kwargs / call_kwargs: passed to every model call (e.g. ``image_only``, ``class_labels``);
+            tensors with a leading ``B`` are doubled with the batch under guidance.
+        device: where to run; defaults to the model's device.
+        step_kwargs: passed to ``scheduler.step``, e.g. ``eta`` (DDIM) or ``s_churn`` (Euler).
+
+    Returns: the final latents, float32, on ``device``.
+    """
+    if isinstance(generator, int):
+        generator = torch.Generator().manual_seed(generator)
+    device = torch.device(device or getattr(model, "device", "cpu"))
+    dtype = getattr(model, "dtype", torch.float32)
+    model_kwargs = {**(model_kwargs or {}), **call_kwargs}
+    batch = shape[0]
+    guided = uncond is not None and guidance_scale != 1.0
+    if guided:
+        if cond is None:
+            raise ValueError("guidance needs cond as well as uncond")
+        uncond = uncond.expand(batch, *uncond.shape[1:]) if uncond.shape[0] == 1 else uncond
+        context = torch.cat([uncond, cond]).to(device, dtype)
+        model_kwargs = _double(model_kwargs, batch)
+    else:
+        context = cond.to(device, dtype) if cond is not None else None
+
+    scheduler.set_timesteps(num_inference_steps, device=device)
+    latents = randn_tensor(tuple(shape), generator=generator, device=device, dtype=torch.float32)
+    latents = latents * scheduler.init_noise_sigma
+    step_kwargs = dict(step_kwargs or {})
+    if "generator" in inspect.signature(scheduler.step).parameters:
+        step_kwargs["generator"] = generator  # stochastic samplers (DDPM, DDIM eta > 0) draw from the seed too
+
+    for t in tqdm(scheduler.timesteps, desc="sampling", disable=not progress, leave=False):
+        x = torch.cat([latents, latents]) if guided else latents
+        x = scheduler.scale_model_input(x, t).to(dtype)
+        out = _first(model(x, t.expand(x.shape[0]), encoder_hidden_states=context, **model_kwargs)).float()
+        if guided:
+            out_uncond, out_cond = out.chunk(2)
+            out = out_uncond + guidance_scale * (out_cond - out_uncond)
+        latents = scheduler.step(out, t, latents, return_dict=False, **step_kwargs)[0]
+    return latents
+
+
+class FrameByFrame(nn.Module):
+    """An image UNet run on ``(B, C, T, H, W)`` video latents frame by frame: the alpha = 1 baseline.
+
+    Same call signature and output as :class:`VideoUNet`, with the same folding of timesteps, tokens and
+    per-video kwargs into frames; ``image_only`` is accepted and ignored (every frame is an image here).
+    A ``VideoUNet`` called with ``image_only=torch.ones(B, dtype=torch.bool)`` computes the same thing.
+    """
+
+    def __init__(self, unet: nn.Module):
+        super().__init__()
+        self.unet = unet
+
+    @property
+    def device(self) -> torch.device:
+        return self.unet.device
+
+    @property
+    def dtype(self) -> torch.dtype:
+        return self.unet.dtype
+
+    def forward(self, sample: torch.Tensor, timestep, encoder_hidden_states: torch.Tensor | None = None,
+                image_only: torch.Tensor | None = None, return_dict: bool = True, **unet_kwargs):
+        del image_only
+        if sample.ndim != 5:
+            raise ValueError(f"sample must be a video latent of shape (B, C, T, H, W), got {tuple(sample.shape)}")
+        B, C, T, H, W = sample.shape
+        frames = sample.transpose(1, 2).reshape(B * T, C, H, W)
+        timestep = VideoUNet._frame_timesteps(timestep, B, T, sample.device)
+        tokens = VideoUNet._frame_tokens(encoder_hidden_states, B, T, "encoder_hidden_states")
+        unet_kwargs = {k: _per_frame(v, B, T) for k, v in unet_kwargs.items()}
+        out = self.unet(frames, timestep, tokens, return_dict=False, **unet_kwargs)[0]
+        out = out.view(B, T, -1, H, W).transpose(1, 2)
+        return VideoUNetOutput(sample=out) if return_dict else (out,)
+
+
+def frame_by_frame(image_unet: nn.Module) -> FrameByFrame:
+    """Wraps an image UNet so :func:`sample` can run it on video latents (no temporal layers at all)."""
+    return FrameByFrame(image_unet)
