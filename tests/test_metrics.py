@@ -1,0 +1,186 @@
+"""videoldm.metrics: the trackers find the generators' objects where the ground truth says, and every
+number moves the right way (jitter, shuffled frames, noise, blur)."""
+import io
+import json
+
+import numpy as np
+import pytest
+import torch
+from scipy import ndimage
+
+from videoldm.data.decode import decode_clip
+from videoldm.data.io import mp4_bytes
+from videoldm.data.synthetic import DrivingGenerator, ShapesGenerator
+from videoldm.metrics import (
+    as_videos, coherence_report, daytime_of, flicker, jerk, link_detections, psnr, shape_colours,
+    sharpness, temporal_error, track_cars, track_shapes,
+)
+
+T = 16
+
+
+@pytest.fixture(scope="module")
+def one_shape():
+    gen = ShapesGenerator(frames=T, size=(64, 64), seed=3, max_shapes=1)
+    return [gen.sample(i) for i in range(12)]
+
+
+@pytest.fixture(scope="module")
+def roads():
+    gen = DrivingGenerator(frames=T, size=(64, 128), seed=1)
+    return [gen.sample(i) for i in range(8)]
+
+
+def _f(frames: np.ndarray) -> np.ndarray:
+    return frames.astype(np.float32) / 255.0
+
+
+def _centroid_errors(clips, frames_of):
+    found, errors = [], []
+    for clip in clips:
+        (track,), _ = track_shapes(_f(frames_of(clip)), shape_colours(clip.caption))
+        gt = np.array(clip.ground_truth["centroids"])[:, 0]
+        ok = ~np.isnan(track[:, 0])
+        found.append(ok.mean())
+        errors.extend(np.abs(track[ok] - gt[ok]).max(-1))
+    return np.mean(found), np.array(errors)
+
+
+def test_shapes_tracker_matches_ground_truth(one_shape):
+    found, err = _centroid_errors(one_shape, lambda c: c.frames)
+    assert found >= 0.99
+    assert err.max() < 1.0 and err.mean() < 0.3, (err.max(), err.mean())
+
+
+def test_shapes_tracker_survives_mp4_and_model_like_damage(one_shape):
+    found, err = _centroid_errors(one_shape[:6], lambda c: decode_clip(io.BytesIO(mp4_bytes(c.frames, 8, crf=18)), num_frames=T)[0])
+    assert found >= 0.99 and err.max() < 1.5 and err.mean() < 0.5, (found, err.max(), err.mean())
+    rng = np.random.default_rng(0)
+
+    def damaged(clip):  # blur, a colour cast and noise, as a small generative model might give
+        x = ndimage.gaussian_filter(clip.frames.astype(np.float32), (0, 1.0, 1.0, 0))
+        x = x + np.array([12.0, -8.0, 6.0]) + rng.normal(0, 6.0, x.shape)
+        return np.clip(x, 0, 255).round().astype(np.uint8)
+
+    found, err = _centroid_errors(one_shape[:6], damaged)
+    assert found >= 0.99 and err.max() < 1.5, (found, err.max())
+
+
+def test_shapes_two_shapes_and_descriptions():
+    gen = ShapesGenerator(frames=T, size=(64, 64), seed=5, max_shapes=2)
+    clips = [gen.sample(i) for i in range(8)]
+    assert any(len(shape_colours(c.caption)) == 2 for c in clips)
+    for c in clips:
+        assert shape_colours(c.caption) == shape_colours(c.attributes)
+    report = coherence_report([c.frames for c in clips], "shapes", [c.caption for c in clips])
+    assert report["found_fraction"] >= 0.97  # occlusion by the other shape can hide one now and then
+    assert report["background_flicker"] == 0.0 and report["flicker"] > 0.0  # the background never changes
+    with pytest.raises(ValueError, match="colour"):
+        shape_colours("a video of nothing")
+    with pytest.raises(ValueError, match="caption or attributes"):
+        coherence_report(clips[0].frames, "shapes")
+
+
+def test_jerk_of_straight_and_jittered_tracks():
+    t = np.arange(2000, dtype=np.float64)[:, None]
+    line = np.concatenate([3.0 + 0.7 * t, 10.0 - 0.2 * t], 1)
+    assert jerk([line]) < 1e-9
+    for s in (0.5, 2.0):
+        noisy = line + np.random.default_rng(1).normal(0, s, line.shape)
+        # i.i.d. jitter s per coordinate: the second difference has sd sqrt(6) s, mean norm s sqrt(3 pi)
+        assert jerk([noisy]) == pytest.approx(s * np.sqrt(3 * np.pi), rel=0.1)
+    gappy = line.copy()
+    gappy[5] = np.nan  # a missing frame removes the three triples through it, no more
+    assert jerk([gappy[:10]]) < 1e-9 and np.isnan(jerk([line[:2]]))
+
+
+def test_shuffled_frames_have_much_larger_jerk(one_shape, roads):
+    perm = np.random.default_rng(0).permutation(T)
+    shapes = np.stack([c.frames for c in one_shape])
+    captions = [c.caption for c in one_shape]
+    ordered = coherence_report(shapes, "shapes", captions)["jerk"]
+    shuffled = coherence_report(shapes[:, perm], "shapes", captions)["jerk"]
+    assert shuffled > 4 * ordered, (ordered, shuffled)
+    cars = np.stack([c.frames for c in roads])
+    ordered = coherence_report(cars, "driving")["jerk"]
+    shuffled = coherence_report(cars[:, perm], "driving")["jerk"]
+    assert shuffled > 3 * ordered, (ordered, shuffled)
+
+
+def test_driving_finds_the_cars(roads):
+    hits = frames_with_car = day_hit = day_cars = 0
+    for c in roads:
+        assert daytime_of(c.caption) == c.attributes["daytime"]
+        _, counts, mask = track_cars(_f(c.frames), daytime_of(c.caption))
+        big = [[b for b in fb if (b["box"][2] - b["box"][0]) * (b["box"][3] - b["box"][1]) >= 16]  # at least 4x4 pixels
+               for fb in c.ground_truth["boxes"]]
+        has = np.array([len(b) > 0 for b in big])
+        frames_with_car += has.sum()
+        hits += (has & (counts > 0)).sum()
+        cars = c.extras["ids"] >= 0
+        stars = np.zeros(cars.shape[1:], bool)
+        stars[tuple(c.extras["stars"].T)] = c.extras["night"]  # single pixels, too small to be a detection
+        assert (mask & ~cars & ~stars).sum() <= 0.002 * cars.sum()
+        if c.attributes["daytime"] == "day":  # at night a dark car on the dark road shows only its lights
+            day_hit, day_cars = day_hit + (mask & cars).sum(), day_cars + cars.sum()
+    # A grey car over a lane line is partly "background" (the envelope spans road to paint there).
+    assert day_hit >= 0.85 * day_cars, day_hit / day_cars
+    assert hits >= 0.95 * frames_with_car
+    report = coherence_report([c.frames for c in roads], "driving", [c.attributes for c in roads])
+    for c, row in zip(roads, report["per_video"]):
+        if c.attributes["daytime"] == "day":
+            assert row["found_fraction"] >= 0.95
+    # One night clip here has only a 4-pixel dark car: not visible, so not found.
+    assert report["found_fraction"] >= 0.85 and report["cars_per_frame"] >= 1.0
+    json.dumps(report)  # loggable as it is
+
+
+def test_link_detections():
+    dets = [np.array([[0.0, 0.0], [50.0, 0.0]]), np.array([[52.0, 1.0], [1.0, 1.0]]), np.array([[2.0, 2.0]])]
+    tracks = link_detections(dets, max_step=5.0)
+    assert len(tracks) == 2
+    np.testing.assert_array_equal(tracks[0], [[0, 0], [1, 1], [2, 2]])
+    assert np.isnan(tracks[1][2]).all() and tracks[1][1].tolist() == [52.0, 1.0]
+    assert len(link_detections(dets, max_step=0.5)) == 5  # nothing close enough: every detection its own track
+
+
+def test_flicker_temporal_error_psnr():
+    rng = np.random.default_rng(0)
+    static = np.repeat(rng.integers(0, 256, (1, 16, 16, 3), dtype=np.uint8), 8, 0)
+    noisy = np.clip(static + rng.normal(0, 10, static.shape), 0, 255).astype(np.uint8)
+    assert flicker(static) == 0.0
+    assert flicker(noisy) == pytest.approx(10 / 255 * 2 / np.sqrt(np.pi), rel=0.15)  # E|N(0, 2 s^2)|
+    assert temporal_error(noisy, noisy) == 0.0
+    offset = np.clip(static.astype(int) + 5, 0, 255).astype(np.uint8)
+    assert temporal_error(offset, static) == 0.0  # an error fixed in time does not flicker
+    assert temporal_error(noisy, static) == pytest.approx(flicker(noisy))
+    assert psnr(static, static) == float("inf")
+    one_off = np.where(static < 255, static + 1, static - 1).astype(np.uint8)
+    assert psnr(one_off, static) == pytest.approx(20 * np.log10(255), abs=1e-4)
+
+
+def test_sharpness_drops_with_blur(one_shape):
+    x = np.stack([c.frames for c in one_shape[:4]])
+    blurred = ndimage.gaussian_filter(x.astype(np.float32), (0, 0, 1.5, 1.5, 0)).round().astype(np.uint8)
+    assert sharpness(blurred) < 0.5 * sharpness(x)
+    assert sharpness(np.zeros((4, 16, 16, 3), np.uint8)) == 0.0
+
+
+def test_inputs_torch_and_numpy_agree(one_shape):
+    x = np.stack([c.frames for c in one_shape[:3]])
+    t = torch.from_numpy(x).permute(0, 4, 1, 2, 3).float() / 127.5 - 1.0
+    np.testing.assert_allclose(as_videos(t), as_videos(x), atol=1e-6)
+    np.testing.assert_allclose(as_videos(t[0]), as_videos(x[0]), atol=1e-6)
+    captions = [c.caption for c in one_shape[:3]]
+    a, b = coherence_report(t, "shapes", captions), coherence_report(x, "shapes", captions)
+    assert a["jerk"] == pytest.approx(b["jerk"]) and a["found_fraction"] == b["found_fraction"]
+    report = coherence_report(t, "shapes", captions, reference=x)
+    assert report["psnr"] > 60 and report["temporal_error"] < 1e-6
+    with pytest.raises(ValueError, match="uint8"):
+        as_videos(x.astype(np.float64))
+    with pytest.raises(ValueError, match=r"\[0, 1\]"):
+        as_videos(x.astype(np.float32))
+    with pytest.raises(ValueError, match="3 channels"):
+        as_videos(torch.zeros(1, 4, 2, 8, 8))
+    with pytest.raises(ValueError, match="kind"):
+        coherence_report(x, "camera")
