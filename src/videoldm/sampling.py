@@ -83,12 +83,12 @@ def sample(
     Args:
         model: a diffusers ``UNet2DConditionModel`` (``shape`` is ``(B, C, H, W)``), a :class:`VideoUNet`
             or :func:`frame_by_frame` wrapper (``(B, C, T, H, W)``), or any callable with their signature.
-        cond / uncond: ``encoder_hidden_states`` of the conditional and unconditional model
-            (``(B, L, D)``; ``uncond`` may be ``(1, L, D)``).
+        cond / uncond: ``encoder_hidden_states`` of the conditional and unconditional model,
+            ``(B, L, D)`` or ``(1, L, D)`` for the whole batch.
         guidance_scale: ``s`` of classifier-free guidance ``uncond + s * (cond - uncond)``; it is applied
             (in one doubled batch) only when ``s != 1`` and ``uncond`` is given.
-        generator: a ``torch.Generator`` or an int seed; the initial noise is drawn on the CPU, so a seed
-            gives the same latents on any device.
+        generator: an int seed or a ``torch.Generator``; with a seed (or a CPU generator) the noise is drawn
+            on the CPU, so a seed gives the same initial noise on any device.
         model_kwargs / call_kwargs: passed to every model call (e.g. ``image_only``, ``class_labels``);
             tensors with a leading ``B`` are doubled with the batch under guidance.
         device: where to run; defaults to the model's device.
@@ -102,11 +102,11 @@ def sample(
     dtype = getattr(model, "dtype", torch.float32)
     model_kwargs = {**(model_kwargs or {}), **call_kwargs}
     batch = shape[0]
+    cond, uncond = (c.expand(batch, *c.shape[1:]) if c is not None and c.shape[0] == 1 else c for c in (cond, uncond))
     guided = uncond is not None and guidance_scale != 1.0
     if guided:
         if cond is None:
             raise ValueError("guidance needs cond as well as uncond")
-        uncond = uncond.expand(batch, *uncond.shape[1:]) if uncond.shape[0] == 1 else uncond
         context = torch.cat([uncond, cond]).to(device, dtype)
         model_kwargs = _double(model_kwargs, batch)
     else:
