@@ -11,6 +11,7 @@ COMMAND_MODULES = [
     "videoldm.commands.inflate",
     "videoldm.commands.data",
     "videoldm.commands.train",
+    "videoldm.commands.evaluate",
 ]
 
 

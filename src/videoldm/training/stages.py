@@ -55,12 +55,6 @@ def dataset_captions(dataset) -> list[str]:
     return [dataset.record(i).get("caption") or "" for i in range(len(dataset))]
 
 
-def dataset_attributes(dataset) -> list[dict]:
-    if isinstance(dataset, LatentCache):
-        return [m.get("attributes") or {} for m in dataset.meta]
-    return [dataset.record(i).get("attributes") or {} for i in range(len(dataset))]
-
-
 def diffusion_loss(model_output: torch.Tensor, scheduler: DDPMScheduler, latents, noise, timesteps) -> torch.Tensor:
     """MSE to the scheduler's target: the noise (epsilon) or the velocity (v-prediction)."""
     kind = scheduler.config.prediction_type
@@ -153,7 +147,7 @@ def build_conditioner(kind: str, dataset, text_options: dict, cross_attention_di
     elif kind == "attributes":
         from ..conditioning import AttributeConditioner
 
-        conditioner = AttributeConditioner.from_examples(dataset_attributes(dataset), dim=cross_attention_dim)
+        conditioner = AttributeConditioner(dim=cross_attention_dim)  # the driving attributes
         width = cross_attention_dim
     else:
         raise ValueError(f"model.conditioning must be text, attributes or none; got {kind!r}")

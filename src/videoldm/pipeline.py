@@ -1,0 +1,84 @@
+"""`VideoLDMPipeline`: text (or attributes) to video with a trained Video LDM stack.
+
+Loads what the trainer exports: an `image` stage folder (UNet, scheduler, VAE, conditioner) or a
+`temporal` stage folder (temporal layers plus a reference to its image model).
+"""
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import torch
+
+from .models.video_unet import VideoUNet
+from .sampling import FrameByFrame, make_scheduler, sample
+from .training.sampling_io import decode_latents
+from .training.stages import MODEL_INDEX, load_image_model
+
+
+class VideoLDMPipeline:
+    def __init__(self, unet, vae, scheduler_config: dict, conditioner=None, conditioning: str = "none"):
+        self.unet, self.vae, self.conditioner = unet, vae, conditioner
+        self.scheduler_config, self.conditioning = dict(scheduler_config), conditioning
+
+    @classmethod
+    def from_pretrained(cls, path: str | Path) -> "VideoLDMPipeline":
+        """``path``: an exported `temporal` folder (a video model) or `image` folder (frame by frame)."""
+        root = Path(path)
+        if not (root / MODEL_INDEX).is_file():
+            raise FileNotFoundError(f"{path}: not an exported videoldm model (no {MODEL_INDEX})")
+        index = json.loads((root / MODEL_INDEX).read_text())
+        if index["stage"] == "temporal":
+            parts = load_image_model(index["image_model"])
+            unet = parts["unet"]
+            if index.get("unet"):  # the spatial layers were fine-tuned too
+                from diffusers import UNet2DConditionModel
+
+                unet = UNet2DConditionModel.from_pretrained(root / index["unet"])
+            model = VideoUNet.from_unet2d(unet, temporal_layers=root / index["temporal_layers"])
+        elif index["stage"] == "image":
+            parts = load_image_model(root)
+            model = FrameByFrame(parts["unet"])
+        else:
+            raise ValueError(f"{path}: a {index['stage']} export is not a diffusion model")
+        model.eval()
+        return cls(model, parts["vae"].eval(), parts["scheduler"].config, parts["conditioner"],
+                   parts["index"].get("conditioning", "none"))
+
+    @property
+    def image_unet(self):
+        return self.unet.unet
+
+    def tokens(self, prompts: list, uncond: bool = False):
+        if self.conditioner is None:
+            return None
+        with torch.no_grad():
+            if self.conditioning == "text":
+                return self.conditioner.encode(["" if uncond else p for p in prompts])
+            return self.conditioner([{} if uncond else p for p in prompts])
+
+    @torch.no_grad()
+    def __call__(self, prompts: list, num_frames: int = 16, latent_size: tuple[int, int] | None = None,
+                 num_inference_steps: int = 25, guidance_scale: float = 3.0, sampler: str = "ddim",
+                 seed: int | torch.Generator = 0, frame_by_frame: bool = False, progress: bool = True,
+                 output: str = "frames"):
+        """Samples one video per prompt (a caption, or an attribute dict for attribute models).
+
+        ``frame_by_frame=True`` forces alpha = 1: the image model alone, frame by frame, with the same
+        noise: the baseline a video model is compared with. Returns ``(B, T, 3, H, W)`` in [-1, 1]
+        (``output="latents"``: the latents ``(B, C, T, h, w)``).
+        """
+        cfg = self.image_unet.config
+        h, w = latent_size or (cfg.sample_size, cfg.sample_size)
+        B = len(prompts)
+        cond, uncond = self.tokens(prompts), self.tokens(prompts, uncond=True)
+        kwargs = {"image_only": torch.ones(B, dtype=torch.bool)} if frame_by_frame else None
+        if frame_by_frame and not isinstance(self.unet, VideoUNet):
+            kwargs = None
+        latents = sample(self.unet, make_scheduler(sampler, self.scheduler_config), (B, cfg.in_channels, num_frames, h, w),
+                         cond=cond, uncond=uncond if cond is not None else None, guidance_scale=guidance_scale,
+                         num_inference_steps=num_inference_steps, generator=seed, progress=progress,
+                         model_kwargs=kwargs)
+        if output == "latents":
+            return latents
+        return decode_latents(self.vae, latents)
