@@ -108,7 +108,8 @@ class ShapesGenerator(Generator):
             ids[mask] = k
             described.append({"color": color, "shape": shape, "direction": direction, "radius": round(r, 3)})
             centroids.append(np.stack([cx, cy], -1))
-        parts = [f"a {d['color']} {d['shape']} moving {d['direction']}" for d in described]
+        parts = [f"{'an' if d['color'][0] in 'aeiou' else 'a'} {d['color']} {d['shape']} moving {d['direction']}"
+                 for d in described]
         caption = " and ".join(parts) + f" on a {bg_name} background"
         gt = {"centroids": np.round(np.stack(centroids, 1), 3).tolist()}  # (T, shapes, 2) as (x, y) pixels
         attributes = {"background": bg_name, "shapes": described, "split": self.split, "num_shapes": n}
