@@ -17,9 +17,11 @@ from .training.stages import MODEL_INDEX, load_image_model
 
 
 class VideoLDMPipeline:
-    def __init__(self, unet, vae, scheduler_config: dict, conditioner=None, conditioning: str = "none"):
+    def __init__(self, unet, vae, scheduler_config: dict, conditioner=None, conditioning: str = "none",
+                 latent_size: tuple[int, int] | None = None, fps: float | None = None):
         self.unet, self.vae, self.conditioner = unet, vae, conditioner
         self.scheduler_config, self.conditioning = dict(scheduler_config), conditioning
+        self.latent_size, self.fps = latent_size, fps  # what the model was trained at
 
     @classmethod
     def from_pretrained(cls, path: str | Path) -> "VideoLDMPipeline":
@@ -42,8 +44,10 @@ class VideoLDMPipeline:
         else:
             raise ValueError(f"{path}: a {index['stage']} export is not a diffusion model")
         model.eval()
+        size = index.get("latent_size") or parts["index"].get("latent_size")
         return cls(model, parts["vae"].eval(), parts["scheduler"].config, parts["conditioner"],
-                   parts["index"].get("conditioning", "none"))
+                   parts["index"].get("conditioning", "none"), tuple(size) if size else None,
+                   index.get("fps") or parts["index"].get("fps"))
 
     @property
     def image_unet(self):
@@ -69,7 +73,7 @@ class VideoLDMPipeline:
         (``output="latents"``: the latents ``(B, C, T, h, w)``).
         """
         cfg = self.image_unet.config
-        h, w = latent_size or (cfg.sample_size, cfg.sample_size)
+        h, w = latent_size or self.latent_size or (cfg.sample_size, cfg.sample_size)
         B = len(prompts)
         cond, uncond = self.tokens(prompts), self.tokens(prompts, uncond=True)
         kwargs = {"image_only": torch.ones(B, dtype=torch.bool)} if frame_by_frame else None

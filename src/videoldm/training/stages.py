@@ -200,6 +200,10 @@ class DiffusionStageMixin:
         z = z * self.vae.config.scaling_factor
         return z.view(B, T, *z.shape[1:]).transpose(1, 2)
 
+    def latent_size(self) -> list[int]:
+        """(h, w) of the training latents: the size the exported model samples at by default."""
+        return list(self.latents_of(self.dataset[0][0][None]).shape[-2:])
+
     def noise_and_timesteps(self, latents, positions, seed):
         shape = latents.shape[1:]
         noise = per_sample(positions, seed, 2, lambda g: torch.randn(shape, generator=g)).to(latents)
@@ -251,7 +255,8 @@ class ImageStage(DiffusionStageMixin):
             self.conditioner.save_pretrained(directory / "conditioner")
         index = {"stage": "image", "unet": "unet", "scheduler": "scheduler", "vae": "vae",
                  "conditioning": self.config.model.conditioning,
-                 "conditioner": "conditioner" if self.conditioner is not None else None}
+                 "conditioner": "conditioner" if self.conditioner is not None else None,
+                 "latent_size": self.latent_size(), "fps": self.config.data.fps}
         (directory / MODEL_INDEX).write_text(json.dumps(index, indent=2))
 
     def sample(self, directory: Path, step: int) -> None:
@@ -323,7 +328,8 @@ class TemporalStage(DiffusionStageMixin):
         """Only the temporal layers: the frozen image model is referenced by path, not copied."""
         self.video_unet.save_temporal_layers(directory / "temporal_layers")
         index = {"stage": "temporal", "image_model": str(Path(self.config.model.image_model).resolve()),
-                 "temporal_layers": "temporal_layers"}
+                 "temporal_layers": "temporal_layers", "latent_size": self.latent_size(),
+                 "num_frames": self.config.data.num_frames, "fps": self.config.data.fps}
         if self.config.model.train_spatial:
             self.video_unet.unet.save_pretrained(directory / "unet")
             index["unet"] = "unet"
