@@ -65,7 +65,10 @@ def test_shapes_centroids_match_pixel_mass_and_captions():
     for i in range(6):
         clip = gen.sample(i)
         shapes = clip.attributes["shapes"]
-        assert clip.caption.startswith(f"a {shapes[0]['color']} {shapes[0]['shape']} moving {shapes[0]['direction']}")
+        article = "an" if shapes[0]["color"][0] in "aeiou" else "a"
+        assert clip.caption.startswith(f"{article} {shapes[0]['color']} {shapes[0]['shape']} moving "
+                                       f"{shapes[0]['direction']}")
+        assert " a orange" not in f" {clip.caption}"
         assert clip.caption.endswith(f"on a {clip.attributes['background']} background")
         cent = np.array(clip.ground_truth["centroids"])
         assert cent.shape == (8, len(shapes), 2)
