@@ -76,9 +76,8 @@ class VideoLDMPipeline:
         h, w = latent_size or self.latent_size or (cfg.sample_size, cfg.sample_size)
         B = len(prompts)
         cond, uncond = self.tokens(prompts), self.tokens(prompts, uncond=True)
-        kwargs = {"image_only": torch.ones(B, dtype=torch.bool)} if frame_by_frame else None
-        if frame_by_frame and not isinstance(self.unet, VideoUNet):
-            kwargs = None
+        # an image export is frame by frame already; a video model is told alpha = 1 per sample
+        kwargs = {"image_only": torch.ones(B, dtype=torch.bool)} if frame_by_frame and isinstance(self.unet, VideoUNet) else None
         latents = sample(self.unet, make_scheduler(sampler, self.scheduler_config), (B, cfg.in_channels, num_frames, h, w),
                          cond=cond, uncond=uncond if cond is not None else None, guidance_scale=guidance_scale,
                          num_inference_steps=num_inference_steps, generator=seed, progress=progress,

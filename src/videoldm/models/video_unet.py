@@ -202,6 +202,8 @@ class VideoUNet(ModelMixin, ConfigMixin):
                 hook = _TemporalHook(layer, self._state)
                 self._hooks.append(block.register_forward_hook(hook, with_kwargs=True))
         self.unet.requires_grad_(False)
+        self._context_dims = {layer.context_dim for layer in self.temporal_layers.values()
+                              if isinstance(layer, TemporalTransformer) and layer.context_dim is not None}
 
     @classmethod
     def from_unet2d(cls, unet: UNet2DConditionModel, temporal_layers: str | os.PathLike | None = None,
@@ -376,8 +378,7 @@ class VideoUNet(ModelMixin, ConfigMixin):
                          f"got {tuple(tokens.shape)}")
 
     def _check_context_dim(self, tokens: torch.Tensor | None) -> None:
-        dims = {layer.context_dim for layer in self.temporal_layers.values()
-                if isinstance(layer, TemporalTransformer) and layer.context_dim is not None}
+        dims = self._context_dims
         if tokens is not None and dims and tokens.shape[-1] not in dims:
             raise ValueError(f"conditioning tokens have dimension {tokens.shape[-1]}, the model's "
                              f"cross-attention takes {sorted(dims)}")

@@ -39,9 +39,8 @@ class ClipStream:
         return int(self._perms[epoch][offset])
 
     @staticmethod
-    def local_positions(start: int, per_rank: int, rank: int, world: int) -> list[int]:
+    def local_positions(start: int, per_rank: int, rank: int) -> list[int]:
         """Stream positions of this rank's share of the global batch that begins at ``start``."""
-        del world
         return list(range(start + rank * per_rank, start + (rank + 1) * per_rank))
 
 
@@ -76,7 +75,7 @@ class BatchPositions:
     def __iter__(self):
         step_start = self.start
         while True:
-            yield ClipStream.local_positions(step_start, self.per_rank, self.rank, self.world)
+            yield ClipStream.local_positions(step_start, self.per_rank, self.rank)
             step_start += self.per_rank * self.world
 
 

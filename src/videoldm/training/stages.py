@@ -67,12 +67,8 @@ def diffusion_loss(model_output: torch.Tensor, scheduler: DDPMScheduler, latents
     return F.mse_loss(model_output.float(), target.float())
 
 
-class _LossModule(nn.Module):
-    """Base of the modules whose forward returns the loss (what DistributedDataParallel wraps)."""
-
-
 # ------------------------------------------------------------------------------------------ autoencoder
-class AutoencoderModule(_LossModule):
+class AutoencoderModule(nn.Module):
     def __init__(self, vae: AutoencoderKL, kl_weight: float):
         super().__init__()
         self.vae, self.kl_weight = vae, kl_weight
@@ -86,7 +82,15 @@ class AutoencoderModule(_LossModule):
         return rec + self.kl_weight * kl, {"l1": rec.detach(), "kl": kl.detach()}
 
 
-class AutoencoderStage:
+class Stage:
+    """A stage owns ``module``: an ``nn.Module`` whose forward returns the loss (what DDP wraps)."""
+
+    @property
+    def device(self) -> torch.device:
+        return next(self.module.parameters()).device
+
+
+class AutoencoderStage(Stage):
     def __init__(self, config: TrainConfig):
         self.config = config
         cfg = dict(config.model.config)
@@ -103,8 +107,6 @@ class AutoencoderStage:
         latent_shape = (self.vae.config.latent_channels, images.shape[-2] // f, images.shape[-1] // f)
         eps = per_sample(batch["positions"], seed, 1, lambda g: torch.randn((k, *latent_shape), generator=g))
         return model(images.to(self.device), eps.flatten(0, 1).to(self.device))
-
-    device = property(lambda self: next(self.module.parameters()).device)
 
     def export(self, directory: Path) -> None:
         """Saves the VAE with a scaling factor that gives its latents unit variance on the data."""
@@ -178,7 +180,7 @@ def load_autoencoder(path: str) -> AutoencoderKL:
 
 
 # ---------------------------------------------------------------------------------------------- image
-class ImageModule(_LossModule):
+class ImageModule(nn.Module):
     def __init__(self, unet: UNet2DConditionModel, conditioner):
         super().__init__()
         self.unet, self.conditioner = unet, conditioner
@@ -187,7 +189,7 @@ class ImageModule(_LossModule):
         return self.unet(noisy, timesteps, tokens).sample
 
 
-class DiffusionStageMixin:
+class DiffusionStage(Stage):
     """What the image and temporal stages share: latents, noise, timesteps, dropout, loss."""
 
     def latents_of(self, x: torch.Tensor) -> torch.Tensor:
@@ -213,7 +215,7 @@ class DiffusionStageMixin:
         return noise, t, drop
 
 
-class ImageStage(DiffusionStageMixin):
+class ImageStage(DiffusionStage):
     def __init__(self, config: TrainConfig):
         self.config, m = config, config.model
         self.vae = load_autoencoder(m.autoencoder).requires_grad_(False).eval()
@@ -232,8 +234,6 @@ class ImageStage(DiffusionStageMixin):
         self.conditioner = build_conditioner(m.conditioning, self.dataset, m.text_encoder, cross)
         self.module = ImageModule(unet, self.conditioner)
         self.cfg_dropout = m.cfg_dropout
-
-    device = property(lambda self: next(self.module.parameters()).device)
 
     def loss(self, model, batch, seed: int):
         k = self.config.data.frames_per_clip
@@ -266,7 +266,7 @@ class ImageStage(DiffusionStageMixin):
 
 
 # ------------------------------------------------------------------------------------------- temporal
-class TemporalModule(_LossModule):
+class TemporalModule(nn.Module):
     def __init__(self, video_unet: VideoUNet):
         super().__init__()
         self.video_unet = video_unet
@@ -293,7 +293,7 @@ def load_image_model(path: str) -> dict:
     return parts
 
 
-class TemporalStage(DiffusionStageMixin):
+class TemporalStage(DiffusionStage):
     def __init__(self, config: TrainConfig):
         self.config, m = config, config.model
         parts = load_image_model(m.image_model)
@@ -308,8 +308,6 @@ class TemporalStage(DiffusionStageMixin):
             self.video_unet.unet.requires_grad_(True)
         self.module = TemporalModule(self.video_unet)
         self.cfg_dropout = m.cfg_dropout
-
-    device = property(lambda self: next(self.module.parameters()).device)
 
     def loss(self, model, batch, seed: int):
         latents = self.latents_of(batch["x"]).to(self.device)
