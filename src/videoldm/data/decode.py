@@ -11,7 +11,7 @@ from __future__ import annotations
 import io
 from dataclasses import dataclass, asdict
 from pathlib import Path
-from typing import IO, Sequence
+from typing import Sequence
 
 import av
 import numpy as np

@@ -8,8 +8,6 @@ keep their diffusers names (under ``unet.``), so any fine-tuned image checkpoint
 """
 from __future__ import annotations
 
-import contextlib
-import json
 import os
 import re
 from dataclasses import dataclass
@@ -21,9 +19,10 @@ from diffusers.models.attention import BasicTransformerBlock
 from diffusers.models.resnet import ResnetBlock2D
 from diffusers.models.transformers.transformer_2d import Transformer2DModel
 from diffusers.utils import BaseOutput
-from safetensors.torch import load_file, save_file
 from torch import nn
 
+from .attach import (ContextCheckpoint, FrameContext, VideoState, attach, layer_key, load_temporal_weights,
+                     read_json, save_temporal_weights)
 from .temporal_layers import TemporalResBlock, TemporalTransformer
 
 TEMPORAL_WEIGHTS_NAME = "temporal_layers.safetensors"
@@ -38,78 +37,6 @@ class VideoUNetOutput(BaseOutput):
     """``sample``: ``(B, C, T, H, W)``, the model output for every frame."""
 
     sample: torch.Tensor = None
-
-
-@dataclass
-class _FrameContext:
-    num_frames: int
-    image_only: torch.Tensor | None  # (B*T,) bool, or None
-    all_image_only: bool  # every sample is an image: the temporal layers have nothing to do
-    context: torch.Tensor | None  # tokens for temporal cross-attention, (B, L, D) or (B*T, L, D)
-
-
-class _VideoState:
-    """What the hooks need to know about the video being run; ``None`` when the image UNet runs alone."""
-
-    def __init__(self):
-        self.current: _FrameContext | None = None
-
-    @contextlib.contextmanager
-    def use(self, frame_context: _FrameContext | None):
-        previous, self.current = self.current, frame_context
-        try:
-            yield
-        finally:
-            self.current = previous
-
-
-class _ContextCheckpoint:
-    """Gradient checkpointing that restores the video context during the backward recomputation."""
-
-    def __init__(self, state: _VideoState):
-        self.state = state
-
-    def __call__(self, module, *args):
-        captured = self.state.current
-        return torch.utils.checkpoint.checkpoint(
-            module.__call__, *args, use_reentrant=False,
-            context_fn=lambda: (contextlib.nullcontext(), self.state.use(captured)),
-        )
-
-
-class _TemporalHook:
-    """Forward hook on a spatial block: blends its output with the output of its temporal layer."""
-
-    def __init__(self, layer: nn.Module, state: _VideoState):
-        self.layer, self.state = layer, state
-
-    def __call__(self, module, args, kwargs, output):
-        ctx = self.state.current
-        if ctx is None:  # the image UNet used on its own
-            return None
-        spatial = output[0] if isinstance(output, tuple) else getattr(output, "sample", output)
-        if ctx.all_image_only:
-            return None  # alpha is 1 for every sample: skip the temporal work
-        layer = self.layer
-        if isinstance(layer, TemporalResBlock):
-            extra = args[1] if len(args) > 1 else kwargs.get("temb")
-        else:
-            extra = ctx.context
-        if layer.gradient_checkpointing and torch.is_grad_enabled():
-            temporal = layer._gradient_checkpointing_func(layer, spatial, ctx.num_frames, extra)
-        else:
-            temporal = layer(spatial, ctx.num_frames, extra)
-        blended = layer.mix(spatial, temporal, ctx.image_only)
-        if isinstance(output, tuple):
-            return (blended,) + tuple(output[1:])
-        if hasattr(output, "sample"):
-            output.sample = blended
-            return output
-        return blended
-
-
-def _layer_key(block_name: str) -> str:
-    return block_name.replace(".", "_")
 
 
 def _transformer_geometry(block: Transformer2DModel) -> tuple[int, int, int | None]:
@@ -162,7 +89,7 @@ class VideoUNet(ModelMixin, ConfigMixin):
         if attention_window is not None and attention_window < 1:
             raise ValueError(f"attention_window must be >= 1 or None, got {attention_window}")
         self.unet = UNet2DConditionModel.from_config(unet_config)
-        self._state = _VideoState()
+        self._state = VideoState()
         self._hooks: list = []
         self.temporal_layers = self._build_temporal_layers()
         self._attach()
@@ -180,27 +107,20 @@ class VideoUNet(ModelMixin, ConfigMixin):
         for name, block in self._attach_points():
             if isinstance(block, ResnetBlock2D) and cfg.temporal_res_blocks:
                 temb = block.time_emb_proj.in_features if block.time_emb_proj is not None else None
-                layers[_layer_key(name)] = TemporalResBlock(
+                layers[layer_key(name)] = TemporalResBlock(
                     block.out_channels, temb if cfg.temporal_time_embedding else None,
                     temporal_kernel=cfg.temporal_kernel_size, spatial_kernel=cfg.spatial_kernel_size,
                     dropout=cfg.dropout, **common)
             elif isinstance(block, Transformer2DModel) and cfg.temporal_attention:
                 channels, heads, context_dim = _transformer_geometry(block)
-                layers[_layer_key(name)] = TemporalTransformer(
+                layers[layer_key(name)] = TemporalTransformer(
                     channels, heads, context_dim if cfg.temporal_cross_attention else None,
                     window=cfg.attention_window, ff_mult=cfg.ff_mult, max_period=cfg.max_period, **common)
         return layers
 
     def _attach(self) -> None:
         """(Re)registers the hooks that run the temporal layers, and freezes the spatial weights."""
-        for handle in self._hooks:
-            handle.remove()
-        self._hooks = []
-        for name, block in self._attach_points():
-            layer = self.temporal_layers[_layer_key(name)] if _layer_key(name) in self.temporal_layers else None
-            if layer is not None:
-                hook = _TemporalHook(layer, self._state)
-                self._hooks.append(block.register_forward_hook(hook, with_kwargs=True))
+        attach(self._attach_points(), self.temporal_layers, self._state, self._hooks)
         self.unet.requires_grad_(False)
         self._context_dims = {layer.context_dim for layer in self.temporal_layers.values()
                               if isinstance(layer, TemporalTransformer) and layer.context_dim is not None}
@@ -249,52 +169,31 @@ class VideoUNet(ModelMixin, ConfigMixin):
 
     def alphas(self) -> dict[str, float]:
         """Current blend factor of every temporal layer (1 = image model only)."""
-        return {key: float(layer.mix.alpha) for key, layer in self.temporal_layers.items()}
+        return {key: float(layer.mix.alpha.detach()) for key, layer in self.temporal_layers.items()}
 
     def enable_gradient_checkpointing(self, gradient_checkpointing_func=None) -> None:
         # The spatial blocks are recomputed in the backward pass, hooks included: give the recomputation
         # the same video context as the forward pass had.
-        super().enable_gradient_checkpointing(gradient_checkpointing_func or _ContextCheckpoint(self._state))
+        super().enable_gradient_checkpointing(gradient_checkpointing_func or ContextCheckpoint(self._state))
 
     # ----------------------------------------------------------------------------------- temporal io
     def save_temporal_layers(self, directory: str | os.PathLike) -> None:
         """Writes the temporal weights (safetensors) and a JSON config, apart from the image weights."""
-        os.makedirs(directory, exist_ok=True)
-        tensors = {k: v.detach().contiguous() for k, v in self.temporal_layers.state_dict().items()}
-        save_file(tensors, os.path.join(directory, TEMPORAL_WEIGHTS_NAME), metadata={"format": "pt"})
-        options = {k: self.config[k] for k in self._temporal_option_names()}
         unet_cfg = self.unet.config
         meta = {
-            "options": options,
+            "model": type(self).__name__,
+            "options": {k: self.config[k] for k in self._temporal_option_names()},
             "architecture": {k: unet_cfg[k] for k in ("in_channels", "block_out_channels", "layers_per_block",
                                                         "down_block_types", "up_block_types", "cross_attention_dim")},
-            "layers": {k: type(v).__name__ for k, v in self.temporal_layers.items()},
         }
-        with open(os.path.join(directory, TEMPORAL_CONFIG_NAME), "w") as f:
-            json.dump(meta, f, indent=2, default=list)
+        save_temporal_weights(self.temporal_layers, directory, TEMPORAL_WEIGHTS_NAME, TEMPORAL_CONFIG_NAME, meta)
 
     def load_temporal_layers(self, directory: str | os.PathLike) -> None:
         """Loads temporal weights saved by :meth:`save_temporal_layers`, onto this image UNet.
 
         Raises ``ValueError`` naming the first layer whose weights do not fit this architecture.
         """
-        path = os.path.join(directory, TEMPORAL_WEIGHTS_NAME)
-        if not os.path.isfile(path):
-            raise FileNotFoundError(f"no {TEMPORAL_WEIGHTS_NAME} in {directory}")
-        loaded = load_file(path)
-        expected = self.temporal_layers.state_dict()
-        for key, tensor in expected.items():
-            if key not in loaded:
-                raise ValueError(f"temporal file {path} has no weight for layer '{key}' "
-                                 f"(expected shape {tuple(tensor.shape)}): it was made for another architecture")
-            if loaded[key].shape != tensor.shape:
-                raise ValueError(f"temporal layer '{key}': file has shape {tuple(loaded[key].shape)}, this model "
-                                 f"expects {tuple(tensor.shape)}: the file was made for another architecture")
-        extra = [k for k in loaded if k not in expected]
-        if extra:
-            raise ValueError(f"temporal file {path} has layers this model lacks, e.g. '{extra[0]}' "
-                             f"{tuple(loaded[extra[0]].shape)}: it was made for another architecture")
-        self.temporal_layers.load_state_dict(loaded)
+        load_temporal_weights(self.temporal_layers, directory, TEMPORAL_WEIGHTS_NAME)
 
     # --------------------------------------------------------------------------------------- forward
     def forward(
@@ -340,7 +239,7 @@ class VideoUNet(ModelMixin, ConfigMixin):
         frames = sample.transpose(1, 2).reshape(B * T, C, H, W)
         unet_kwargs = {k: _per_frame(v, B, T) for k, v in unet_kwargs.items()}
         all_image_only = image_only is not None and bool(image_only.all())
-        with self._state.use(_FrameContext(T, image_only, all_image_only, temporal_context)):
+        with self._state.use(FrameContext(T, image_only, all_image_only, temporal_context)):
             out = self.unet(frames, timestep, ehs, return_dict=False, **unet_kwargs)[0]
         out = out.view(B, T, -1, H, W).transpose(1, 2)
         return VideoUNetOutput(sample=out) if return_dict else (out,)
@@ -394,8 +293,4 @@ def _per_frame(value, B: int, T: int):
 
 
 def read_temporal_config(directory: str | os.PathLike) -> dict:
-    path = os.path.join(directory, TEMPORAL_CONFIG_NAME)
-    if not os.path.isfile(path):
-        raise FileNotFoundError(f"no {TEMPORAL_CONFIG_NAME} in {directory}: not a temporal-layers folder")
-    with open(path) as f:
-        return json.load(f)
+    return read_json(directory, TEMPORAL_CONFIG_NAME, "temporal-layers")

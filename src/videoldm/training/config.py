@@ -9,7 +9,7 @@ from pathlib import Path
 
 import yaml
 
-STAGES = ("autoencoder", "image", "temporal")
+STAGES = ("autoencoder", "image", "temporal", "decoder")
 
 
 @dataclass
@@ -86,14 +86,31 @@ class TemporalModelConfig:
     cfg_dropout: float = 0.1
 
 
-MODEL_CONFIGS = {"autoencoder": AutoencoderModelConfig, "image": ImageModelConfig, "temporal": TemporalModelConfig}
+@dataclass
+class DecoderModelConfig:
+    """Temporal decoder fine-tuning: ``temporal`` are ``TemporalDecoder`` options, ``discriminator`` are
+    ``VideoDiscriminator`` options; the adversarial term starts at step ``disc_start``."""
+
+    autoencoder: str = ""  # an `autoencoder` run's `final/` folder (its encoder stays frozen)
+    temporal: dict = field(default_factory=dict)
+    train_decoder: bool = False  # also fine-tune the image decoder's own weights; default: temporal layers only
+    discriminator: dict = field(default_factory=dict)
+    disc_start: int = 0
+    disc_weight: float = 0.5
+    disc_loss: str = "hinge"  # hinge | non-saturating
+    perceptual: str | None = None  # a local TorchScript perceptual distance (e.g. LPIPS), optional
+    perceptual_weight: float = 1.0
+
+
+MODEL_CONFIGS = {"autoencoder": AutoencoderModelConfig, "image": ImageModelConfig, "temporal": TemporalModelConfig,
+                 "decoder": DecoderModelConfig}
 
 
 @dataclass
 class TrainConfig:
     stage: str
     data: DataConfig
-    model: AutoencoderModelConfig | ImageModelConfig | TemporalModelConfig
+    model: AutoencoderModelConfig | ImageModelConfig | TemporalModelConfig | DecoderModelConfig
     optim: OptimConfig = field(default_factory=OptimConfig)
     run: RunConfig = field(default_factory=RunConfig)
     source: str | None = None  # the YAML file it came from

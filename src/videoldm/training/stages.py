@@ -1,4 +1,4 @@
-"""The three training stages of a Video LDM: autoencoder, image LDM, temporal alignment.
+"""The first three training stages of a Video LDM: autoencoder, image LDM, temporal alignment.
 
 Each stage builds its models (checking that they fit together before any step runs), owns the module
 whose forward returns the loss (what data parallelism wraps), draws each sample's noise from that
@@ -83,7 +83,12 @@ class AutoencoderModule(nn.Module):
 
 
 class Stage:
-    """A stage owns ``module``: an ``nn.Module`` whose forward returns the loss (what DDP wraps)."""
+    """A stage owns ``module``: an ``nn.Module`` whose forward returns the loss (what DDP wraps).
+
+    ``step`` is the optimizer step being computed (set by the trainer), for losses that change over a run.
+    """
+
+    step: int = 0
 
     @property
     def device(self) -> torch.device:
@@ -338,5 +343,3 @@ class TemporalStage(DiffusionStage):
 
         sample_and_write(self, directory, step, video=True)
 
-
-STAGES = {"autoencoder": AutoencoderStage, "image": ImageStage, "temporal": TemporalStage}

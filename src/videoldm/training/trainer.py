@@ -22,7 +22,10 @@ from tqdm.auto import tqdm
 from .checkpoint import list_checkpoints, load_checkpoint, save_checkpoint
 from .config import TrainConfig
 from .data import make_loader
-from .stages import STAGES
+from .decoder_stage import DecoderStage
+from .stages import AutoencoderStage, ImageStage, TemporalStage
+
+STAGES = {"autoencoder": AutoencoderStage, "image": ImageStage, "temporal": TemporalStage, "decoder": DecoderStage}
 
 
 class Trainer:
@@ -95,6 +98,7 @@ class Trainer:
         self.model.train()
         while self.step < run.max_steps:
             start = time.perf_counter()
+            self.stage.step = self.step
             total, extras = self.backward(batches)
             if self.config.optim.max_grad_norm:
                 acc.clip_grad_norm_(self.params, self.config.optim.max_grad_norm)
@@ -182,7 +186,7 @@ class _Logs:
         if path.exists():  # keep the rows of the steps before the resume point
             with open(path) as f:
                 rows = [r for r in csv.DictReader(f) if int(r["step"]) <= resume_step]
-        self.file = open(path, "w", newline="")
+        self.file = open(path, "w+", newline="")
         self.fields = None
         self.writer = None
         self._pending = rows
@@ -198,15 +202,25 @@ class _Logs:
             return
         row = {"step": step, **{k: f"{v:.8g}" for k, v in values.items()}}
         if self.writer is None:
-            self.fields = list(row)
-            self.writer = csv.DictWriter(self.file, fieldnames=self.fields, extrasaction="ignore")
-            self.writer.writeheader()
-            self.writer.writerows(self._pending)
+            self._start(list(row))
+        elif set(row) - set(self.fields):  # a value that starts mid-run (e.g. the adversarial loss): widen the file
+            self.file.seek(0)
+            self._pending = list(csv.DictReader(self.file))
+            self.file.seek(0)
+            self.file.truncate()
+            self._start(self.fields + [k for k in row if k not in self.fields])
         self.writer.writerow(row)
         self.file.flush()
         if self.tb and (step % max(every, 1) == 0):
             for k, v in values.items():
                 self.tb.add_scalar(k, v, step)
+
+    def _start(self, fields: list[str]) -> None:
+        self.fields = fields
+        self.writer = csv.DictWriter(self.file, fieldnames=fields, extrasaction="ignore")
+        self.writer.writeheader()
+        self.writer.writerows(self._pending)
+        self._pending = []
 
     def close(self) -> None:
         if self.active:

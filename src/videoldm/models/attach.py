@@ -1,0 +1,144 @@
+"""Attaching temporal layers to an image network with forward hooks, and their own weight files.
+
+Shared by the video UNet and the temporal decoder. The image network runs unchanged on the frames of a
+batch of videos as ``(B*T, C, H, W)``; a forward hook on each chosen block hands its output to a temporal
+layer, which sees it as videos, and returns the alpha-blend of the two. The hooks do nothing unless a
+:class:`VideoState` says a video is being run, so the image network still works on its own.
+"""
+from __future__ import annotations
+
+import contextlib
+import json
+import os
+from dataclasses import dataclass
+
+import torch
+from safetensors.torch import load_file, save_file
+from torch import nn
+
+from .temporal_layers import TemporalResBlock
+
+
+@dataclass
+class FrameContext:
+    num_frames: int
+    image_only: torch.Tensor | None = None  # (B*T,) bool, or None
+    all_image_only: bool = False  # every sample is an image: the temporal layers have nothing to do
+    context: torch.Tensor | None = None  # tokens for temporal cross-attention, (B, L, D) or (B*T, L, D)
+
+
+class VideoState:
+    """What the hooks need to know about the video being run; ``None`` when the image network runs alone."""
+
+    def __init__(self):
+        self.current: FrameContext | None = None
+
+    @contextlib.contextmanager
+    def use(self, frame_context: FrameContext | None):
+        previous, self.current = self.current, frame_context
+        try:
+            yield
+        finally:
+            self.current = previous
+
+
+class ContextCheckpoint:
+    """Gradient checkpointing that restores the video context during the backward recomputation."""
+
+    def __init__(self, state: VideoState):
+        self.state = state
+
+    def __call__(self, module, *args):
+        captured = self.state.current
+        return torch.utils.checkpoint.checkpoint(
+            module.__call__, *args, use_reentrant=False,
+            context_fn=lambda: (contextlib.nullcontext(), self.state.use(captured)),
+        )
+
+
+class TemporalHook:
+    """Forward hook on a spatial block: blends its output with the output of its temporal layer."""
+
+    def __init__(self, layer: nn.Module, state: VideoState):
+        self.layer, self.state = layer, state
+
+    def __call__(self, module, args, kwargs, output):
+        ctx = self.state.current
+        if ctx is None:  # the image network used on its own
+            return None
+        spatial = output[0] if isinstance(output, tuple) else getattr(output, "sample", output)
+        if ctx.all_image_only:
+            return None  # alpha is 1 for every sample: skip the temporal work
+        layer = self.layer
+        if isinstance(layer, TemporalResBlock):
+            extra = args[1] if len(args) > 1 else kwargs.get("temb")
+        else:
+            extra = ctx.context
+        if layer.gradient_checkpointing and torch.is_grad_enabled():
+            temporal = layer._gradient_checkpointing_func(layer, spatial, ctx.num_frames, extra)
+        else:
+            temporal = layer(spatial, ctx.num_frames, extra)
+        blended = layer.mix(spatial, temporal, ctx.image_only)
+        if isinstance(output, tuple):
+            return (blended,) + tuple(output[1:])
+        if hasattr(output, "sample"):
+            output.sample = blended
+            return output
+        return blended
+
+
+def attach(blocks: list[tuple[str, nn.Module]], layers: nn.ModuleDict, state: VideoState, handles: list) -> None:
+    """Removes the hooks in ``handles`` and hooks ``layers[key(name)]`` onto every named block that has one."""
+    for handle in handles:
+        handle.remove()
+    handles.clear()
+    for name, block in blocks:
+        key = layer_key(name)
+        if key in layers:
+            handles.append(block.register_forward_hook(TemporalHook(layers[key], state), with_kwargs=True))
+
+
+def layer_key(block_name: str) -> str:
+    return block_name.replace(".", "_")
+
+
+def save_temporal_weights(layers: nn.ModuleDict, directory, weights_name: str, config_name: str, meta: dict) -> None:
+    """Writes the temporal weights (safetensors) and ``meta`` as JSON, apart from the image weights."""
+    os.makedirs(directory, exist_ok=True)
+    tensors = {k: v.detach().contiguous() for k, v in layers.state_dict().items()}
+    save_file(tensors, os.path.join(directory, weights_name), metadata={"format": "pt"})
+    meta = {**meta, "layers": {k: type(v).__name__ for k, v in layers.items()}}
+    with open(os.path.join(directory, config_name), "w") as f:
+        json.dump(meta, f, indent=2, default=list)
+
+
+def load_temporal_weights(layers: nn.ModuleDict, directory, weights_name: str) -> None:
+    """Loads weights written by :func:`save_temporal_weights` into ``layers``.
+
+    Raises ``ValueError`` naming the first layer whose weights do not fit (a file made for another model).
+    """
+    path = os.path.join(directory, weights_name)
+    if not os.path.isfile(path):
+        raise FileNotFoundError(f"no {weights_name} in {directory}")
+    loaded = load_file(path)
+    expected = layers.state_dict()
+    for key, tensor in expected.items():
+        if key not in loaded:
+            raise ValueError(f"temporal file {path} has no weight for layer '{key}' "
+                             f"(expected shape {tuple(tensor.shape)}): it was made for another architecture")
+        if loaded[key].shape != tensor.shape:
+            raise ValueError(f"temporal layer '{key}': file has shape {tuple(loaded[key].shape)}, this model "
+                             f"expects {tuple(tensor.shape)}: the file was made for another architecture")
+    extra = [k for k in loaded if k not in expected]
+    if extra:
+        raise ValueError(f"temporal file {path} has layers this model lacks, e.g. '{extra[0]}' "
+                         f"{tuple(loaded[extra[0]].shape)}: it was made for another architecture")
+    layers.load_state_dict(loaded)
+
+
+def read_json(directory, name: str, what: str) -> dict:
+    path = os.path.join(directory, name)
+    if not os.path.isfile(path):
+        raise FileNotFoundError(f"no {name} in {directory}: not a {what} folder")
+    with open(path) as f:
+        return json.load(f)

@@ -1,0 +1,86 @@
+"""Stage `decoder`: temporal layers (and the discriminator) learn, the encoder does not; exact resume."""
+import csv
+import json
+
+import pytest
+import torch
+from diffusers import AutoencoderKL
+from safetensors.torch import load_file
+
+from videoldm.models.temporal_decoder import TemporalDecoder
+from videoldm.training.config import parse_config
+from videoldm.training.trainer import Trainer
+
+AE = {"block_out_channels": [8, 16], "down_block_types": ["DownEncoderBlock2D"] * 2,
+      "up_block_types": ["UpDecoderBlock2D"] * 2, "layers_per_block": 1, "latent_channels": 4,
+      "norm_num_groups": 4, "sample_size": 16}
+
+
+@pytest.fixture(scope="module")
+def setup(tmp_path_factory):
+    from videoldm.data.synthetic import make_generator
+    from videoldm.data.synthetic.base import write_dataset
+
+    tmp = tmp_path_factory.mktemp("decoder")
+    write_dataset(make_generator("camera", frames=6, size=(16, 16), fps=8, seed=0), tmp / "clips", num=4)
+    data = {"path": str(tmp / "clips"), "num_frames": 4, "fps": None, "size": [16, 16], "batch_size": 2,
+            "frames_per_clip": 2}
+    ae = Trainer(parse_config({"stage": "autoencoder", "data": data, "model": {"config": AE},
+                               "run": {"max_steps": 2, "checkpoint_every": 0, "output_dir": str(tmp / "ae")}})).train()
+    return tmp, data, ae
+
+
+def decoder_config(tmp, data, ae, name, **run):
+    return parse_config({
+        "stage": "decoder", "data": data,
+        "model": {"autoencoder": str(ae), "temporal": {"alpha_init": 0.5}, "disc_start": 2,
+                  "discriminator": {"channels": 8, "num_layers": 1}},
+        "optim": {"lr": 1e-3, "ema_decay": 0.9},
+        "run": {"max_steps": 4, "checkpoint_every": 2, "log_every": 1, "seed": 1, "output_dir": str(tmp / name), **run}})
+
+
+def logged(run_dir):
+    with open(run_dir / "log.csv") as f:
+        return list(csv.DictReader(f))
+
+
+def test_decoder_stage_trains_temporal_layers_and_discriminator_only(setup):
+    tmp, data, ae = setup
+    final = Trainer(decoder_config(tmp, data, ae, "run")).train()
+    rows = logged(tmp / "run")
+    assert rows[0]["d_loss"] == "" and rows[-1]["d_loss"] != ""  # the discriminator starts at step 2
+    assert all(torch.isfinite(torch.tensor(float(r["loss"]))) for r in rows)
+    index = json.loads((final / "videoldm.json").read_text())
+    assert index["stage"] == "decoder" and set(index["alphas"]) and "vae" not in index
+    # the export is the temporal layers alone, and loads onto the untouched autoencoder
+    vae = AutoencoderKL.from_pretrained(ae / "vae")
+    decoder = TemporalDecoder.from_autoencoder(vae, temporal_layers=final / "temporal_decoder")
+    assert any(abs(a - 0.5) > 1e-6 for a in decoder.alphas().values())
+    trained = load_file(tmp / "run" / "checkpoint-00000004" / "trained.safetensors")
+    assert trained and all(k.startswith(("decoder.temporal_layers.", "discriminator.")) for k in trained)
+    assert any(k.startswith("discriminator.") for k in trained)
+    assert (tmp / "run" / "samples" / "decoder-00000004.gif").is_file()
+
+
+def test_decoder_stage_resumes_exactly(setup):
+    tmp, data, ae = setup
+    Trainer(decoder_config(tmp, data, ae, "whole")).train()
+    Trainer(decoder_config(tmp, data, ae, "cut", max_steps=2)).train()
+    resumed = Trainer(decoder_config(tmp, data, ae, "cut"))
+    assert resumed.resume()
+    resumed.train()
+    whole, cut = logged(tmp / "whole"), logged(tmp / "cut")
+    for a, b in zip(whole[2:], cut[2:]):
+        assert a["step"] == b["step"] and float(a["loss"]) == pytest.approx(float(b["loss"]), rel=1e-5, abs=1e-7)
+
+
+def test_decoder_stage_checks_its_inputs_before_training(setup, tmp_path):
+    tmp, data, ae = setup
+    cfg = decoder_config(tmp, data, ae, "bad")
+    cfg.model.disc_loss = "wasserstein"
+    with pytest.raises(ValueError, match="disc_loss"):
+        Trainer(cfg)
+    cfg = decoder_config(tmp, data, ae, "bad")
+    cfg.model.autoencoder = str(tmp_path / "missing")
+    with pytest.raises(FileNotFoundError, match="autoencoder"):
+        Trainer(cfg)
