@@ -1,4 +1,4 @@
-"""All three stages at toy size, chained through their exports, then the pipeline and the evaluation."""
+"""All four stages at toy size, chained through their exports, then the pipeline and the evaluation."""
 import json
 
 import pytest
@@ -36,11 +36,13 @@ def exports(tmp_path_factory):
         "text_encoder": {"hidden_size": 16, "layers": 1, "heads": 2, "max_length": 12}})
     temporal = stage(tmp, "temporal", data, {"image_model": str(image), "temporal": {"attention_window": 2}},
                      sample_every=1)
-    return tmp, ae, image, temporal
+    decoder = stage(tmp, "decoder", data, {"autoencoder": str(ae), "disc_start": 1,
+                                           "discriminator": {"channels": 8, "num_layers": 1}})
+    return tmp, ae, image, temporal, decoder
 
 
 def test_exports_hold_what_each_stage_trained(exports):
-    tmp, ae, image, temporal = exports
+    tmp, ae, image, temporal, _ = exports
     assert json.loads((ae / "videoldm.json").read_text())["stage"] == "autoencoder"
     assert {p.name for p in image.iterdir()} >= {"unet", "scheduler", "vae", "conditioner", "videoldm.json"}
     # the temporal export references the image model and holds only the temporal layers
@@ -56,7 +58,7 @@ def test_exports_hold_what_each_stage_trained(exports):
 def test_pipeline_samples_reproducibly_and_alpha_one_is_the_image_model(exports):
     from videoldm.pipeline import VideoLDMPipeline
 
-    _, _, image, temporal = exports
+    _, _, image, temporal, _ = exports
     pipe = VideoLDMPipeline.from_pretrained(temporal)
     prompts = ["a red circle moving left on a dark background", "a blue square moving up on a light background"]
     a = pipe(prompts, num_frames=3, num_inference_steps=2, seed=7, progress=False)
@@ -77,3 +79,20 @@ def test_evaluation_reports_both_models(exports, tmp_path):
                                  num_frames=3, num_inference_steps=2)
     assert set(summary) >= {"video", "frame_by_frame", "jerk_ratio"}
     assert (tmp_path / "coherence.json").is_file() and (tmp_path / "video.gif").is_file()
+
+
+def test_pipeline_with_the_temporal_decoder(exports):
+    from videoldm.pipeline import VideoLDMPipeline
+
+    _, _, image, temporal, decoder = exports
+    pipe = VideoLDMPipeline.from_pretrained(temporal, temporal_decoder=decoder)
+    plain = VideoLDMPipeline.from_pretrained(temporal)
+    prompts = ["a red circle moving left on a dark background"]
+    kwargs = dict(num_frames=5, num_inference_steps=2, seed=3, progress=False)
+    video = pipe(prompts, **kwargs)
+    assert video.shape == (1, 5, 3, 16, 16) and (video - plain(prompts, **kwargs)).abs().max() > 0
+    # frame by frame means the image decoder too: the image model's own output
+    assert torch.allclose(pipe(prompts, frame_by_frame=True, **kwargs),
+                          VideoLDMPipeline.from_pretrained(image)(prompts, **kwargs), atol=1e-5)
+    with pytest.raises(ValueError, match="not a temporal decoder"):
+        VideoLDMPipeline.from_pretrained(temporal, temporal_decoder=temporal)

@@ -1,7 +1,8 @@
 """`VideoLDMPipeline`: text (or attributes) to video with a trained Video LDM stack.
 
 Loads what the trainer exports: an `image` stage folder (UNet, scheduler, VAE, conditioner) or a
-`temporal` stage folder (temporal layers plus a reference to its image model).
+`temporal` stage folder (temporal layers plus a reference to its image model), and optionally a
+`decoder` stage folder (a temporal decoder for the same autoencoder).
 """
 from __future__ import annotations
 
@@ -18,14 +19,16 @@ from .training.stages import MODEL_INDEX, load_image_model
 
 class VideoLDMPipeline:
     def __init__(self, unet, vae, scheduler_config: dict, conditioner=None, conditioning: str = "none",
-                 latent_size: tuple[int, int] | None = None, fps: float | None = None):
+                 latent_size: tuple[int, int] | None = None, fps: float | None = None, decoder=None):
         self.unet, self.vae, self.conditioner = unet, vae, conditioner
+        self.decoder = decoder  # a TemporalDecoder on `vae`, or None: frame-by-frame decoding
         self.scheduler_config, self.conditioning = dict(scheduler_config), conditioning
         self.latent_size, self.fps = latent_size, fps  # what the model was trained at
 
     @classmethod
-    def from_pretrained(cls, path: str | Path) -> "VideoLDMPipeline":
-        """``path``: an exported `temporal` folder (a video model) or `image` folder (frame by frame)."""
+    def from_pretrained(cls, path: str | Path, temporal_decoder: str | Path | None = None) -> "VideoLDMPipeline":
+        """``path``: an exported `temporal` folder (a video model) or `image` folder (frame by frame);
+        ``temporal_decoder``: an exported `decoder` folder made for the same autoencoder."""
         root = Path(path)
         if not (root / MODEL_INDEX).is_file():
             raise FileNotFoundError(f"{path}: not an exported videoldm model (no {MODEL_INDEX})")
@@ -45,9 +48,14 @@ class VideoLDMPipeline:
             raise ValueError(f"{path}: a {index['stage']} export is not a diffusion model")
         model.eval()
         size = index.get("latent_size") or parts["index"].get("latent_size")
+        decoder = None
+        if temporal_decoder is not None:
+            from .training.decoder_stage import load_temporal_decoder
+
+            decoder = load_temporal_decoder(temporal_decoder, vae=parts["vae"])
         return cls(model, parts["vae"].eval(), parts["scheduler"].config, parts["conditioner"],
                    parts["index"].get("conditioning", "none"), tuple(size) if size else None,
-                   index.get("fps") or parts["index"].get("fps"))
+                   index.get("fps") or parts["index"].get("fps"), decoder)
 
     @property
     def image_unet(self):
@@ -69,7 +77,7 @@ class VideoLDMPipeline:
         """Samples one video per prompt (a caption, or an attribute dict for attribute models).
 
         ``frame_by_frame=True`` forces alpha = 1: the image model alone, frame by frame, with the same
-        noise: the baseline a video model is compared with. Returns ``(B, T, 3, H, W)`` in [-1, 1]
+        noise: the baseline a video model is compared with (decoded by the image decoder too). Returns ``(B, T, 3, H, W)`` in [-1, 1]
         (``output="latents"``: the latents ``(B, C, T, h, w)``).
         """
         cfg = self.image_unet.config
@@ -84,4 +92,6 @@ class VideoLDMPipeline:
                          model_kwargs=kwargs)
         if output == "latents":
             return latents
+        if self.decoder is not None:
+            return decode_latents(self.decoder, latents, image_only=frame_by_frame, progress=progress)
         return decode_latents(self.vae, latents)

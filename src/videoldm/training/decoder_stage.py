@@ -106,3 +106,23 @@ class DecoderStage(Stage):
         side_by_side = torch.cat([r[0].transpose(0, 1).cpu() for r in rows], dim=-1)
         write_gif(directory / f"decoder-{step:08d}.gif", to_uint8(side_by_side), self.config.data.fps or 8)
         self.decoder.train()
+
+
+def load_temporal_decoder(path: str | Path, vae=None) -> TemporalDecoder:
+    """A `decoder` export as a ``TemporalDecoder``: its temporal layers on ``vae`` (by default the
+    autoencoder it was trained on). An export that fine-tuned the decoder too brings its own autoencoder
+    (same frozen encoder)."""
+    from diffusers import AutoencoderKL
+
+    root = Path(path)
+    index_file = root / MODEL_INDEX
+    if not index_file.is_file():
+        raise FileNotFoundError(f"{path}: not an exported videoldm model (no {MODEL_INDEX})")
+    index = json.loads(index_file.read_text())
+    if index.get("stage") != "decoder":
+        raise ValueError(f"{path} is a {index.get('stage')} export, not a temporal decoder (stage: decoder)")
+    if index.get("vae"):
+        vae = AutoencoderKL.from_pretrained(root / index["vae"])
+    elif vae is None:
+        vae = load_autoencoder(index["autoencoder"])
+    return TemporalDecoder.from_autoencoder(vae, temporal_layers=root / index["temporal_decoder"]).eval()

@@ -8,11 +8,22 @@ import torch
 from ..data.io import write_gif
 
 
-def decode_latents(vae, latents: torch.Tensor) -> torch.Tensor:
-    """``(B, C, T, h, w)`` scaled latents -> ``(B, T, 3, H, W)`` frames in [-1, 1], frame by frame."""
-    B, C, T = latents.shape[:3]
-    frames = latents.transpose(1, 2).flatten(0, 1) / vae.config.scaling_factor
+def decode_latents(vae, latents: torch.Tensor, chunk_size: int = 16, overlap: int = 4,
+                   image_only: bool = False, progress: bool = False) -> torch.Tensor:
+    """``(B, C, T, h, w)`` scaled latents -> ``(B, T, 3, H, W)`` frames in [-1, 1].
+
+    ``vae``: an ``AutoencoderKL`` (frame by frame, 16 frames at a time) or a ``TemporalDecoder`` (chunks
+    of ``chunk_size`` frames cross-faded over ``overlap``; ``image_only`` makes it the image decoder).
+    """
+    from ..models.temporal_decoder import TemporalDecoder
+
     with torch.no_grad():
+        if isinstance(vae, TemporalDecoder):
+            frames = vae.decode(latents / vae.vae.config.scaling_factor, chunk_size, overlap,
+                                image_only=image_only, progress=progress)
+            return frames.transpose(1, 2).clamp(-1, 1)
+        B, C, T = latents.shape[:3]
+        frames = latents.transpose(1, 2).flatten(0, 1) / vae.config.scaling_factor
         images = torch.cat([vae.decode(chunk).sample for chunk in frames.split(16)])
     return images.view(B, T, *images.shape[1:]).clamp(-1, 1)
 
