@@ -22,8 +22,10 @@ def setup(tmp_path_factory):
     from videoldm.data.synthetic.base import write_dataset
 
     tmp = tmp_path_factory.mktemp("decoder")
-    write_dataset(make_generator("camera", frames=6, size=(16, 16), fps=8, seed=0), tmp / "clips", num=4)
-    data = {"path": str(tmp / "clips"), "num_frames": 4, "fps": None, "size": [16, 16], "batch_size": 2,
+    write_dataset(make_generator("camera", frames=6, size=(16, 16), fps=8, seed=0), tmp / "camera", num=2)
+    write_dataset(make_generator("shapes", frames=6, size=(16, 16), fps=8, seed=0), tmp / "shapes", num=3)
+    # two folders mixed into one dataset
+    data = {"path": [str(tmp / "camera"), str(tmp / "shapes")], "num_frames": 4, "fps": None, "size": [16, 16], "batch_size": 2,
             "frames_per_clip": 2}
     ae = Trainer(parse_config({"stage": "autoencoder", "data": data, "model": {"config": AE},
                                "run": {"max_steps": 2, "checkpoint_every": 0, "output_dir": str(tmp / "ae")}})).train()
@@ -46,7 +48,9 @@ def logged(run_dir):
 
 def test_decoder_stage_trains_temporal_layers_and_discriminator_only(setup):
     tmp, data, ae = setup
-    final = Trainer(decoder_config(tmp, data, ae, "run")).train()
+    trainer = Trainer(decoder_config(tmp, data, ae, "run"))
+    assert len(trainer.stage.dataset) == 5 and "shapes" in str(trainer.stage.dataset.record(4)["path"])
+    final = trainer.train()
     rows = logged(tmp / "run")
     assert rows[0]["d_loss"] == "" and rows[-1]["d_loss"] != ""  # the discriminator starts at step 2
     assert all(torch.isfinite(torch.tensor(float(r["loss"]))) for r in rows)

@@ -16,7 +16,7 @@ STAGES = ("autoencoder", "image", "temporal", "decoder")
 class DataConfig:
     """Where clips come from: a video folder (``path``) or a latent cache made from it (``latents``)."""
 
-    path: str | None = None
+    path: str | list[str] | None = None  # a folder of videos, or a list of folders mixed into one dataset
     latents: str | None = None  # folder written by `videoldm cache-latents`; used when it exists
     num_frames: int = 16
     fps: float | None = 8.0

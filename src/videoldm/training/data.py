@@ -44,6 +44,38 @@ class ClipStream:
         return list(range(start + rank * per_rank, start + (rank + 1) * per_rank))
 
 
+class MixedDataset(Dataset):
+    """Several video datasets as one (``data.path`` given as a list): items in order, epochs forwarded."""
+
+    def __init__(self, datasets: list):
+        self.datasets = list(datasets)
+        self.offsets = [0]
+        for d in self.datasets:
+            self.offsets.append(self.offsets[-1] + len(d))
+
+    def __len__(self):
+        return self.offsets[-1]
+
+    def _locate(self, index: int):
+        if not 0 <= index < len(self):
+            raise IndexError(f"index {index} out of range for {len(self)} items")
+        k = next(k for k in range(len(self.datasets)) if index < self.offsets[k + 1])
+        return self.datasets[k], index - self.offsets[k]
+
+    def __getitem__(self, index: int):
+        dataset, local = self._locate(index)
+        return dataset[local]
+
+    def record(self, index: int) -> dict:
+        dataset, local = self._locate(index)
+        return dataset.record(local)
+
+    def set_epoch(self, epoch: int) -> None:
+        for d in self.datasets:
+            if hasattr(d, "set_epoch"):
+                d.set_epoch(epoch)
+
+
 class _PositionDataset(Dataset):
     """Loads the item at a stream position; returns it with the position (for per-sample randomness)."""
 

@@ -18,7 +18,7 @@ from torch import nn
 from ..data import VideoFolderDataset
 from ..models.video_unet import VideoUNet
 from .config import TrainConfig
-from .data import LatentCache, sample_generator
+from .data import LatentCache, MixedDataset, sample_generator
 
 MODEL_INDEX = "videoldm.json"  # what an exported folder holds, so loaders know how to rebuild it
 
@@ -43,10 +43,13 @@ def build_dataset(config: TrainConfig, need_pixels: bool = False):
         return LatentCache(data.latents)
     if not data.path:
         raise ValueError("data.path is not set (and no latent cache exists at data.latents)")
-    if not Path(data.path).exists():
-        raise FileNotFoundError(f"dataset {data.path} not found")
-    return VideoFolderDataset(data.path, num_frames=data.num_frames, fps=data.fps, size=tuple(data.size),
-                              seed=data.seed, start="random", crop="center")
+    paths = [data.path] if isinstance(data.path, str) else list(data.path)
+    for path in paths:
+        if not Path(path).exists():
+            raise FileNotFoundError(f"dataset {path} not found")
+    datasets = [VideoFolderDataset(path, num_frames=data.num_frames, fps=data.fps, size=tuple(data.size),
+                                   seed=data.seed, start="random", crop="center") for path in paths]
+    return datasets[0] if len(datasets) == 1 else MixedDataset(datasets)
 
 
 def dataset_captions(dataset) -> list[str]:
