@@ -96,3 +96,19 @@ def test_pipeline_with_the_temporal_decoder(exports):
                           VideoLDMPipeline.from_pretrained(image)(prompts, **kwargs), atol=1e-5)
     with pytest.raises(ValueError, match="not a temporal decoder"):
         VideoLDMPipeline.from_pretrained(temporal, temporal_decoder=temporal)
+
+
+def test_evaluate_decoder_command_reports_both_decoders_and_seams(exports, tmp_path, capsys):
+    from videoldm.cli import main
+    from videoldm.evaluation import seam_pairs
+
+    # chunks start at 0, 12, 24 and 32 (the last moved back): cross-fades of 4, 4 and 8 frames
+    assert seam_pairs(48, 16, 4) == [11, 12, 13, 14, 15, 23, 24, 25, 26, 27] + list(range(31, 40))
+    assert seam_pairs(32, 16, 0) == [15] and seam_pairs(16, 16, 4) == []
+    tmp, _, _, _, decoder = exports
+    assert main(["evaluate-decoder", str(decoder), "--data", str(tmp / "clips"), "--num", "2", "--frames", "4",
+                 "--chunk", "2", "--overlaps", "1", "0", "--out", str(tmp_path)]) == 0
+    summary = json.loads((tmp_path / "decoder.json").read_text())
+    assert set(summary["chunked"]) == {"overlap_1", "overlap_0"}
+    assert summary["image_decoder"]["temporal_error"] > 0 and (tmp_path / "decoder.gif").is_file()
+    assert "temporal_decoder" in capsys.readouterr().out

@@ -50,3 +50,75 @@ def format_summary(summary: dict) -> str:
         lines.append(f"{mode:<16}" + "".join(f"{summary[mode].get(k, float('nan')):>20.4f}" for k in SUMMARY_KEYS))
     lines.append(f"jerk ratio (video / frame by frame): {summary['jerk_ratio']:.3f}")
     return "\n".join(lines)
+
+
+# ------------------------------------------------------------------------------------------ decoder
+def seam_pairs(num_frames: int, chunk_size: int, overlap: int) -> list[int]:
+    """Frame pairs ``(t, t+1)``, by ``t``, that a chunk boundary touches: entering, inside and leaving
+    each cross-fade (with no overlap: the pair across the cut)."""
+    from .models.temporal_decoder import chunk_starts
+
+    if chunk_size >= num_frames:
+        return []
+    starts = chunk_starts(num_frames, chunk_size, overlap)
+    pairs = set()
+    for previous, start in zip(starts, starts[1:]):
+        fade = min(previous + chunk_size, num_frames) - start  # frames decoded by both chunks
+        pairs.update(range(start - 1, min(start + fade, num_frames - 1)))
+    return sorted(pairs)
+
+
+@torch.no_grad()
+def evaluate_decoder(decoder, clips, chunk_size: int = 16, overlaps=(4, 0), out_dir: str | Path | None = None,
+                     fps: float = 8.0, gifs: int = 4) -> dict:
+    """Reconstructions of ``clips`` (``(N, 3, T, H, W)`` in [-1, 1]) by the image decoder (frame by frame)
+    and the temporal decoder, both from the same encoder latents.
+
+    Reports PSNR and the temporal error (|Δx̂ - Δx|) of each, and for the temporal decoder decoded in
+    chunks, the temporal error at the pairs a chunk boundary touches against all other pairs, per overlap.
+    """
+    import numpy as np
+
+    from .metrics import psnr, temporal_error
+    from .metrics.video import as_videos
+
+    z = torch.cat([decoder.encode(c[None]) for c in clips])
+    T = clips.shape[2]
+    image = torch.cat([decoder(zi[None], image_only=True) for zi in z]).clamp(-1, 1)
+    whole = torch.cat([decoder(zi[None]) for zi in z]).clamp(-1, 1)
+    summary = {"image_decoder": {"psnr": psnr(image, clips), "temporal_error": temporal_error(image, clips)},
+               "temporal_decoder": {"psnr": psnr(whole, clips), "temporal_error": temporal_error(whole, clips)},
+               "chunked": {}}
+    truth = as_videos(clips)
+    for overlap in overlaps:
+        chunked = torch.cat([decoder.decode(zi[None], chunk_size, overlap) for zi in z]).clamp(-1, 1)
+        x = as_videos(chunked)
+        per_pair = np.abs((x[:, 1:] - x[:, :-1]) - (truth[:, 1:] - truth[:, :-1])).mean(axis=(0, 2, 3, 4))
+        seams = seam_pairs(T, chunk_size, overlap)
+        rest = [t for t in range(T - 1) if t not in seams]
+        summary["chunked"][f"overlap_{overlap}"] = {
+            "psnr": psnr(chunked, clips), "temporal_error": float(per_pair.mean()),
+            "seam_error": float(per_pair[seams].mean()) if seams else float("nan"),
+            "other_error": float(per_pair[rest].mean()),
+            "seam_ratio": float(per_pair[seams].mean() / per_pair[rest].mean()) if seams else float("nan")}
+    summary["settings"] = {"clips": int(clips.shape[0]), "frames": T, "size": list(clips.shape[-2:]),
+                           "chunk_size": chunk_size, "alphas": decoder.alphas()}
+    if out_dir is not None:
+        out = Path(out_dir)
+        out.mkdir(parents=True, exist_ok=True)
+        (out / "decoder.json").write_text(json.dumps(summary, indent=2))
+        if gifs:  # truth | image decoder | temporal decoder, one clip per row
+            rows = [torch.cat([c, i, w], dim=-1) for c, i, w in zip(clips[:gifs], image[:gifs], whole[:gifs])]
+            write_gif(out / "decoder.gif", video_grid(torch.cat(rows, dim=-2)[None].transpose(1, 2)), fps)
+    return summary
+
+
+def format_decoder_summary(summary: dict) -> str:
+    lines = [f"{'':<22}{'PSNR dB':>10}{'temporal error':>16}{'seam error':>12}{'elsewhere':>11}{'ratio':>7}"]
+    for name in ("image_decoder", "temporal_decoder"):
+        s = summary[name]
+        lines.append(f"{name:<22}{s['psnr']:>10.2f}{s['temporal_error']:>16.5f}")
+    for name, s in summary["chunked"].items():
+        lines.append(f"{'chunked ' + name:<22}{s['psnr']:>10.2f}{s['temporal_error']:>16.5f}{s['seam_error']:>12.5f}"
+                     f"{s['other_error']:>11.5f}{s['seam_ratio']:>7.2f}")
+    return "\n".join(lines)
