@@ -91,6 +91,18 @@ def test_shapes_heldout_split():
     assert all((s["color"], s["shape"], s["direction"]) in HELD_OUT for s in held)
 
 
+def test_camera_heldout_split_shows_photos_train_never_shows():
+    from videoldm.data.synthetic.camera import HELDOUT_PHOTOS
+
+    train = {CameraGenerator(frames=2, size=(16, 32), seed=0, split="train").sample(i).attributes["photo"]
+             for i in range(30)}
+    held = {CameraGenerator(frames=2, size=(16, 32), seed=0, split="heldout").sample(i).attributes["photo"]
+            for i in range(5)}
+    assert len(train) > 2 and not train & set(HELDOUT_PHOTOS) and held == set(HELDOUT_PHOTOS)
+    with pytest.raises(ValueError, match="split"):
+        CameraGenerator(split="test")
+
+
 def test_camera_frames_are_the_crop_windows():
     gen = CameraGenerator(frames=6, size=(48, 96), seed=2)
     for i in range(4):

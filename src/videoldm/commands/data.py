@@ -80,7 +80,8 @@ def add_command(subparsers) -> None:
                    help=f"libx264 quality, lower is better (default {DATASET_CRF}: >= 35 dB PSNR on every kind; "
                         "libx264's own default is 23)")
     s.add_argument("--previews", type=int, default=0, metavar="K", help="also write GIFs of the first K clips")
-    s.add_argument("--split", choices=["train", "heldout"], default="train", help="shapes: which combinations")
+    s.add_argument("--split", choices=["train", "heldout"], default="train",
+                   help="shapes: which combinations; camera: which photos (heldout: a photo train never shows)")
     s.add_argument("--daytime", choices=["day", "night"], help="driving: force day or night (default: random)")
     s.add_argument("--crowdedness", choices=["low", "medium", "high"], help="driving: force traffic density")
     s.add_argument("--force", action="store_true", help="overwrite an existing manifest.jsonl in --out")
@@ -120,7 +121,7 @@ def run_synth(args) -> int:
     if (args.out / "manifest.jsonl").exists() and not args.force:
         raise ValueError(f"{args.out / 'manifest.jsonl'} exists; pass --force to overwrite or choose another --out")
     kw = {}
-    if args.kind == "shapes":
+    if args.kind in ("shapes", "camera"):
         kw["split"] = args.split
     if args.kind == "driving":
         kw.update(daytime=args.daytime, crowdedness=args.crowdedness)

@@ -13,7 +13,7 @@ import numpy as np
 
 from .base import Clip, Generator
 
-__all__ = ["CameraGenerator", "PHOTOS", "MOTIONS", "load_photo", "sample_window"]
+__all__ = ["CameraGenerator", "HELDOUT_PHOTOS", "PHOTOS", "MOTIONS", "load_photo", "sample_window"]
 
 # skimage.data name -> what the photo shows (for captions)
 PHOTOS = {
@@ -24,6 +24,8 @@ PHOTOS = {
     "hubble_deep_field": "galaxies in deep space",
     "immunohistochemistry": "stained tissue under a microscope",
 }
+# a photo no `train` clip shows, for held-out evaluation (e.g. of a temporal decoder)
+HELDOUT_PHOTOS = ("chelsea",)
 MOTIONS = ("pan_left", "pan_right", "pan_up", "pan_down", "zoom_in", "zoom_out")
 
 
@@ -91,9 +93,14 @@ def _ease(u: np.ndarray) -> np.ndarray:
 class CameraGenerator(Generator):
     kind = "camera"
 
-    def __init__(self, frames=16, size=(128, 256), fps=8.0, seed=0, *, photos=None, motions=None):
+    def __init__(self, frames=16, size=(128, 256), fps=8.0, seed=0, *, photos=None, motions=None, split=None):
+        """``split``: ``train`` leaves out :data:`HELDOUT_PHOTOS`, ``heldout`` shows only them, None all photos."""
         super().__init__(frames, size, fps, seed)
-        self.photos = list(photos or PHOTOS)
+        if split not in (None, "train", "heldout"):
+            raise ValueError(f"split must be train or heldout, got {split!r}")
+        by_split = {None: list(PHOTOS), "train": [p for p in PHOTOS if p not in HELDOUT_PHOTOS],
+                    "heldout": list(HELDOUT_PHOTOS)}
+        self.photos = list(photos or by_split[split])
         self.motions = list(motions or MOTIONS)
         for m in self.motions:
             if m not in MOTIONS:
