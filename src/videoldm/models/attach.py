@@ -13,6 +13,7 @@ import os
 from dataclasses import dataclass
 
 import torch
+from diffusers import ConfigMixin, ModelMixin
 from safetensors.torch import load_file, save_file
 from torch import nn
 
@@ -142,3 +143,51 @@ def read_json(directory, name: str, what: str) -> dict:
         raise FileNotFoundError(f"no {name} in {directory}: not a {what} folder")
     with open(path) as f:
         return json.load(f)
+
+
+class TemporalAttachment(ModelMixin, ConfigMixin):
+    """What the video UNet and the temporal decoder share: an image model (the attribute named by
+    ``base_attribute``, built from the ``<base_attribute>_config`` argument) with temporal layers in
+    ``temporal_layers`` hooked onto it, and its weights frozen."""
+
+    base_attribute = ""
+    _supports_gradient_checkpointing = True
+
+    @property
+    def base(self) -> nn.Module:
+        return getattr(self, self.base_attribute)
+
+    @classmethod
+    def _temporal_option_names(cls) -> list[str]:
+        import inspect
+
+        skip = ("self", f"{cls.base_attribute}_config")
+        return [p for p in inspect.signature(cls.__init__).parameters if p not in skip]
+
+    @classmethod
+    def _attach_to(cls, base: nn.Module, **temporal_options):
+        """A model around ``base`` itself (shared, not copied), with new temporal layers."""
+        unknown = set(temporal_options) - set(cls._temporal_option_names())
+        if unknown:
+            raise ValueError(f"unknown {cls.__name__} options {sorted(unknown)}; known: {cls._temporal_option_names()}")
+        with torch.device("meta"):  # the image model built here is replaced by `base` at once
+            model = cls(**{f"{cls.base_attribute}_config": dict(base.config)}, **temporal_options)
+        setattr(model, cls.base_attribute, base)
+        model.temporal_layers = model._build_temporal_layers().to(device=base.device, dtype=base.dtype)
+        model._attach()
+        return model
+
+    @classmethod
+    def from_pretrained(cls, *args, **kwargs):
+        model = super().from_pretrained(*args, **kwargs)
+        model.base.requires_grad_(False)
+        return model
+
+    def alphas(self) -> dict[str, float]:
+        """Current blend factor of every temporal layer (1 = the image model alone)."""
+        return {key: float(layer.mix.alpha.detach()) for key, layer in self.temporal_layers.items()}
+
+    def enable_gradient_checkpointing(self, gradient_checkpointing_func=None) -> None:
+        # The image model's blocks are recomputed in the backward pass, hooks included: give the
+        # recomputation the same video context as the forward pass had.
+        super().enable_gradient_checkpointing(gradient_checkpointing_func or ContextCheckpoint(self._state))

@@ -18,14 +18,14 @@ import re
 from collections.abc import Iterator
 
 import torch
-from diffusers import AutoencoderKL, ConfigMixin, ModelMixin
+from diffusers import AutoencoderKL
 from diffusers.configuration_utils import register_to_config
 from diffusers.models.attention_processor import Attention
 from diffusers.models.resnet import ResnetBlock2D
 from torch import nn
 from tqdm.auto import tqdm
 
-from .attach import (ContextCheckpoint, FrameContext, VideoState, attach, layer_key, load_temporal_weights,
+from .attach import (FrameContext, TemporalAttachment, VideoState, attach, layer_key, load_temporal_weights,
                      read_json, save_temporal_weights)
 from .temporal_layers import TemporalResBlock, TemporalTransformer
 
@@ -38,7 +38,7 @@ _ARCHITECTURE_KEYS = ("latent_channels", "block_out_channels", "layers_per_block
                       "norm_num_groups", "mid_block_add_attention")
 
 
-class TemporalDecoder(ModelMixin, ConfigMixin):
+class TemporalDecoder(TemporalAttachment):
     """An ``AutoencoderKL`` whose decoder has temporal layers attached.
 
     Args:
@@ -52,7 +52,7 @@ class TemporalDecoder(ModelMixin, ConfigMixin):
         zero_init: every temporal layer starts as the identity (the image decoder, whatever alpha is).
     """
 
-    _supports_gradient_checkpointing = True
+    base_attribute = "vae"
 
     @register_to_config
     def __init__(
@@ -119,41 +119,15 @@ class TemporalDecoder(ModelMixin, ConfigMixin):
             saved = read_temporal_decoder_config(temporal_layers)
             _check_architecture(saved.get("architecture", {}), vae.config, temporal_layers)
             temporal_options = {**saved["options"], **temporal_options}
-        unknown = set(temporal_options) - set(cls._temporal_option_names())
-        if unknown:
-            raise ValueError(f"unknown temporal decoder options {sorted(unknown)}; known: "
-                             f"{cls._temporal_option_names()}")
-        with torch.device("meta"):  # the autoencoder built here is replaced by `vae` at once
-            model = cls(vae_config=dict(vae.config), **temporal_options)
-        model.vae = vae
-        model.temporal_layers = model._build_temporal_layers().to(device=vae.device, dtype=vae.dtype)
-        model._attach()
+        model = cls._attach_to(vae, **temporal_options)
         if temporal_layers is not None:
             model.load_temporal_layers(temporal_layers)
-        return model
-
-    @classmethod
-    def _temporal_option_names(cls) -> list[str]:
-        import inspect
-
-        return [p for p in inspect.signature(cls.__init__).parameters if p not in ("self", "vae_config")]
-
-    @classmethod
-    def from_pretrained(cls, *args, **kwargs) -> "TemporalDecoder":
-        model = super().from_pretrained(*args, **kwargs)
-        model.vae.requires_grad_(False)
         return model
 
     # ------------------------------------------------------------------------------------ parameters
     def trainable_parameters(self) -> list[nn.Parameter]:
         """The temporal layers with their blend factors (the autoencoder stays frozen)."""
         return list(self.temporal_layers.parameters())
-
-    def alphas(self) -> dict[str, float]:
-        return {key: float(layer.mix.alpha.detach()) for key, layer in self.temporal_layers.items()}
-
-    def enable_gradient_checkpointing(self, gradient_checkpointing_func=None) -> None:
-        super().enable_gradient_checkpointing(gradient_checkpointing_func or ContextCheckpoint(self._state))
 
     # ----------------------------------------------------------------------------------- temporal io
     def save_temporal_layers(self, directory: str | os.PathLike) -> None:

@@ -13,7 +13,7 @@ import re
 from dataclasses import dataclass
 
 import torch
-from diffusers import ConfigMixin, ModelMixin, UNet2DConditionModel
+from diffusers import UNet2DConditionModel
 from diffusers.configuration_utils import register_to_config
 from diffusers.models.attention import BasicTransformerBlock
 from diffusers.models.resnet import ResnetBlock2D
@@ -21,7 +21,7 @@ from diffusers.models.transformers.transformer_2d import Transformer2DModel
 from diffusers.utils import BaseOutput
 from torch import nn
 
-from .attach import (ContextCheckpoint, FrameContext, VideoState, attach, layer_key, load_temporal_weights,
+from .attach import (FrameContext, TemporalAttachment, VideoState, attach, layer_key, load_temporal_weights,
                      read_json, save_temporal_weights)
 from .temporal_layers import TemporalResBlock, TemporalTransformer
 
@@ -47,7 +47,7 @@ def _transformer_geometry(block: Transformer2DModel) -> tuple[int, int, int | No
     return block.in_channels, inner.attn1.heads, context_dim
 
 
-class VideoUNet(ModelMixin, ConfigMixin):
+class VideoUNet(TemporalAttachment):
     """Video LDM denoiser: a diffusers ``UNet2DConditionModel`` plus interleaved temporal layers.
 
     Args:
@@ -65,7 +65,7 @@ class VideoUNet(ModelMixin, ConfigMixin):
         max_period: base of the rotary frequencies over time.
     """
 
-    _supports_gradient_checkpointing = True
+    base_attribute = "unet"
 
     @register_to_config
     def __init__(
@@ -138,43 +138,15 @@ class VideoUNet(ModelMixin, ConfigMixin):
         if temporal_layers is not None:
             saved = read_temporal_config(temporal_layers)["options"]
             temporal_options = {**saved, **temporal_options}
-        unknown = set(temporal_options) - set(cls._temporal_option_names())
-        if unknown:
-            raise ValueError(f"unknown temporal options {sorted(unknown)}; known: {cls._temporal_option_names()}")
-        with torch.device("meta"):  # the image UNet built here is replaced by `unet` at once
-            model = cls(unet_config=dict(unet.config), **temporal_options)
-        model.unet = unet
-        model.temporal_layers = model._build_temporal_layers().to(device=unet.device, dtype=unet.dtype)
-        model._attach()
+        model = cls._attach_to(unet, **temporal_options)
         if temporal_layers is not None:
             model.load_temporal_layers(temporal_layers)
-        return model
-
-    @classmethod
-    def _temporal_option_names(cls) -> list[str]:
-        import inspect
-
-        return [p for p in inspect.signature(cls.__init__).parameters if p not in ("self", "unet_config")]
-
-    @classmethod
-    def from_pretrained(cls, *args, **kwargs) -> "VideoUNet":
-        model = super().from_pretrained(*args, **kwargs)
-        model.unet.requires_grad_(False)
         return model
 
     # ------------------------------------------------------------------------------------ parameters
     def trainable_parameters(self) -> list[nn.Parameter]:
         """Everything but the image UNet: the temporal layers with their blend factors."""
         return [p for name, p in self.named_parameters() if not name.startswith("unet.")]
-
-    def alphas(self) -> dict[str, float]:
-        """Current blend factor of every temporal layer (1 = image model only)."""
-        return {key: float(layer.mix.alpha.detach()) for key, layer in self.temporal_layers.items()}
-
-    def enable_gradient_checkpointing(self, gradient_checkpointing_func=None) -> None:
-        # The spatial blocks are recomputed in the backward pass, hooks included: give the recomputation
-        # the same video context as the forward pass had.
-        super().enable_gradient_checkpointing(gradient_checkpointing_func or ContextCheckpoint(self._state))
 
     # ----------------------------------------------------------------------------------- temporal io
     def save_temporal_layers(self, directory: str | os.PathLike) -> None:
