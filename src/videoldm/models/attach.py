@@ -26,6 +26,7 @@ class FrameContext:
     image_only: torch.Tensor | None = None  # (B*T,) bool, or None
     all_image_only: bool = False  # every sample is an image: the temporal layers have nothing to do
     context: torch.Tensor | None = None  # tokens for temporal cross-attention, (B, L, D) or (B*T, L, D)
+    injections: dict | None = None  # per layer key, features added to the temporal layer's input (B*T, C, h, w)
 
 
 class VideoState:
@@ -60,8 +61,8 @@ class ContextCheckpoint:
 class TemporalHook:
     """Forward hook on a spatial block: blends its output with the output of its temporal layer."""
 
-    def __init__(self, layer: nn.Module, state: VideoState):
-        self.layer, self.state = layer, state
+    def __init__(self, layer: nn.Module, state: VideoState, key: str):
+        self.layer, self.state, self.key = layer, state, key
 
     def __call__(self, module, args, kwargs, output):
         ctx = self.state.current
@@ -75,10 +76,13 @@ class TemporalHook:
             extra = args[1] if len(args) > 1 else kwargs.get("temb")
         else:
             extra = ctx.context
+        x = spatial
+        if ctx.injections is not None and self.key in ctx.injections:  # context conditioning
+            x = spatial + ctx.injections[self.key].to(spatial.dtype)
         if layer.gradient_checkpointing and torch.is_grad_enabled():
-            temporal = layer._gradient_checkpointing_func(layer, spatial, ctx.num_frames, extra)
+            temporal = layer._gradient_checkpointing_func(layer, x, ctx.num_frames, extra)
         else:
-            temporal = layer(spatial, ctx.num_frames, extra)
+            temporal = layer(x, ctx.num_frames, extra)
         blended = layer.mix(spatial, temporal, ctx.image_only)
         if isinstance(output, tuple):
             return (blended,) + tuple(output[1:])
@@ -96,7 +100,7 @@ def attach(blocks: list[tuple[str, nn.Module]], layers: nn.ModuleDict, state: Vi
     for name, block in blocks:
         key = layer_key(name)
         if key in layers:
-            handles.append(block.register_forward_hook(TemporalHook(layers[key], state), with_kwargs=True))
+            handles.append(block.register_forward_hook(TemporalHook(layers[key], state, key), with_kwargs=True))
 
 
 def layer_key(block_name: str) -> str:
@@ -148,7 +152,8 @@ def read_json(directory, name: str, what: str) -> dict:
 class TemporalAttachment(ModelMixin, ConfigMixin):
     """What the video UNet and the temporal decoder share: an image model (the attribute named by
     ``base_attribute``, built from the ``<base_attribute>_config`` argument) with temporal layers in
-    ``temporal_layers`` hooked onto it, and its weights frozen."""
+    ``temporal_layers`` hooked onto it, and its weights frozen. Subclasses build their own modules in
+    ``_build()`` and register the hooks in ``_attach()``."""
 
     base_attribute = ""
     _supports_gradient_checkpointing = True
@@ -173,9 +178,9 @@ class TemporalAttachment(ModelMixin, ConfigMixin):
         with torch.device("meta"):  # the image model built here is replaced by `base` at once
             model = cls(**{f"{cls.base_attribute}_config": dict(base.config)}, **temporal_options)
         setattr(model, cls.base_attribute, base)
-        model.temporal_layers = model._build_temporal_layers().to(device=base.device, dtype=base.dtype)
+        model._build()
         model._attach()
-        return model
+        return model.to(device=base.device, dtype=base.dtype)
 
     @classmethod
     def from_pretrained(cls, *args, **kwargs):

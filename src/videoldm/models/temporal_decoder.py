@@ -73,7 +73,7 @@ class TemporalDecoder(TemporalAttachment):
         self.vae = AutoencoderKL.from_config(vae_config)
         self._state = VideoState()
         self._hooks: list = []
-        self.temporal_layers = self._build_temporal_layers()
+        self._build()
         self._attach()
 
     # ----------------------------------------------------------------------------------------- build
@@ -81,7 +81,10 @@ class TemporalDecoder(TemporalAttachment):
         return [(name, m) for name, m in self.vae.named_modules()
                 if _ATTACH_POINT.match(name) and isinstance(m, (ResnetBlock2D, Attention))]
 
-    def _build_temporal_layers(self) -> nn.ModuleDict:
+    def _build(self) -> None:
+        self.temporal_layers = self._temporal_layers()
+
+    def _temporal_layers(self) -> nn.ModuleDict:
         cfg = self.config
         groups = self.vae.config.norm_num_groups
         common = dict(norm_groups=groups, norm_eps=1e-6, alpha_init=cfg.alpha_init, learn_alpha=cfg.learn_alpha,

@@ -174,6 +174,7 @@ class TemporalTransformer(nn.Module):
     ):
         super().__init__()
         self.gradient_checkpointing = False
+        self.channels = channels
         self.norm = nn.GroupNorm(norm_groups, channels, eps=norm_eps)
         self.proj_in = nn.Linear(channels, channels)
         self.norm1 = nn.LayerNorm(channels)
@@ -237,6 +238,7 @@ class TemporalResBlock(nn.Module):
         if temporal_kernel % 2 == 0 or spatial_kernel % 2 == 0:
             raise ValueError("temporal and spatial kernel sizes must be odd (same-size padding)")
         self.gradient_checkpointing = False
+        self.channels = channels
         kernel = (temporal_kernel, spatial_kernel, spatial_kernel)
         padding = tuple(k // 2 for k in kernel)
         self.norm1 = nn.GroupNorm(norm_groups, channels, eps=norm_eps)

@@ -23,6 +23,7 @@ from torch import nn
 
 from .attach import (FrameContext, TemporalAttachment, VideoState, attach, layer_key, load_temporal_weights,
                      read_json, save_temporal_weights)
+from .context import ContextEncoder, check_context
 from .temporal_layers import TemporalResBlock, TemporalTransformer
 
 TEMPORAL_WEIGHTS_NAME = "temporal_layers.safetensors"
@@ -63,6 +64,9 @@ class VideoUNet(TemporalAttachment):
         zero_init: the last projection of every temporal layer starts at zero (the model starts as
             the image model whatever alpha is).
         max_period: base of the rotary frequencies over time.
+        context_conditioning: add a :class:`ContextEncoder` (prediction and interpolation models): the
+            latents of given frames and their mask reach every temporal layer's input.
+        context_channels: width of that encoder's first level (doubling per level, at most the UNet's).
     """
 
     base_attribute = "unet"
@@ -84,6 +88,8 @@ class VideoUNet(TemporalAttachment):
         zero_init: bool = True,
         max_period: float = 10000.0,
         dropout: float = 0.0,
+        context_conditioning: bool = False,
+        context_channels: int = 64,
     ):
         super().__init__()
         if attention_window is not None and attention_window < 1:
@@ -91,7 +97,7 @@ class VideoUNet(TemporalAttachment):
         self.unet = UNet2DConditionModel.from_config(unet_config)
         self._state = VideoState()
         self._hooks: list = []
-        self.temporal_layers = self._build_temporal_layers()
+        self._build()
         self._attach()
 
     # ----------------------------------------------------------------------------------------- build
@@ -99,7 +105,11 @@ class VideoUNet(TemporalAttachment):
         return [(name, m) for name, m in self.unet.named_modules() if _ATTACH_POINT.match(name)
                 and isinstance(m, (ResnetBlock2D, Transformer2DModel))]
 
-    def _build_temporal_layers(self) -> nn.ModuleDict:
+    def _build(self) -> None:
+        self.temporal_layers = self._temporal_layers()
+        self.context_encoder = self._context_encoder() if self.config.context_conditioning else None
+
+    def _temporal_layers(self) -> nn.ModuleDict:
         cfg, unet_cfg = self.config, self.unet.config
         common = dict(norm_groups=unet_cfg.norm_num_groups, norm_eps=unet_cfg.norm_eps,
                       alpha_init=cfg.alpha_init, learn_alpha=cfg.learn_alpha, zero_init=cfg.zero_init)
@@ -117,6 +127,21 @@ class VideoUNet(TemporalAttachment):
                     channels, heads, context_dim if cfg.temporal_cross_attention else None,
                     window=cfg.attention_window, ff_mult=cfg.ff_mult, max_period=cfg.max_period, **common)
         return layers
+
+    def _context_encoder(self) -> ContextEncoder:
+        widths = list(self.unet.config.block_out_channels)
+        levels = len(widths)
+
+        def level_of(key: str) -> int:
+            kind, _, rest = key.partition("_blocks_")
+            if key.startswith("mid_block"):
+                return levels - 1
+            index = int(rest.split("_")[0])
+            return index if kind == "down" else levels - 1 - index
+
+        targets = {key: (level_of(key), layer.channels) for key, layer in self.temporal_layers.items()}
+        context_widths = [min(w, self.config.context_channels * 2 ** i) for i, w in enumerate(widths)]
+        return ContextEncoder(self.unet.config.in_channels, context_widths, targets, self.unet.config.norm_num_groups)
 
     def _attach(self) -> None:
         """(Re)registers the hooks that run the temporal layers, and freezes the spatial weights."""
@@ -158,14 +183,21 @@ class VideoUNet(TemporalAttachment):
             "architecture": {k: unet_cfg[k] for k in ("in_channels", "block_out_channels", "layers_per_block",
                                                         "down_block_types", "up_block_types", "cross_attention_dim")},
         }
-        save_temporal_weights(self.temporal_layers, directory, TEMPORAL_WEIGHTS_NAME, TEMPORAL_CONFIG_NAME, meta)
+        save_temporal_weights(self._temporal_modules(), directory, TEMPORAL_WEIGHTS_NAME, TEMPORAL_CONFIG_NAME, meta)
 
     def load_temporal_layers(self, directory: str | os.PathLike) -> None:
         """Loads temporal weights saved by :meth:`save_temporal_layers`, onto this image UNet.
 
         Raises ``ValueError`` naming the first layer whose weights do not fit this architecture.
         """
-        load_temporal_weights(self.temporal_layers, directory, TEMPORAL_WEIGHTS_NAME)
+        load_temporal_weights(self._temporal_modules(), directory, TEMPORAL_WEIGHTS_NAME)
+
+    def _temporal_modules(self) -> nn.ModuleDict:
+        """Everything the temporal file holds: the temporal layers and the context encoder, if any."""
+        modules = nn.ModuleDict(dict(self.temporal_layers))
+        if self.context_encoder is not None:
+            modules["context_encoder"] = self.context_encoder
+        return modules
 
     # --------------------------------------------------------------------------------------- forward
     def forward(
@@ -175,6 +207,8 @@ class VideoUNet(TemporalAttachment):
         encoder_hidden_states: torch.Tensor | None = None,
         image_only: torch.Tensor | None = None,
         temporal_encoder_hidden_states: torch.Tensor | None = None,
+        context: torch.Tensor | None = None,
+        context_mask: torch.Tensor | None = None,
         return_dict: bool = True,
         **unet_kwargs,
     ) -> VideoUNetOutput | tuple:
@@ -185,6 +219,9 @@ class VideoUNet(TemporalAttachment):
             timestep: a number, ``(B,)`` one per video, or ``(B, T)`` one per frame.
             encoder_hidden_states: ``(B, L, D)`` per video or ``(B, T, L, D)`` per frame.
             image_only: ``(B,)`` bool; True forces alpha = 1 (the image model) for that sample.
+            context / context_mask: for a model with ``context_conditioning``: clean latents
+                ``(B, C, T, h, w)`` of which the frames flagged 1 in ``context_mask`` ``(B, T)`` are given
+                (prediction: the first frames, interpolation: keyframes). Neither: no frame is given (S = 0).
             temporal_encoder_hidden_states: tokens for the temporal cross-attention when they must differ
                 from the spatial ones (a DreamBooth text encoder for the spatial layers, the original one for
                 the temporal layers); defaults to ``encoder_hidden_states``.
@@ -211,7 +248,12 @@ class VideoUNet(TemporalAttachment):
         frames = sample.transpose(1, 2).reshape(B * T, C, H, W)
         unet_kwargs = {k: _per_frame(v, B, T) for k, v in unet_kwargs.items()}
         all_image_only = image_only is not None and bool(image_only.all())
-        with self._state.use(FrameContext(T, image_only, all_image_only, temporal_context)):
+        injections = None
+        if self.context_encoder is not None:
+            injections = self.context_encoder(*check_context(sample, context, context_mask))
+        elif context is not None or context_mask is not None:
+            raise ValueError("this model has no context encoder (context_conditioning=False): it takes no context")
+        with self._state.use(FrameContext(T, image_only, all_image_only, temporal_context, injections)):
             out = self.unet(frames, timestep, ehs, return_dict=False, **unet_kwargs)[0]
         out = out.view(B, T, -1, H, W).transpose(1, 2)
         return VideoUNetOutput(sample=out) if return_dict else (out,)

@@ -1,0 +1,85 @@
+"""Context conditioning c_S = (m_S * z, m_S): a no-op at first, then it conditions; saved with the temporal file."""
+import pytest
+import torch
+
+from conftest import make_unet, randomize_temporal
+from videoldm import VideoUNet
+
+
+def randomize(module, seed=2, std=0.05):
+    g = torch.Generator().manual_seed(seed)
+    with torch.no_grad():
+        for p in module.parameters():
+            p.add_(torch.randn(p.shape, generator=g) * std)
+
+
+@pytest.fixture
+def model():
+    return randomize_temporal(VideoUNet.from_unet2d(make_unet(), context_conditioning=True)).eval()
+
+
+def inputs(B=2, T=4):
+    torch.manual_seed(0)
+    return torch.randn(B, 4, T, 8, 8), torch.tensor([500, 20]), torch.randn(B, 7, 32)
+
+
+@torch.no_grad()
+def test_a_new_context_encoder_is_a_no_op(model):
+    sample, t, text = inputs()
+    context, mask = torch.randn_like(sample), torch.tensor([[1, 1, 0, 0], [1, 0, 0, 0]])
+    plain = VideoUNet.from_unet2d(model.unet)
+    plain.temporal_layers.load_state_dict(model.temporal_layers.state_dict())
+    expected = plain(sample, t, text).sample
+    assert torch.equal(model(sample, t, text, context=context, context_mask=mask).sample, expected)
+    assert torch.equal(model(sample, t, text).sample, expected)
+
+
+@torch.no_grad()
+def test_given_frames_condition_and_masked_frames_do_not(model):
+    randomize(model.context_encoder)
+    sample, t, text = inputs()
+    context, mask = torch.randn_like(sample), torch.tensor([[1, 1, 0, 0], [1, 0, 0, 0]])
+    out = model(sample, t, text, context=context, context_mask=mask).sample
+    assert (out - model(sample, t, text).sample).abs().max() > 1e-4  # S = 2 differs from S = 0
+    changed = context.clone()
+    changed[:, :, 3] += 1.0  # frame 3 is not given in either video: it must not matter
+    assert torch.equal(model(sample, t, text, context=changed, context_mask=mask).sample, out)
+    changed = context.clone()
+    changed[0, :, 0] += 1.0  # a given frame of video 0: changes video 0 only
+    other = model(sample, t, text, context=changed, context_mask=mask).sample
+    assert (other[0] - out[0]).abs().max() > 1e-4 and torch.equal(other[1], out[1])
+
+
+def test_context_encoder_is_trained_and_saved_with_the_temporal_layers(model, tmp_path):
+    params = model.trainable_parameters()
+    assert any(p is q for p in params for q in model.context_encoder.parameters())
+    sample, t, text = inputs()
+    model.train()
+    model(sample, t, text, context=torch.randn_like(sample), context_mask=torch.ones(2, 4)).sample.square().mean().backward()
+    assert all(p.grad is not None for p in model.context_encoder.parameters())
+    randomize(model.context_encoder)
+    model.save_temporal_layers(tmp_path / "t")
+    loaded = VideoUNet.from_unet2d(make_unet(), temporal_layers=tmp_path / "t").eval()
+    assert loaded.config.context_conditioning
+    model.eval()
+    context, mask = torch.randn_like(sample), torch.tensor([[1, 0, 0, 0], [1, 1, 0, 0]])
+    with torch.no_grad():
+        assert torch.equal(loaded(sample, t, text, context=context, context_mask=mask).sample,
+                           model(sample, t, text, context=context, context_mask=mask).sample)
+    VideoUNet.from_unet2d(make_unet()).save_temporal_layers(tmp_path / "plain")
+    with pytest.raises(ValueError, match="context_encoder"):
+        VideoUNet.from_unet2d(make_unet(), context_conditioning=True).load_temporal_layers(tmp_path / "plain")
+
+
+def test_bad_context_gets_a_clear_error(model):
+    sample, t, text = inputs()
+    with pytest.raises(ValueError, match=r"context_mask must be \(B, T\)"):
+        model(sample, t, text, context=sample, context_mask=torch.ones(2, 5))
+    with pytest.raises(ValueError, match="sample's shape"):
+        model(sample, t, text, context=sample[:, :, :2], context_mask=torch.ones(2, 4))
+    with pytest.raises(ValueError, match="both"):
+        model(sample, t, text, context=sample)
+    with pytest.raises(ValueError, match="binary"):
+        model(sample, t, text, context=sample, context_mask=torch.full((2, 4), 0.5))
+    with pytest.raises(ValueError, match="no context encoder"):
+        VideoUNet.from_unet2d(make_unet())(sample, t, text, context=sample, context_mask=torch.ones(2, 4))
