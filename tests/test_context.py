@@ -83,3 +83,25 @@ def test_bad_context_gets_a_clear_error(model):
         model(sample, t, text, context=sample, context_mask=torch.full((2, 4), 0.5))
     with pytest.raises(ValueError, match="no context encoder"):
         VideoUNet.from_unet2d(make_unet())(sample, t, text, context=sample, context_mask=torch.ones(2, 4))
+
+
+def test_guidance_on_context_one_is_the_conditional_prediction(model):
+    from diffusers import DDIMScheduler
+
+    from videoldm.sampling import sample
+
+    randomize(model.context_encoder)
+    _, _, text = inputs()
+    context, mask = torch.randn(2, 4, 4, 8, 8), torch.tensor([[1, 1, 0, 0], [1, 1, 0, 0]])
+    none = torch.zeros_like(mask)
+
+    def run(scale, **kw):
+        return sample(model, DDIMScheduler(num_train_timesteps=1000), (2, 4, 4, 8, 8), cond=text, guidance_scale=scale,
+                      num_inference_steps=2, generator=0, progress=False, context=context, **kw)
+
+    conditional = run(1.0, context_mask=mask)
+    assert torch.equal(run(1.0, context_mask=mask, uncond_kwargs={"context_mask": none}), conditional)
+    guided = run(3.0, context_mask=mask, uncond_kwargs={"context_mask": none})
+    assert (guided - conditional).abs().max() > 1e-4
+    with pytest.raises(ValueError, match="no conditional counterpart"):
+        run(3.0, context_mask=mask, uncond_kwargs={"other": none})

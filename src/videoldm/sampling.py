@@ -55,6 +55,23 @@ def _double(value, batch: int):
     return value
 
 
+def _pair(uncond_kwargs: Mapping, cond_kwargs: Mapping, batch: int) -> dict:
+    """The doubled batch's kwargs when the unconditional half differs: (uncond, cond) along the batch."""
+    unknown = set(uncond_kwargs) - set(cond_kwargs)
+    if unknown:
+        raise ValueError(f"uncond_kwargs {sorted(unknown)} have no conditional counterpart in model_kwargs")
+    paired = {}
+    for key, value in cond_kwargs.items():
+        other = uncond_kwargs.get(key, value)
+        if isinstance(value, torch.Tensor) and value.ndim > 0 and value.shape[0] == batch:
+            paired[key] = torch.cat([torch.as_tensor(other, device=value.device).to(value.dtype), value])
+        elif isinstance(value, Mapping):
+            paired[key] = _pair(other, value, batch)
+        else:
+            paired[key] = value
+    return paired
+
+
 def _first(output) -> torch.Tensor:
     """The prediction from a diffusers output, a tuple, or a plain tensor."""
     if isinstance(output, torch.Tensor):
@@ -76,6 +93,7 @@ def sample(
     model_kwargs: dict | None = None,
     device: torch.device | str | None = None,
     step_kwargs: dict | None = None,
+    uncond_kwargs: dict | None = None,
     **call_kwargs,
 ) -> torch.Tensor:
     """Denoises Gaussian noise of ``shape`` into latents with ``scheduler``.
@@ -86,13 +104,17 @@ def sample(
         cond / uncond: ``encoder_hidden_states`` of the conditional and unconditional model,
             ``(B, L, D)`` or ``(1, L, D)`` for the whole batch.
         guidance_scale: ``s`` of classifier-free guidance ``uncond + s * (cond - uncond)``; it is applied
-            (in one doubled batch) only when ``s != 1`` and ``uncond`` is given.
+            (in one doubled batch) only when ``s != 1`` and ``uncond`` or ``uncond_kwargs`` is given, so
+            ``s = 1`` is exactly the conditional prediction.
         generator: an int seed or a ``torch.Generator``; with a seed (or a CPU generator) the noise is drawn
             on the CPU, so a seed gives the same initial noise on any device.
         model_kwargs / call_kwargs: passed to every model call (e.g. ``image_only``, ``class_labels``);
             tensors with a leading ``B`` are doubled with the batch under guidance.
         device: where to run; defaults to the model's device.
         step_kwargs: passed to ``scheduler.step``, e.g. ``eta`` (DDIM) or ``s_churn`` (Euler).
+        uncond_kwargs: model kwargs of the unconditional branch where they differ from ``model_kwargs``:
+            guidance on context gives the conditional branch ``context_mask`` and the unconditional one a
+            zero mask (S = 0). With ``uncond`` too, both text and context are dropped together.
 
     Returns: the final latents, float32, on ``device``.
     """
@@ -103,12 +125,15 @@ def sample(
     model_kwargs = {**(model_kwargs or {}), **call_kwargs}
     batch = shape[0]
     cond, uncond = (c.expand(batch, *c.shape[1:]) if c is not None and c.shape[0] == 1 else c for c in (cond, uncond))
-    guided = uncond is not None and guidance_scale != 1.0
+    guided = (uncond is not None or uncond_kwargs is not None) and guidance_scale != 1.0
     if guided:
-        if cond is None:
+        if uncond is not None and cond is None:
             raise ValueError("guidance needs cond as well as uncond")
-        context = torch.cat([uncond, cond]).to(device, dtype)
-        model_kwargs = _double(model_kwargs, batch)
+        if cond is not None:
+            context = torch.cat([uncond if uncond is not None else cond, cond]).to(device, dtype)
+        else:
+            context = None
+        model_kwargs = _pair(uncond_kwargs, model_kwargs, batch) if uncond_kwargs else _double(model_kwargs, batch)
     else:
         context = cond.to(device, dtype) if cond is not None else None
 
