@@ -33,7 +33,7 @@ class VideoLDMPipeline:
         if not (root / MODEL_INDEX).is_file():
             raise FileNotFoundError(f"{path}: not an exported videoldm model (no {MODEL_INDEX})")
         index = json.loads((root / MODEL_INDEX).read_text())
-        if index["stage"] == "temporal":
+        if index["stage"] in ("temporal", "prediction", "interpolation"):
             parts = load_image_model(index["image_model"])
             unet = parts["unet"]
             if index.get("unet"):  # the spatial layers were fine-tuned too

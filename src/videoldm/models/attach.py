@@ -117,16 +117,27 @@ def save_temporal_weights(layers: nn.ModuleDict, directory, weights_name: str, c
         json.dump(meta, f, indent=2, default=list)
 
 
-def load_temporal_weights(layers: nn.ModuleDict, directory, weights_name: str) -> None:
+def load_temporal_weights(layers: nn.ModuleDict, directory, weights_name: str, optional: str | None = None) -> None:
     """Loads weights written by :func:`save_temporal_weights` into ``layers``.
 
     Raises ``ValueError`` naming the first layer whose weights do not fit (a file made for another model).
+    ``optional``: a key prefix (a module) that may be missing from the file, or present in it and not in
+    ``layers``: e.g. a context encoder, when a prediction model starts from a plain video model's layers.
     """
     path = os.path.join(directory, weights_name)
     if not os.path.isfile(path):
         raise FileNotFoundError(f"no {weights_name} in {directory}")
     loaded = load_file(path)
     expected = layers.state_dict()
+    if optional:
+        loaded = {k: v for k, v in loaded.items() if not k.startswith(optional) or k in expected}
+        kept = {k: v for k, v in expected.items() if not k.startswith(optional) or k in loaded}
+        layers.load_state_dict(_checked(loaded, kept, path), strict=False)
+        return
+    layers.load_state_dict(_checked(loaded, expected, path))
+
+
+def _checked(loaded: dict, expected: dict, path) -> dict:
     for key, tensor in expected.items():
         if key not in loaded:
             raise ValueError(f"temporal file {path} has no weight for layer '{key}' "
@@ -138,7 +149,7 @@ def load_temporal_weights(layers: nn.ModuleDict, directory, weights_name: str) -
     if extra:
         raise ValueError(f"temporal file {path} has layers this model lacks, e.g. '{extra[0]}' "
                          f"{tuple(loaded[extra[0]].shape)}: it was made for another architecture")
-    layers.load_state_dict(loaded)
+    return loaded
 
 
 def read_json(directory, name: str, what: str) -> dict:

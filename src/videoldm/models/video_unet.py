@@ -185,12 +185,15 @@ class VideoUNet(TemporalAttachment):
         }
         save_temporal_weights(self._temporal_modules(), directory, TEMPORAL_WEIGHTS_NAME, TEMPORAL_CONFIG_NAME, meta)
 
-    def load_temporal_layers(self, directory: str | os.PathLike) -> None:
+    def load_temporal_layers(self, directory: str | os.PathLike, context_optional: bool = False) -> None:
         """Loads temporal weights saved by :meth:`save_temporal_layers`, onto this image UNet.
 
         Raises ``ValueError`` naming the first layer whose weights do not fit this architecture.
+        ``context_optional``: the file may lack this model's context encoder or hold one this model lacks
+        (a prediction model initialised from a video model, or the reverse); the layers must all match.
         """
-        load_temporal_weights(self._temporal_modules(), directory, TEMPORAL_WEIGHTS_NAME)
+        load_temporal_weights(self._temporal_modules(), directory, TEMPORAL_WEIGHTS_NAME,
+                              optional="context_encoder." if context_optional else None)
 
     def _temporal_modules(self) -> nn.ModuleDict:
         """Everything the temporal file holds: the temporal layers and the context encoder, if any."""

@@ -9,7 +9,7 @@ from pathlib import Path
 
 import yaml
 
-STAGES = ("autoencoder", "image", "temporal", "decoder")
+STAGES = ("autoencoder", "image", "temporal", "decoder", "prediction", "interpolation")
 
 
 @dataclass
@@ -87,6 +87,16 @@ class TemporalModelConfig:
 
 
 @dataclass
+class ContextModelConfig(TemporalModelConfig):
+    """Prediction and interpolation models: a video model with context conditioning (the given frames)."""
+
+    init_temporal: str | None = None  # a `temporal` (or other context) export whose layers to start from
+    context_frames: list[int] = field(default_factory=lambda: [0, 1, 2])  # prediction: S drawn from these
+    keyframe_every: int = 4  # interpolation: frames 0, k, 2k, ... are given
+    context_dropout: float = 0.1  # share of clips trained with no given frame (S = 0), for guidance
+
+
+@dataclass
 class DecoderModelConfig:
     """Temporal decoder fine-tuning: ``temporal`` are ``TemporalDecoder`` options, ``discriminator`` are
     ``VideoDiscriminator`` options; the adversarial term starts at step ``disc_start``."""
@@ -103,14 +113,15 @@ class DecoderModelConfig:
 
 
 MODEL_CONFIGS = {"autoencoder": AutoencoderModelConfig, "image": ImageModelConfig, "temporal": TemporalModelConfig,
-                 "decoder": DecoderModelConfig}
+                 "decoder": DecoderModelConfig, "prediction": ContextModelConfig,
+                 "interpolation": ContextModelConfig}
 
 
 @dataclass
 class TrainConfig:
     stage: str
     data: DataConfig
-    model: AutoencoderModelConfig | ImageModelConfig | TemporalModelConfig | DecoderModelConfig
+    model: AutoencoderModelConfig | ImageModelConfig | TemporalModelConfig | DecoderModelConfig | ContextModelConfig
     optim: OptimConfig = field(default_factory=OptimConfig)
     run: RunConfig = field(default_factory=RunConfig)
     source: str | None = None  # the YAML file it came from

@@ -279,8 +279,9 @@ class TemporalModule(nn.Module):
         super().__init__()
         self.video_unet = video_unet
 
-    def forward(self, noisy, timesteps, tokens, image_only):
-        return self.video_unet(noisy, timesteps, tokens, image_only=image_only).sample
+    def forward(self, noisy, timesteps, tokens, image_only, context=None, context_mask=None):
+        return self.video_unet(noisy, timesteps, tokens, image_only=image_only, context=context,
+                               context_mask=context_mask).sample
 
 
 def load_image_model(path: str) -> dict:
@@ -311,11 +312,14 @@ class TemporalStage(DiffusionStage):
         if self.conditioner is not None:
             self.conditioner.requires_grad_(False).eval()
         self.dataset = build_dataset(config)
-        self.video_unet = VideoUNet.from_unet2d(parts["unet"], **m.temporal)
+        self.video_unet = self.build_video_unet(parts["unet"])
         if m.train_spatial:
             self.video_unet.unet.requires_grad_(True)
         self.module = TemporalModule(self.video_unet)
         self.cfg_dropout = m.cfg_dropout
+
+    def build_video_unet(self, unet: UNet2DConditionModel) -> VideoUNet:
+        return VideoUNet.from_unet2d(unet, **self.config.model.temporal)
 
     def loss(self, model, batch, seed: int):
         latents = self.latents_of(batch["x"]).to(self.device)

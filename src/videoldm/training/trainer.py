@@ -22,10 +22,12 @@ from tqdm.auto import tqdm
 from .checkpoint import list_checkpoints, load_checkpoint, save_checkpoint
 from .config import TrainConfig
 from .data import make_loader
+from .context_stages import InterpolationStage, PredictionStage
 from .decoder_stage import DecoderStage
 from .stages import AutoencoderStage, ImageStage, TemporalStage
 
-STAGES = {"autoencoder": AutoencoderStage, "image": ImageStage, "temporal": TemporalStage, "decoder": DecoderStage}
+STAGES = {"autoencoder": AutoencoderStage, "image": ImageStage, "temporal": TemporalStage, "decoder": DecoderStage,
+          "prediction": PredictionStage, "interpolation": InterpolationStage}
 
 
 class Trainer:

@@ -1,0 +1,110 @@
+"""Stages `prediction` and `interpolation`: video models that are given some frames (Video LDM, sections 4-5).
+
+Both are the temporal stage with context conditioning: the clean latents of the given frames and their
+mask reach every temporal layer (``VideoUNet(context_conditioning=True)``), spatial layers frozen. What
+differs is which frames are given:
+
+- prediction: the first S frames, S drawn per clip from ``context_frames`` (0, 1 or 2), so one model
+  starts a video (S = 0) and continues one (S = 1, 2) for long rollouts;
+- interpolation: every ``keyframe_every``-th frame (0, k, 2k, ...); the model fills in the frames between.
+
+A share ``context_dropout`` of clips is given no frame at all, the unconditional branch of guidance on
+context. The mask is drawn from each sample's own generator, so a resumed run sees the same masks.
+"""
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import torch
+from diffusers import UNet2DConditionModel
+
+from ..models.video_unet import VideoUNet, read_temporal_config
+from .stages import MODEL_INDEX, TemporalStage, condition, diffusion_loss, per_sample
+
+
+def _temporal_folder(path: str) -> Path:
+    """The temporal-layers folder of an export (or the folder itself)."""
+    root = Path(path)
+    if (root / MODEL_INDEX).is_file():
+        return root / json.loads((root / MODEL_INDEX).read_text())["temporal_layers"]
+    return root
+
+
+class ContextStage(TemporalStage):
+    kind = ""
+
+    def build_video_unet(self, unet: UNet2DConditionModel) -> VideoUNet:
+        m = self.config.model
+        options = {**m.temporal, "context_conditioning": True}
+        if not m.init_temporal:
+            return VideoUNet.from_unet2d(unet, **options)
+        folder = _temporal_folder(m.init_temporal)
+        saved = read_temporal_config(folder)["options"]
+        model = VideoUNet.from_unet2d(unet, **{**saved, **options})
+        model.load_temporal_layers(folder, context_optional=True)
+        return model
+
+    def masks(self, positions, num_frames: int, seed: int) -> torch.Tensor:
+        raise NotImplementedError
+
+    def loss(self, model, batch, seed: int):
+        latents = self.latents_of(batch["x"]).to(self.device)
+        T = latents.shape[2]
+        noise, t, drop = self.noise_and_timesteps(latents, batch["positions"], seed)
+        mask = self.masks(batch["positions"], T, seed).to(self.device)
+        dropped = per_sample(batch["positions"], seed, 7, lambda g: torch.rand((), generator=g)) \
+            < self.config.model.context_dropout
+        mask = mask * (~dropped.to(self.device)).to(mask.dtype)[:, None]
+        with torch.no_grad():
+            tokens = condition(self.conditioner, batch, drop, self.device)
+        noisy = self.scheduler.add_noise(latents, noise, t)
+        out = model(noisy, t, tokens, None, latents, mask)
+        return diffusion_loss(out, self.scheduler, latents, noise, t), {}
+
+    def export(self, directory: Path) -> None:
+        super().export(directory)
+        index = json.loads((directory / MODEL_INDEX).read_text())
+        index["stage"] = self.kind
+        index.update(self.context_settings())
+        (directory / MODEL_INDEX).write_text(json.dumps(index, indent=2))
+
+    def context_settings(self) -> dict:
+        raise NotImplementedError
+
+
+class PredictionStage(ContextStage):
+    kind = "prediction"
+
+    def __init__(self, config):
+        super().__init__(config)
+        frames = config.model.context_frames
+        if not frames or any(not 0 <= s < config.data.num_frames for s in frames):
+            raise ValueError(f"model.context_frames must be numbers of given frames below data.num_frames "
+                             f"({config.data.num_frames}); got {frames}")
+
+    def masks(self, positions, num_frames: int, seed: int) -> torch.Tensor:
+        choices = torch.tensor(self.config.model.context_frames)
+        S = per_sample(positions, seed, 6, lambda g: choices[torch.randint(len(choices), (), generator=g)])
+        return (torch.arange(num_frames)[None] < S[:, None]).float()
+
+    def context_settings(self) -> dict:
+        return {"context_frames": self.config.model.context_frames}
+
+
+class InterpolationStage(ContextStage):
+    kind = "interpolation"
+
+    def __init__(self, config):
+        super().__init__(config)
+        k, T = config.model.keyframe_every, config.data.num_frames
+        if k < 2 or (T - 1) % k:
+            raise ValueError(f"interpolation needs data.num_frames = n * keyframe_every + 1 (keyframes first and "
+                             f"last), keyframe_every >= 2; got num_frames {T}, keyframe_every {k}")
+
+    def masks(self, positions, num_frames: int, seed: int) -> torch.Tensor:
+        keyframes = (torch.arange(num_frames) % self.config.model.keyframe_every == 0).float()
+        return keyframes[None].expand(len(positions), num_frames)
+
+    def context_settings(self) -> dict:
+        return {"keyframe_every": self.config.model.keyframe_every}

@@ -1,0 +1,92 @@
+"""Stages `prediction` and `interpolation`: masks per clip, start from a video model, exact resume."""
+import csv
+import json
+
+import pytest
+import torch
+
+from videoldm.training.config import parse_config
+from videoldm.training.trainer import Trainer
+
+AE = {"block_out_channels": [8, 16], "down_block_types": ["DownEncoderBlock2D"] * 2,
+      "up_block_types": ["UpDecoderBlock2D"] * 2, "layers_per_block": 1, "latent_channels": 4,
+      "norm_num_groups": 4, "sample_size": 16}
+UNET = {"sample_size": 8, "in_channels": 4, "out_channels": 4, "layers_per_block": 1, "block_out_channels": [16, 32],
+        "down_block_types": ["CrossAttnDownBlock2D", "DownBlock2D"], "up_block_types": ["UpBlock2D", "CrossAttnUpBlock2D"],
+        "cross_attention_dim": 16, "attention_head_dim": 4, "norm_num_groups": 8}
+
+
+def run(tmp, name, stage, data, model, **extra):
+    cfg = parse_config({"stage": stage, "data": data, "model": model,
+                        "run": {"max_steps": 2, "checkpoint_every": 0, "sample_steps": 2, "num_samples": 1,
+                                "log_every": 1, "output_dir": str(tmp / name), **extra}})
+    return Trainer(cfg)
+
+
+@pytest.fixture(scope="module")
+def chain(tmp_path_factory):
+    from videoldm.data.synthetic import make_generator
+    from videoldm.data.synthetic.base import write_dataset
+
+    tmp = tmp_path_factory.mktemp("context")
+    write_dataset(make_generator("shapes", frames=5, size=(16, 16), fps=8, seed=0), tmp / "clips", num=4)
+    data = {"path": str(tmp / "clips"), "num_frames": 5, "fps": None, "size": [16, 16], "batch_size": 2}
+    ae = run(tmp, "ae", "autoencoder", {**data, "frames_per_clip": 2}, {"config": AE}).train()
+    image = run(tmp, "image", "image", {**data, "frames_per_clip": 2}, {
+        "autoencoder": str(ae), "unet": UNET, "conditioning": "text",
+        "text_encoder": {"hidden_size": 16, "layers": 1, "heads": 2, "max_length": 12}}).train()
+    temporal = run(tmp, "temporal", "temporal", data, {"image_model": str(image)}).train()
+    return tmp, data, image, temporal
+
+
+def test_prediction_masks_give_the_first_s_frames(chain):
+    tmp, data, image, temporal = chain
+    stage = run(tmp, "p0", "prediction", data, {"image_model": str(image), "context_frames": [0, 1, 2]}).stage
+    masks = stage.masks(list(range(200)), 5, seed=0)
+    counts = masks.sum(1)
+    assert set(counts.tolist()) == {0.0, 1.0, 2.0}
+    for m, s in zip(masks, counts):  # the given frames come first
+        assert m[: int(s)].all() and not m[int(s):].any()
+    assert torch.equal(masks, stage.masks(list(range(200)), 5, seed=0))
+
+
+def test_interpolation_gives_every_kth_frame_and_checks_the_clip_length(chain):
+    tmp, data, image, temporal = chain
+    stage = run(tmp, "i0", "interpolation", data, {"image_model": str(image), "keyframe_every": 2}).stage
+    assert stage.masks([0, 1], 5, 0).tolist() == [[1, 0, 1, 0, 1]] * 2
+    with pytest.raises(ValueError, match="keyframe_every"):
+        run(tmp, "i1", "interpolation", data, {"image_model": str(image), "keyframe_every": 3})
+
+
+def test_prediction_starts_from_the_video_model_and_exports_its_kind(chain):
+    tmp, data, image, temporal = chain
+    trainer = run(tmp, "pred", "prediction", data, {"image_model": str(image), "init_temporal": str(temporal),
+                                                     "context_frames": [1, 2]})
+    from videoldm.pipeline import VideoLDMPipeline
+
+    video = VideoLDMPipeline.from_pretrained(temporal).unet
+    for key, tensor in video.temporal_layers.state_dict().items():  # the plain layers came along
+        assert torch.equal(trainer.stage.video_unet.temporal_layers.state_dict()[key], tensor)
+    final = trainer.train()
+    index = json.loads((final / "videoldm.json").read_text())
+    assert index["stage"] == "prediction" and index["context_frames"] == [1, 2]
+    pipe = VideoLDMPipeline.from_pretrained(final)
+    assert pipe.unet.context_encoder is not None
+    assert pipe(["a red circle moving left on a dark background"], num_frames=5, num_inference_steps=2,
+                progress=False).shape == (1, 5, 3, 16, 16)
+
+
+def test_prediction_resumes_exactly(chain):
+    tmp, data, image, _ = chain
+    model = {"image_model": str(image), "context_dropout": 0.5}
+    run(tmp, "whole", "prediction", data, model, max_steps=4).train()
+    run(tmp, "cut", "prediction", data, model, max_steps=2, checkpoint_every=2).train()
+    resumed = run(tmp, "cut", "prediction", data, model, max_steps=4, checkpoint_every=2)
+    assert resumed.resume()
+    resumed.train()
+
+    def losses(name):
+        with open(tmp / name / "log.csv") as f:
+            return [float(r["loss"]) for r in csv.DictReader(f)]
+
+    assert losses("cut")[2:] == pytest.approx(losses("whole")[2:], rel=1e-5, abs=1e-7)
