@@ -90,3 +90,36 @@ def test_prediction_resumes_exactly(chain):
             return [float(r["loss"]) for r in csv.DictReader(f)]
 
     assert losses("cut")[2:] == pytest.approx(losses("whole")[2:], rel=1e-5, abs=1e-7)
+
+
+def read_frames(path):
+    import av
+    import numpy as np
+
+    with av.open(str(path)) as c:
+        return np.stack([f.to_ndarray(format="rgb24") for f in c.decode(video=0)])
+
+
+def test_rollout_writes_every_clip_and_a_resumed_render_equals_an_uninterrupted_one(chain, tmp_path):
+    import numpy as np
+
+    from videoldm.pipeline import VideoLDMPipeline
+    from videoldm.rollout import rollout
+
+    tmp, data, image, temporal = chain
+    final = run(tmp, "pred-roll", "prediction", data, {"image_model": str(image)}, max_steps=1).train()
+    pipe = VideoLDMPipeline.from_pretrained(final)
+    kw = dict(num_frames=5, context_frames=2, num_inference_steps=2, seed=4, progress=False)
+    prompt = "a red circle moving left on a dark background"
+    whole = rollout(pipe, prompt, 3, tmp_path / "whole.mp4", **kw)
+    assert whole["frames"] == 5 + 2 * 3 and read_frames(tmp_path / "whole.mp4").shape == (11, 16, 16, 3)
+    rollout(pipe, prompt, 2, tmp_path / "cut.mp4", state_dir=tmp_path / "state", **kw)  # "interrupted" after 2
+    resumed = rollout(pipe, prompt, 3, tmp_path / "cut.mp4", state_dir=tmp_path / "state", **kw)
+    assert resumed["resumed_clips"] == 2
+    assert np.array_equal(read_frames(tmp_path / "cut.mp4"), read_frames(tmp_path / "whole.mp4"))
+    with pytest.raises(ValueError, match="seed"):
+        rollout(pipe, prompt, 3, tmp_path / "x.mp4", state_dir=tmp_path / "state", **{**kw, "seed": 5})
+    with pytest.raises(ValueError, match="context_frames"):
+        rollout(pipe, prompt, 3, tmp_path / "x.mp4", **{**kw, "context_frames": 5})
+    with pytest.raises(ValueError, match="prediction model"):
+        rollout(VideoLDMPipeline.from_pretrained(temporal), prompt, 2, tmp_path / "x.mp4", **kw)

@@ -14,7 +14,7 @@ from typing import IO, Iterable, Sequence
 import av
 import numpy as np
 
-__all__ = ["write_mp4", "encode_mp4", "mp4_bytes", "write_gif", "write_jsonl", "read_jsonl", "fps_fraction"]
+__all__ = ["Mp4Writer", "write_mp4", "encode_mp4", "mp4_bytes", "write_gif", "write_jsonl", "read_jsonl", "fps_fraction"]
 
 
 def fps_fraction(fps: float | Fraction) -> Fraction:
@@ -78,6 +78,54 @@ def encode_mp4(
                 container.mux(packet)
         for packet in stream.encode():
             container.mux(packet)
+
+
+class Mp4Writer:
+    """An H.264 mp4 written frame by frame, for videos too long to hold in memory (rollouts).
+
+    ``with Mp4Writer(path, fps) as w: w.write(frames)`` with uint8 ``(T, H, W, 3)`` pieces of one size;
+    the file is complete when the writer closes.
+    """
+
+    def __init__(self, path: str | Path, fps: float | Fraction, crf: int | None = 18, codec: str = "libx264"):
+        self.path = Path(path)
+        self.path.parent.mkdir(parents=True, exist_ok=True)
+        self.rate, self.crf, self.codec = fps_fraction(fps), crf, codec
+        self.container = av.open(str(self.path), mode="w", format="mp4")
+        self.stream = None
+        self.frames = 0
+
+    def write(self, frames: np.ndarray) -> None:
+        frames = _check_frames(frames)
+        h, w = frames.shape[1:3]
+        if self.stream is None:
+            if h % 2 or w % 2:
+                raise ValueError(f"H.264 needs even height and width, got {h}x{w}")
+            self.stream = self.container.add_stream(self.codec, rate=self.rate)
+            self.stream.width, self.stream.height, self.stream.pix_fmt = w, h, "yuv420p"
+            if self.crf is not None:
+                self.stream.options = {"crf": str(self.crf)}
+        elif (h, w) != (self.stream.height, self.stream.width):
+            raise ValueError(f"frames of {h}x{w} in a {self.stream.height}x{self.stream.width} video")
+        for arr in frames:
+            for packet in self.stream.encode(av.VideoFrame.from_ndarray(arr, format="rgb24")):
+                self.container.mux(packet)
+        self.frames += len(frames)
+
+    def close(self) -> None:
+        if self.container is None:
+            return
+        if self.stream is not None:
+            for packet in self.stream.encode():
+                self.container.mux(packet)
+        self.container.close()
+        self.container = None
+
+    def __enter__(self) -> "Mp4Writer":
+        return self
+
+    def __exit__(self, *exc) -> None:
+        self.close()
 
 
 def write_mp4(path: str | Path, frames: np.ndarray, fps: float | Fraction, **kwargs) -> Path:

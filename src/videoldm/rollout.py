@@ -1,0 +1,121 @@
+"""Long videos by rollout (Video LDM, section 4): each clip continues the last frames of the one before.
+
+A prediction model (``VideoUNet`` with context conditioning, trained with S in {0, 1, 2} given frames)
+generates the first clip from nothing (S = 0); every next clip is given the last ``context_frames``
+latents of the previous one as its first frames, with guidance on that context. Only the new frames are
+kept. Each clip is decoded and appended to the mp4 as soon as it exists, so memory does not grow with
+the video's length; its latents are saved to ``state_dir``, so an interrupted render resumes from its last
+completed clip with the same result (each clip's noise comes from a generator keyed by (seed, clip)).
+"""
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import torch
+from safetensors.torch import load_file, save_file
+from tqdm.auto import tqdm
+
+from .data.io import Mp4Writer
+from .sampling import make_scheduler, sample
+from .training.data import sample_generator
+from .training.sampling_io import decode_latents
+
+
+def _to_uint8(frames: torch.Tensor):
+    """``(T, 3, H, W)`` in [-1, 1] -> ``(T, H, W, 3)`` uint8."""
+    return ((frames.clamp(-1, 1) + 1) * 127.5).round().to(torch.uint8).permute(0, 2, 3, 1).cpu().numpy()
+
+
+@torch.no_grad()
+def rollout(pipeline, prompt, num_clips: int, out: str | Path, *, num_frames: int = 16, context_frames: int = 2,
+            guidance_scale: float = 3.0, num_inference_steps: int = 25, sampler: str = "ddim", seed: int = 0,
+            state_dir: str | Path | None = None, fps: float | None = None, progress: bool = True) -> dict:
+    """Renders ``num_clips`` clips of ``num_frames`` frames into the mp4 ``out``; returns what it did.
+
+    ``prompt``: a caption, or an attribute dict for attribute models. The video has
+    ``num_frames + (num_clips - 1) * (num_frames - context_frames)`` frames. ``state_dir``: where each
+    clip's latents are kept; a later call with the same settings skips the clips found there (their frames
+    are decoded again from the saved latents) and goes on.
+    """
+    unet = pipeline.unet
+    if getattr(unet, "context_encoder", None) is None:
+        raise ValueError("rollout needs a prediction model (a video model with context conditioning, "
+                         "stage: prediction)")
+    if not 0 < context_frames < num_frames:
+        raise ValueError(f"context_frames must be in 1..num_frames-1, got {context_frames} for {num_frames} frames")
+    if num_clips < 1:
+        raise ValueError(f"num_clips must be >= 1, got {num_clips}")
+    cfg = unet.unet.config
+    h, w = pipeline.latent_size or (cfg.sample_size, cfg.sample_size)
+    shape = (1, cfg.in_channels, num_frames, h, w)
+    settings = {"prompt": prompt, "num_frames": num_frames, "context_frames": context_frames,
+                "guidance_scale": guidance_scale, "steps": num_inference_steps, "sampler": sampler, "seed": seed,
+                "latent_size": [h, w]}
+    state = _State(state_dir, settings) if state_dir is not None else None
+    cond, uncond = pipeline.tokens([prompt]), pipeline.tokens([prompt], uncond=True)
+    decoder = pipeline.decoder if pipeline.decoder is not None else pipeline.vae
+    scheduler = make_scheduler(sampler, pipeline.scheduler_config)
+    fps = fps or pipeline.fps or 8.0
+
+    previous = None  # the last clip's latents (1, C, T, h, w)
+    resumed = 0
+    with Mp4Writer(out, fps) as writer:
+        for k in tqdm(range(num_clips), desc="rollout", disable=not progress):
+            latents = state.load(k) if state is not None else None
+            if latents is None:
+                latents = _clip(unet, scheduler, shape, previous, context_frames, cond, uncond, guidance_scale,
+                                num_inference_steps, sample_generator(seed, k))
+                if state is not None:
+                    state.save(k, latents)
+            else:
+                resumed += 1
+            if previous is not None:  # the given frames are the previous clip's, exactly
+                latents[:, :, :context_frames] = previous[:, :, -context_frames:]
+            frames = decode_latents(decoder, latents)[0]  # (T, 3, H, W); the decoder sees the whole clip
+            writer.write(_to_uint8(frames if previous is None else frames[context_frames:]))
+            previous = latents
+        written = writer.frames
+    return {"path": str(out), "frames": written, "seconds": written / fps, "fps": fps, "clips": num_clips,
+            "resumed_clips": resumed}
+
+
+def _clip(unet, scheduler, shape, previous, S, cond, uncond, guidance_scale, steps, generator):
+    B, C, T, h, w = shape
+    context = torch.zeros(shape)
+    mask = torch.zeros(B, T)
+    if previous is not None:
+        context[:, :, :S] = previous[:, :, -S:]
+        mask[:, :S] = 1
+    uncond_kwargs = {"context_mask": torch.zeros(B, T)} if previous is not None else None
+    return sample(unet, scheduler, shape, cond=cond, uncond=uncond, guidance_scale=guidance_scale,
+                  num_inference_steps=steps, generator=generator, progress=False,
+                  context=context, context_mask=mask, uncond_kwargs=uncond_kwargs)
+
+
+class _State:
+    """One safetensors file of latents per finished clip, and the settings they were made with."""
+
+    def __init__(self, directory, settings: dict):
+        self.dir = Path(directory)
+        self.dir.mkdir(parents=True, exist_ok=True)
+        meta = self.dir / "rollout.json"
+        if meta.is_file():
+            saved = json.loads(meta.read_text())
+            if saved != json.loads(json.dumps(settings)):
+                changed = sorted(k for k in settings if saved.get(k) != json.loads(json.dumps(settings[k])))
+                raise ValueError(f"{self.dir} holds a render made with other settings ({', '.join(changed)}); "
+                                 "use another state_dir or the same settings")
+        else:
+            meta.write_text(json.dumps(settings, indent=2))
+
+    def path(self, k: int) -> Path:
+        return self.dir / f"clip-{k:06d}.safetensors"
+
+    def load(self, k: int) -> torch.Tensor | None:
+        return load_file(self.path(k))["latents"] if self.path(k).is_file() else None
+
+    def save(self, k: int, latents: torch.Tensor) -> None:
+        tmp = self.path(k).with_suffix(".tmp")
+        save_file({"latents": latents.contiguous()}, tmp)
+        tmp.rename(self.path(k))  # a clip file exists only once it is complete
