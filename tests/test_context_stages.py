@@ -123,3 +123,23 @@ def test_rollout_writes_every_clip_and_a_resumed_render_equals_an_uninterrupted_
         rollout(pipe, prompt, 3, tmp_path / "x.mp4", **{**kw, "context_frames": 5})
     with pytest.raises(ValueError, match="prediction model"):
         rollout(VideoLDMPipeline.from_pretrained(temporal), prompt, 2, tmp_path / "x.mp4", **kw)
+
+
+def test_interpolation_keeps_the_keyframes_and_fills_between(chain):
+    from videoldm.interpolation import interpolate
+    from videoldm.pipeline import VideoLDMPipeline
+
+    tmp, data, image, temporal = chain
+    final = run(tmp, "interp", "interpolation", data, {"image_model": str(image), "keyframe_every": 2},
+                max_steps=1).train()
+    pipe = VideoLDMPipeline.from_pretrained(final)
+    assert pipe.info["keyframe_every"] == 2
+    keys = torch.randn(1, 4, 4, 8, 8)
+    out = interpolate(pipe, keys, "a red circle moving left on a dark background", num_inference_steps=2)
+    assert out.shape == (1, 4, 7, 8, 8) and torch.equal(out[:, :, ::2], keys)  # windows of 3 keys, then 2
+    assert torch.equal(out, interpolate(pipe, keys, "a red circle moving left on a dark background",
+                                        num_inference_steps=2))
+    with pytest.raises(ValueError, match="interpolation model"):
+        interpolate(VideoLDMPipeline.from_pretrained(temporal), keys)
+    with pytest.raises(ValueError, match="keyframes"):
+        interpolate(pipe, keys[:, :, :1])

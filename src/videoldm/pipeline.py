@@ -24,6 +24,7 @@ class VideoLDMPipeline:
         self.decoder = decoder  # a TemporalDecoder on `vae`, or None: frame-by-frame decoding
         self.scheduler_config, self.conditioning = dict(scheduler_config), conditioning
         self.latent_size, self.fps = latent_size, fps  # what the model was trained at
+        self.info: dict = {}
 
     @classmethod
     def from_pretrained(cls, path: str | Path, temporal_decoder: str | Path | None = None) -> "VideoLDMPipeline":
@@ -53,9 +54,11 @@ class VideoLDMPipeline:
             from .training.decoder_stage import load_temporal_decoder
 
             decoder = load_temporal_decoder(temporal_decoder, vae=parts["vae"])
-        return cls(model, parts["vae"].eval(), parts["scheduler"].config, parts["conditioner"],
-                   parts["index"].get("conditioning", "none"), tuple(size) if size else None,
-                   index.get("fps") or parts["index"].get("fps"), decoder)
+        pipeline = cls(model, parts["vae"].eval(), parts["scheduler"].config, parts["conditioner"],
+                       parts["index"].get("conditioning", "none"), tuple(size) if size else None,
+                       index.get("fps") or parts["index"].get("fps"), decoder)
+        pipeline.info = index  # what the export says of itself (stage, frames, keyframe_every, ...)
+        return pipeline
 
     @property
     def image_unet(self):
