@@ -123,6 +123,13 @@ def test_rollout_writes_every_clip_and_a_resumed_render_equals_an_uninterrupted_
         rollout(pipe, prompt, 3, tmp_path / "x.mp4", **{**kw, "context_frames": 5})
     with pytest.raises(ValueError, match="prediction model"):
         rollout(VideoLDMPipeline.from_pretrained(temporal), prompt, 2, tmp_path / "x.mp4", **kw)
+    # with an interpolation model (k = 2): (5 - 1) * 2 + 1 frames, then (5 - 2) * 2 per clip, at twice the rate
+    interp = run(tmp, "interp-roll", "interpolation", data, {"image_model": str(image), "keyframe_every": 2},
+                 max_steps=1).train()
+    dense = rollout(pipe, prompt, 2, tmp_path / "dense.mp4", interpolator=VideoLDMPipeline.from_pretrained(interp),
+                    state_dir=tmp_path / "dense-state", **kw)
+    assert dense["frames"] == 9 + 6 and dense["fps"] == 2 * whole["fps"]
+    assert read_frames(tmp_path / "dense.mp4").shape[0] == 15
 
 
 def test_interpolation_keeps_the_keyframes_and_fills_between(chain):

@@ -1,4 +1,4 @@
-"""Long videos by rollout (Video LDM, section 4): each clip continues the last frames of the one before.
+"""Long videos by rollout (Video LDM, sections 4-5): each clip continues the last frames of the one before.
 
 A prediction model (``VideoUNet`` with context conditioning, trained with S in {0, 1, 2} given frames)
 generates the first clip from nothing (S = 0); every next clip is given the last ``context_frames``
@@ -6,6 +6,7 @@ latents of the previous one as its first frames, with guidance on that context. 
 kept. Each clip is decoded and appended to the mp4 as soon as it exists, so memory does not grow with
 the video's length; its latents are saved to ``state_dir``, so an interrupted render resumes from its last
 completed clip with the same result (each clip's noise comes from a generator keyed by (seed, clip)).
+With an interpolation model, every clip is interpolated before it is decoded: k times the frame rate.
 """
 from __future__ import annotations
 
@@ -30,13 +31,16 @@ def _to_uint8(frames: torch.Tensor):
 @torch.no_grad()
 def rollout(pipeline, prompt, num_clips: int, out: str | Path, *, num_frames: int = 16, context_frames: int = 2,
             guidance_scale: float = 3.0, num_inference_steps: int = 25, sampler: str = "ddim", seed: int = 0,
-            state_dir: str | Path | None = None, fps: float | None = None, progress: bool = True) -> dict:
+            state_dir: str | Path | None = None, fps: float | None = None, interpolator=None,
+            interpolation_guidance: float = 2.0, progress: bool = True) -> dict:
     """Renders ``num_clips`` clips of ``num_frames`` frames into the mp4 ``out``; returns what it did.
 
     ``prompt``: a caption, or an attribute dict for attribute models. The video has
     ``num_frames + (num_clips - 1) * (num_frames - context_frames)`` frames. ``state_dir``: where each
     clip's latents are kept; a later call with the same settings skips the clips found there (their frames
-    are decoded again from the saved latents) and goes on.
+    are decoded again from the saved latents) and goes on. ``interpolator``: an interpolation pipeline;
+    each clip's frames are then interpolated (from the previous clip's last frame on) before decoding, and
+    the video has ``k`` times the frames and the frame rate.
     """
     unet = pipeline.unet
     if getattr(unet, "context_encoder", None) is None:
@@ -51,29 +55,39 @@ def rollout(pipeline, prompt, num_clips: int, out: str | Path, *, num_frames: in
     shape = (1, cfg.in_channels, num_frames, h, w)
     settings = {"prompt": prompt, "num_frames": num_frames, "context_frames": context_frames,
                 "guidance_scale": guidance_scale, "steps": num_inference_steps, "sampler": sampler, "seed": seed,
-                "latent_size": [h, w]}
+                "latent_size": [h, w], "interpolation": interpolator.info.get("keyframe_every", 4) if interpolator else None,
+                "interpolation_guidance": interpolation_guidance if interpolator else None}
     state = _State(state_dir, settings) if state_dir is not None else None
     cond, uncond = pipeline.tokens([prompt]), pipeline.tokens([prompt], uncond=True)
     decoder = pipeline.decoder if pipeline.decoder is not None else pipeline.vae
     scheduler = make_scheduler(sampler, pipeline.scheduler_config)
-    fps = fps or pipeline.fps or 8.0
+    fps = (fps or pipeline.fps or 8.0) * (settings["interpolation"] or 1)
 
     previous = None  # the last clip's latents (1, C, T, h, w)
     resumed = 0
     with Mp4Writer(out, fps) as writer:
         for k in tqdm(range(num_clips), desc="rollout", disable=not progress):
-            latents = state.load(k) if state is not None else None
-            if latents is None:
+            saved = state.load(k) if state is not None else None
+            if saved is None:
                 latents = _clip(unet, scheduler, shape, previous, context_frames, cond, uncond, guidance_scale,
                                 num_inference_steps, sample_generator(seed, k))
+                saved = {"latents": latents}
+                if interpolator is not None:
+                    saved["dense"] = _densify(interpolator, latents, previous, context_frames, prompt,
+                                              interpolation_guidance, num_inference_steps, sampler, seed, k)
                 if state is not None:
-                    state.save(k, latents)
+                    state.save(k, saved)
             else:
                 resumed += 1
+            latents = saved["latents"]
             if previous is not None:  # the given frames are the previous clip's, exactly
                 latents[:, :, :context_frames] = previous[:, :, -context_frames:]
-            frames = decode_latents(decoder, latents)[0]  # (T, 3, H, W); the decoder sees the whole clip
-            writer.write(_to_uint8(frames if previous is None else frames[context_frames:]))
+            # the decoder sees the whole clip (given frames included); only the new frames are written
+            if interpolator is None:
+                frames, known = decode_latents(decoder, latents)[0], context_frames
+            else:
+                frames, known = decode_latents(decoder, saved["dense"])[0], 1
+            writer.write(_to_uint8(frames if previous is None else frames[known:]))
             previous = latents
         written = writer.frames
     return {"path": str(out), "frames": written, "seconds": written / fps, "fps": fps, "clips": num_clips,
@@ -91,6 +105,15 @@ def _clip(unet, scheduler, shape, previous, S, cond, uncond, guidance_scale, ste
     return sample(unet, scheduler, shape, cond=cond, uncond=uncond, guidance_scale=guidance_scale,
                   num_inference_steps=steps, generator=generator, progress=False,
                   context=context, context_mask=mask, uncond_kwargs=uncond_kwargs)
+
+
+def _densify(interpolator, latents, previous, S, prompt, guidance, steps, sampler, seed, k):
+    """The clip's frames interpolated, from the previous clip's last frame on (so clips join smoothly)."""
+    from .interpolation import interpolate
+
+    keys = latents if previous is None else torch.cat([previous[:, :, -1:], latents[:, :, S:]], dim=2)
+    return interpolate(interpolator, keys, prompt, guidance_scale=guidance, num_inference_steps=steps,
+                       sampler=sampler, seed=seed * 1_000_003 + k)
 
 
 class _State:
@@ -112,10 +135,10 @@ class _State:
     def path(self, k: int) -> Path:
         return self.dir / f"clip-{k:06d}.safetensors"
 
-    def load(self, k: int) -> torch.Tensor | None:
-        return load_file(self.path(k))["latents"] if self.path(k).is_file() else None
+    def load(self, k: int) -> dict | None:
+        return load_file(self.path(k)) if self.path(k).is_file() else None
 
-    def save(self, k: int, latents: torch.Tensor) -> None:
+    def save(self, k: int, tensors: dict) -> None:
         tmp = self.path(k).with_suffix(".tmp")
-        save_file({"latents": latents.contiguous()}, tmp)
+        save_file({name: t.contiguous() for name, t in tensors.items()}, tmp)
         tmp.rename(self.path(k))  # a clip file exists only once it is complete

@@ -190,8 +190,11 @@ class TemporalAttachment(ModelMixin, ConfigMixin):
             model = cls(**{f"{cls.base_attribute}_config": dict(base.config)}, **temporal_options)
         setattr(model, cls.base_attribute, base)
         model._build()
+        for name, child in model.named_children():  # the new modules go where the image model is
+            if name != cls.base_attribute:
+                child.to(device=base.device, dtype=base.dtype)
         model._attach()
-        return model.to(device=base.device, dtype=base.dtype)
+        return model
 
     @classmethod
     def from_pretrained(cls, *args, **kwargs):
