@@ -130,6 +130,12 @@ def test_rollout_writes_every_clip_and_a_resumed_render_equals_an_uninterrupted_
                     state_dir=tmp_path / "dense-state", **kw)
     assert dense["frames"] == 9 + 6 and dense["fps"] == 2 * whole["fps"]
     assert read_frames(tmp_path / "dense.mp4").shape[0] == 15
+    from videoldm.cli import main
+
+    assert main(["rollout", str(final), "--prompt", prompt, "--clips", "2", "--frames", "5", "--steps", "2",
+                 "--out", str(tmp_path / "cli.mp4")]) == 0
+    assert read_frames(tmp_path / "cli.mp4").shape[0] == 5 + 3
+    assert main(["rollout", str(final), "--clips", "2", "--out", str(tmp_path / "y.mp4")]) == 2  # no --prompt
 
 
 def test_interpolation_keeps_the_keyframes_and_fills_between(chain):

@@ -12,6 +12,7 @@ COMMAND_MODULES = [
     "videoldm.commands.data",
     "videoldm.commands.train",
     "videoldm.commands.evaluate",
+    "videoldm.commands.rollout",
 ]
 
 

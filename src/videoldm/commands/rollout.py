@@ -1,0 +1,66 @@
+"""`videoldm rollout`: a long video from a prediction model, streamed to mp4, resumable."""
+from __future__ import annotations
+
+import argparse
+import json
+import math
+
+
+def add_command(subparsers) -> None:
+    p = subparsers.add_parser(
+        "rollout", help="a long video: clips that continue the last frames of the one before",
+        description="Generate a video of any length with a prediction model: the first clip from nothing, each "
+                    "next one given the last frames of the one before (guidance on context). Frames are decoded "
+                    "and appended to the mp4 as they come, so memory does not grow with the length. With --state, "
+                    "every finished clip is kept there and an interrupted render picks up where it stopped, with "
+                    "the same result. --interpolator raises the frame rate with an interpolation model.",
+        epilog="examples:\n"
+               "  videoldm rollout runs/driving/prediction/final --daytime night --crowdedness high --seconds 120 \\\n"
+               "      --interpolator runs/driving/interpolation/final --decoder runs/driving/decoder/final \\\n"
+               "      --state drive.state --out drive.mp4\n"
+               "  videoldm rollout runs/shapes/prediction/final --prompt 'a red circle moving left on a dark "
+               "background' --clips 4 --out circle.mp4",
+        formatter_class=argparse.RawDescriptionHelpFormatter)
+    p.add_argument("model", help="an exported prediction-stage folder (…/final)")
+    p.add_argument("--prompt", help="caption (text models)")
+    p.add_argument("--daytime", choices=["day", "night"], help="driving models: time of day")
+    p.add_argument("--crowdedness", choices=["low", "medium", "high"], help="driving models: traffic")
+    length = p.add_mutually_exclusive_group()
+    length.add_argument("--clips", type=int, help="number of clips")
+    length.add_argument("--seconds", type=float, help="length of the video (clips computed from it)")
+    p.add_argument("--frames", type=int, default=16, help="frames per clip (default 16)")
+    p.add_argument("--context", type=int, default=2, help="frames each clip continues from (default 2)")
+    p.add_argument("--steps", type=int, default=25)
+    p.add_argument("--guidance", type=float, default=3.0, help="guidance on text/attributes and context together")
+    p.add_argument("--seed", type=int, default=0)
+    p.add_argument("--decoder", help="a decoder-stage export: decode with the temporal decoder")
+    p.add_argument("--interpolator", help="an interpolation-stage export: k times the frame rate")
+    p.add_argument("--state", help="folder for per-clip state: resume an interrupted render")
+    p.add_argument("--out", default="rollout.mp4", help="output mp4 (default rollout.mp4)")
+    p.set_defaults(func=run)
+
+
+def run(args) -> int:
+    from videoldm.pipeline import VideoLDMPipeline
+    from videoldm.rollout import rollout
+
+    pipe = VideoLDMPipeline.from_pretrained(args.model, temporal_decoder=args.decoder)
+    interpolator = VideoLDMPipeline.from_pretrained(args.interpolator) if args.interpolator else None
+    if pipe.conditioning == "attributes":
+        prompt = {k: v for k, v in (("daytime", args.daytime), ("crowdedness", args.crowdedness)) if v}
+    elif pipe.conditioning == "text":
+        if not args.prompt:
+            raise ValueError("this model is text-conditioned: give --prompt")
+        prompt = args.prompt
+    else:
+        prompt = None
+    clips = args.clips
+    if clips is None:
+        fps = pipe.fps or 8.0
+        seconds = args.seconds or 2 * args.frames / fps
+        clips = max(1, 1 + math.ceil((seconds * fps - args.frames) / (args.frames - args.context)))
+    result = rollout(pipe, prompt, clips, args.out, num_frames=args.frames, context_frames=args.context,
+                     guidance_scale=args.guidance, num_inference_steps=args.steps, seed=args.seed,
+                     state_dir=args.state, interpolator=interpolator)
+    print(json.dumps(result, indent=2))
+    return 0
