@@ -99,8 +99,8 @@ def evaluate_decoder(decoder, clips, chunk_size: int = 16, overlaps=(4, 0), out_
         summary["chunked"][f"overlap_{overlap}"] = {
             "psnr": psnr(chunked, clips), "temporal_error": float(per_pair.mean()),
             "seam_error": float(per_pair[seams].mean()) if seams else float("nan"),
-            "other_error": float(per_pair[rest].mean()),
-            "seam_ratio": float(per_pair[seams].mean() / per_pair[rest].mean()) if seams else float("nan")}
+            "other_error": float(per_pair[rest].mean()) if rest else float("nan"),
+            "seam_ratio": float(per_pair[seams].mean() / per_pair[rest].mean()) if seams and rest else float("nan")}
     summary["settings"] = {"clips": int(clips.shape[0]), "frames": T, "size": list(clips.shape[-2:]),
                            "chunk_size": chunk_size, "alphas": decoder.alphas()}
     if out_dir is not None:
