@@ -6,6 +6,16 @@ import torch
 torch.set_num_threads(min(2, os.cpu_count() or 1))
 
 
+# The smallest autoencoder and text-conditioned UNet the stage tests train (16x16 frames, 8x8 latents).
+TINY_AE = {"block_out_channels": [8, 16], "down_block_types": ["DownEncoderBlock2D"] * 2,
+           "up_block_types": ["UpDecoderBlock2D"] * 2, "layers_per_block": 1, "latent_channels": 4,
+           "norm_num_groups": 4, "sample_size": 16}
+TINY_UNET = {"sample_size": 8, "in_channels": 4, "out_channels": 4, "layers_per_block": 1, "block_out_channels": [16, 32],
+             "down_block_types": ["CrossAttnDownBlock2D", "DownBlock2D"],
+             "up_block_types": ["UpBlock2D", "CrossAttnUpBlock2D"], "cross_attention_dim": 16, "attention_head_dim": 4,
+             "norm_num_groups": 8}
+
+
 def small_unet_config(**overrides) -> dict:
     """A 2-level SD-like UNet: cross-attention at the first level, a plain level below it."""
     cfg = dict(

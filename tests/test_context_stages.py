@@ -5,15 +5,9 @@ import json
 import pytest
 import torch
 
+from conftest import TINY_AE as AE, TINY_UNET as UNET
 from videoldm.training.config import parse_config
 from videoldm.training.trainer import Trainer
-
-AE = {"block_out_channels": [8, 16], "down_block_types": ["DownEncoderBlock2D"] * 2,
-      "up_block_types": ["UpDecoderBlock2D"] * 2, "layers_per_block": 1, "latent_channels": 4,
-      "norm_num_groups": 4, "sample_size": 16}
-UNET = {"sample_size": 8, "in_channels": 4, "out_channels": 4, "layers_per_block": 1, "block_out_channels": [16, 32],
-        "down_block_types": ["CrossAttnDownBlock2D", "DownBlock2D"], "up_block_types": ["UpBlock2D", "CrossAttnUpBlock2D"],
-        "cross_attention_dim": 16, "attention_head_dim": 4, "norm_num_groups": 8}
 
 
 def run(tmp, name, stage, data, model, **extra):

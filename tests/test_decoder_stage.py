@@ -7,13 +7,10 @@ import torch
 from diffusers import AutoencoderKL
 from safetensors.torch import load_file
 
+from conftest import TINY_AE as AE
 from videoldm.models.temporal_decoder import TemporalDecoder
 from videoldm.training.config import parse_config
 from videoldm.training.trainer import Trainer
-
-AE = {"block_out_channels": [8, 16], "down_block_types": ["DownEncoderBlock2D"] * 2,
-      "up_block_types": ["UpDecoderBlock2D"] * 2, "layers_per_block": 1, "latent_channels": 4,
-      "norm_num_groups": 4, "sample_size": 16}
 
 
 @pytest.fixture(scope="module")

@@ -3,14 +3,10 @@ import pytest
 import torch
 from diffusers import AutoencoderKL
 
-from conftest import force_alpha, randomize_temporal
+from conftest import TINY_AE as AE, force_alpha, randomize_temporal
 from videoldm.models.discriminator import (VideoDiscriminator, adaptive_weight, discriminator_loss,
                                            generator_loss)
 from videoldm.models.temporal_decoder import TemporalDecoder, chunk_starts
-
-AE = dict(block_out_channels=[8, 16], down_block_types=["DownEncoderBlock2D"] * 2,
-          up_block_types=["UpDecoderBlock2D"] * 2, layers_per_block=1, latent_channels=4, norm_num_groups=4,
-          sample_size=16)
 
 
 def make_vae(seed=0, **overrides):
