@@ -21,11 +21,7 @@ from .data.io import Mp4Writer
 from .sampling import make_scheduler, sample
 from .training.data import sample_generator
 from .training.sampling_io import decode_latents
-
-
-def _to_uint8(frames: torch.Tensor):
-    """``(T, 3, H, W)`` in [-1, 1] -> ``(T, H, W, 3)`` uint8."""
-    return ((frames.clamp(-1, 1) + 1) * 127.5).round().to(torch.uint8).permute(0, 2, 3, 1).cpu().numpy()
+from .training.stages import to_uint8
 
 
 @torch.no_grad()
@@ -87,7 +83,7 @@ def rollout(pipeline, prompt, num_clips: int, out: str | Path, *, num_frames: in
                 frames, known = decode_latents(decoder, latents)[0], context_frames
             else:
                 frames, known = decode_latents(decoder, saved["dense"])[0], 1
-            writer.write(_to_uint8(frames if previous is None else frames[known:]))
+            writer.write(to_uint8(frames if previous is None else frames[known:]))
             previous = latents
         written = writer.frames
     return {"path": str(out), "frames": written, "seconds": written / fps, "fps": fps, "clips": num_clips,
@@ -123,10 +119,11 @@ class _State:
         self.dir = Path(directory)
         self.dir.mkdir(parents=True, exist_ok=True)
         meta = self.dir / "rollout.json"
+        settings = json.loads(json.dumps(settings))  # as it reads back (tuples become lists)
         if meta.is_file():
             saved = json.loads(meta.read_text())
-            if saved != json.loads(json.dumps(settings)):
-                changed = sorted(k for k in settings if saved.get(k) != json.loads(json.dumps(settings[k])))
+            if saved != settings:
+                changed = sorted(k for k in settings if saved.get(k) != settings[k])
                 raise ValueError(f"{self.dir} holds a render made with other settings ({', '.join(changed)}); "
                                  "use another state_dir or the same settings")
         else:

@@ -173,6 +173,14 @@ class TemporalAttachment(ModelMixin, ConfigMixin):
     def base(self) -> nn.Module:
         return getattr(self, self.base_attribute)
 
+    def _set_up(self, base: nn.Module) -> None:
+        """Called by a subclass's ``__init__``: holds ``base``, builds the temporal modules, hooks them on."""
+        setattr(self, self.base_attribute, base)
+        self._state = VideoState()
+        self._hooks: list = []
+        self._build()
+        self._attach()
+
     @classmethod
     def _temporal_option_names(cls) -> list[str]:
         import inspect
@@ -188,12 +196,12 @@ class TemporalAttachment(ModelMixin, ConfigMixin):
             raise ValueError(f"unknown {cls.__name__} options {sorted(unknown)}; known: {cls._temporal_option_names()}")
         with torch.device("meta"):  # the image model built here is replaced by `base` at once
             model = cls(**{f"{cls.base_attribute}_config": dict(base.config)}, **temporal_options)
-        setattr(model, cls.base_attribute, base)
-        model._build()
+        for handle in model._hooks:
+            handle.remove()
+        model._set_up(base)
         for name, child in model.named_children():  # the new modules go where the image model is
             if name != cls.base_attribute:
                 child.to(device=base.device, dtype=base.dtype)
-        model._attach()
         return model
 
     @classmethod

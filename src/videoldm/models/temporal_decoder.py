@@ -25,7 +25,7 @@ from diffusers.models.resnet import ResnetBlock2D
 from torch import nn
 from tqdm.auto import tqdm
 
-from .attach import (FrameContext, TemporalAttachment, VideoState, attach, layer_key, load_temporal_weights,
+from .attach import (FrameContext, TemporalAttachment, attach, layer_key, load_temporal_weights,
                      read_json, save_temporal_weights)
 from .temporal_layers import TemporalResBlock, TemporalTransformer
 
@@ -70,11 +70,7 @@ class TemporalDecoder(TemporalAttachment):
         max_period: float = 10000.0,
     ):
         super().__init__()
-        self.vae = AutoencoderKL.from_config(vae_config)
-        self._state = VideoState()
-        self._hooks: list = []
-        self._build()
-        self._attach()
+        self._set_up(AutoencoderKL.from_config(vae_config))
 
     # ----------------------------------------------------------------------------------------- build
     def _attach_points(self) -> list[tuple[str, nn.Module]]:

@@ -21,7 +21,7 @@ from diffusers.models.transformers.transformer_2d import Transformer2DModel
 from diffusers.utils import BaseOutput
 from torch import nn
 
-from .attach import (FrameContext, TemporalAttachment, VideoState, attach, layer_key, load_temporal_weights,
+from .attach import (FrameContext, TemporalAttachment, attach, layer_key, load_temporal_weights,
                      read_json, save_temporal_weights)
 from .context import ContextEncoder, check_context
 from .temporal_layers import TemporalResBlock, TemporalTransformer
@@ -94,11 +94,7 @@ class VideoUNet(TemporalAttachment):
         super().__init__()
         if attention_window is not None and attention_window < 1:
             raise ValueError(f"attention_window must be >= 1 or None, got {attention_window}")
-        self.unet = UNet2DConditionModel.from_config(unet_config)
-        self._state = VideoState()
-        self._hooks: list = []
-        self._build()
-        self._attach()
+        self._set_up(UNet2DConditionModel.from_config(unet_config))
 
     # ----------------------------------------------------------------------------------------- build
     def _attach_points(self) -> list[tuple[str, nn.Module]]:

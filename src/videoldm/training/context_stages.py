@@ -62,12 +62,8 @@ class ContextStage(TemporalStage):
         out = model(noisy, t, tokens, None, latents, mask)
         return diffusion_loss(out, self.scheduler, latents, noise, t), {}
 
-    def export(self, directory: Path) -> None:
-        super().export(directory)
-        index = json.loads((directory / MODEL_INDEX).read_text())
-        index["stage"] = self.kind
-        index.update(self.context_settings())
-        (directory / MODEL_INDEX).write_text(json.dumps(index, indent=2))
+    def export_info(self) -> dict:
+        return {"stage": self.kind, **self.context_settings()}
 
     def context_settings(self) -> dict:
         raise NotImplementedError

@@ -140,7 +140,7 @@ class AutoencoderStage(Stage):
 
 def to_uint8(frames: torch.Tensor):
     """``(T, C, H, W)`` in [-1, 1] -> ``(T, H, W, 3)`` uint8 numpy."""
-    return ((frames.clamp(-1, 1) + 1) * 127.5).round().to(torch.uint8).permute(0, 2, 3, 1).numpy()
+    return ((frames.clamp(-1, 1) + 1) * 127.5).round().to(torch.uint8).permute(0, 2, 3, 1).cpu().numpy()
 
 
 # ---------------------------------------------------------------------------------------- conditioning
@@ -339,11 +339,15 @@ class TemporalStage(DiffusionStage):
         self.video_unet.save_temporal_layers(directory / "temporal_layers")
         index = {"stage": "temporal", "image_model": str(Path(self.config.model.image_model).resolve()),
                  "temporal_layers": "temporal_layers", "latent_size": self.latent_size(),
-                 "num_frames": self.config.data.num_frames, "fps": self.config.data.fps}
+                 "num_frames": self.config.data.num_frames, "fps": self.config.data.fps, **self.export_info()}
         if self.config.model.train_spatial:
             self.video_unet.unet.save_pretrained(directory / "unet")
             index["unet"] = "unet"
         (directory / MODEL_INDEX).write_text(json.dumps(index, indent=2))
+
+    def export_info(self) -> dict:
+        """What a subclass adds to the exported ``videoldm.json``."""
+        return {}
 
     def sample(self, directory: Path, step: int) -> None:
         from .sampling_io import sample_and_write
