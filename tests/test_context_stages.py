@@ -5,32 +5,7 @@ import json
 import pytest
 import torch
 
-from conftest import TINY_AE as AE, TINY_UNET as UNET
-from videoldm.training.config import parse_config
-from videoldm.training.trainer import Trainer
-
-
-def run(tmp, name, stage, data, model, **extra):
-    cfg = parse_config({"stage": stage, "data": data, "model": model,
-                        "run": {"max_steps": 2, "checkpoint_every": 0, "sample_steps": 2, "num_samples": 1,
-                                "log_every": 1, "output_dir": str(tmp / name), **extra}})
-    return Trainer(cfg)
-
-
-@pytest.fixture(scope="module")
-def chain(tmp_path_factory):
-    from videoldm.data.synthetic import make_generator
-    from videoldm.data.synthetic.base import write_dataset
-
-    tmp = tmp_path_factory.mktemp("context")
-    write_dataset(make_generator("shapes", frames=5, size=(16, 16), fps=8, seed=0), tmp / "clips", num=4)
-    data = {"path": str(tmp / "clips"), "num_frames": 5, "fps": None, "size": [16, 16], "batch_size": 2}
-    ae = run(tmp, "ae", "autoencoder", {**data, "frames_per_clip": 2}, {"config": AE}).train()
-    image = run(tmp, "image", "image", {**data, "frames_per_clip": 2}, {
-        "autoencoder": str(ae), "unet": UNET, "conditioning": "text",
-        "text_encoder": {"hidden_size": 16, "layers": 1, "heads": 2, "max_length": 12}}).train()
-    temporal = run(tmp, "temporal", "temporal", data, {"image_model": str(image)}).train()
-    return tmp, data, image, temporal
+from conftest import run_stage as run
 
 
 def test_prediction_masks_give_the_first_s_frames(chain):

@@ -5,7 +5,6 @@ import pytest
 from data_fixtures import psnr
 from videoldm.data import VideoFolderDataset
 from videoldm.data.synthetic import CameraGenerator, DrivingGenerator, ShapesGenerator, make_generator, write_dataset
-from videoldm.data.synthetic.camera import sample_window
 from videoldm.data.synthetic.shapes import COLORS, HELD_OUT
 
 

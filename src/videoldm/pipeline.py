@@ -76,25 +76,63 @@ class VideoLDMPipeline:
     def __call__(self, prompts: list, num_frames: int = 16, latent_size: tuple[int, int] | None = None,
                  num_inference_steps: int = 25, guidance_scale: float = 3.0, sampler: str = "ddim",
                  seed: int | torch.Generator = 0, frame_by_frame: bool = False, progress: bool = True,
-                 output: str = "frames"):
+                 output: str = "frames", context: torch.Tensor | None = None):
         """Samples one video per prompt (a caption, or an attribute dict for attribute models).
 
         ``frame_by_frame=True`` forces alpha = 1: the image model alone, frame by frame, with the same
         noise: the baseline a video model is compared with (decoded by the image decoder too). Returns ``(B, T, 3, H, W)`` in [-1, 1]
         (``output="latents"``: the latents ``(B, C, T, h, w)``).
+        ``context``: for a prediction model, scaled latents ``(B, C, S, h, w)`` (see :meth:`encode`) given as
+        the first S frames; guidance then drops them (and the prompt) in the unconditional branch, and the
+        result starts with them exactly.
         """
         cfg = self.image_unet.config
         h, w = latent_size or self.latent_size or (cfg.sample_size, cfg.sample_size)
         B = len(prompts)
+        shape = (B, cfg.in_channels, num_frames, h, w)
         cond, uncond = self.tokens(prompts), self.tokens(prompts, uncond=True)
         # an image export is frame by frame already; a video model is told alpha = 1 per sample
-        kwargs = {"image_only": torch.ones(B, dtype=torch.bool)} if frame_by_frame and isinstance(self.unet, VideoUNet) else None
-        latents = sample(self.unet, make_scheduler(sampler, self.scheduler_config), (B, cfg.in_channels, num_frames, h, w),
+        kwargs = {"image_only": torch.ones(B, dtype=torch.bool)} if frame_by_frame and isinstance(self.unet, VideoUNet) else {}
+        uncond_kwargs = None
+        if context is not None:
+            kwargs.update(self._context(context, shape))
+            uncond_kwargs = {"context_mask": torch.zeros(B, num_frames)}
+        latents = sample(self.unet, make_scheduler(sampler, self.scheduler_config), shape,
                          cond=cond, uncond=uncond if cond is not None else None, guidance_scale=guidance_scale,
                          num_inference_steps=num_inference_steps, generator=seed, progress=progress,
-                         model_kwargs=kwargs)
+                         model_kwargs=kwargs or None, uncond_kwargs=uncond_kwargs)
+        if context is not None:
+            latents[:, :, :context.shape[2]] = context
         if output == "latents":
             return latents
         if self.decoder is not None:
             return decode_latents(self.decoder, latents, image_only=frame_by_frame, progress=progress)
         return decode_latents(self.vae, latents)
+
+    def _context(self, context: torch.Tensor, shape: tuple) -> dict:
+        if getattr(self.unet, "context_encoder", None) is None:
+            raise ValueError("context frames need a prediction model (stage: prediction)")
+        B, C, T, h, w = shape
+        if context.ndim != 5 or context.shape[0] != B or context.shape[1] != C or tuple(context.shape[-2:]) != (h, w):
+            raise ValueError(f"context must be latents (B={B}, C={C}, S, {h}, {w}), got {tuple(context.shape)}")
+        S = context.shape[2]
+        if not 0 < S < T:
+            raise ValueError(f"{S} context frames for a clip of {T}: give 1..{T - 1}")
+        full = torch.zeros(shape)
+        full[:, :, :S] = context
+        mask = torch.zeros(B, T)
+        mask[:, :S] = 1
+        return {"context": full, "context_mask": mask}
+
+    @torch.no_grad()
+    def encode(self, frames: torch.Tensor) -> torch.Tensor:
+        """Frames ``(B, T, 3, H, W)`` in [-1, 1] -> scaled latents ``(B, C, T, h, w)`` (the distribution's mean)."""
+        if frames.ndim != 5 or frames.shape[2] != 3:
+            raise ValueError(f"frames must be (B, T, 3, H, W), got {tuple(frames.shape)}")
+        B, T = frames.shape[:2]
+        z = torch.cat([self.vae.encode(chunk).latent_dist.mean for chunk in frames.flatten(0, 1).split(16)])
+        return (z * self.vae.config.scaling_factor).view(B, T, *z.shape[1:]).transpose(1, 2)
+
+    def decode(self, latents: torch.Tensor, progress: bool = False) -> torch.Tensor:
+        """Scaled latents ``(B, C, T, h, w)`` -> frames ``(B, T, 3, H, W)`` in [-1, 1], by the temporal decoder if loaded."""
+        return decode_latents(self.decoder if self.decoder is not None else self.vae, latents, progress=progress)

@@ -28,7 +28,8 @@ from .training.stages import to_uint8
 def rollout(pipeline, prompt, num_clips: int, out: str | Path, *, num_frames: int = 16, context_frames: int = 2,
             guidance_scale: float = 3.0, num_inference_steps: int = 25, sampler: str = "ddim", seed: int = 0,
             state_dir: str | Path | None = None, fps: float | None = None, interpolator=None,
-            interpolation_guidance: float = 2.0, progress: bool = True) -> dict:
+            interpolation_guidance: float = 2.0, interpolation_steps: int | None = None,
+            progress: bool = True) -> dict:
     """Renders ``num_clips`` clips of ``num_frames`` frames into the mp4 ``out``; returns what it did.
 
     ``prompt``: a caption, or an attribute dict for attribute models. The video has
@@ -36,7 +37,9 @@ def rollout(pipeline, prompt, num_clips: int, out: str | Path, *, num_frames: in
     clip's latents are kept; a later call with the same settings skips the clips found there (their frames
     are decoded again from the saved latents) and goes on. ``interpolator``: an interpolation pipeline;
     each clip's frames are then interpolated (from the previous clip's last frame on) before decoding, and
-    the video has ``k`` times the frames and the frame rate.
+    the video has ``k`` times the frames and the frame rate (``interpolation_steps``: its sampling steps,
+    default ``num_inference_steps``). Returns the file, frames, seconds, fps, and ``clip_starts``: the
+    frame where each clip's new frames begin.
     """
     unet = pipeline.unet
     if getattr(unet, "context_encoder", None) is None:
@@ -52,7 +55,8 @@ def rollout(pipeline, prompt, num_clips: int, out: str | Path, *, num_frames: in
     settings = {"prompt": prompt, "num_frames": num_frames, "context_frames": context_frames,
                 "guidance_scale": guidance_scale, "steps": num_inference_steps, "sampler": sampler, "seed": seed,
                 "latent_size": [h, w], "interpolation": interpolator.info.get("keyframe_every", 4) if interpolator else None,
-                "interpolation_guidance": interpolation_guidance if interpolator else None}
+                "interpolation_guidance": interpolation_guidance if interpolator else None,
+                "interpolation_steps": (interpolation_steps or num_inference_steps) if interpolator else None}
     state = _State(state_dir, settings) if state_dir is not None else None
     cond, uncond = pipeline.tokens([prompt]), pipeline.tokens([prompt], uncond=True)
     decoder = pipeline.decoder if pipeline.decoder is not None else pipeline.vae
@@ -60,7 +64,7 @@ def rollout(pipeline, prompt, num_clips: int, out: str | Path, *, num_frames: in
     fps = (fps or pipeline.fps or 8.0) * (settings["interpolation"] or 1)
 
     previous = None  # the last clip's latents (1, C, T, h, w)
-    resumed = 0
+    resumed, clip_starts = 0, []
     with Mp4Writer(out, fps) as writer:
         for k in tqdm(range(num_clips), desc="rollout", disable=not progress):
             saved = state.load(k) if state is not None else None
@@ -70,7 +74,7 @@ def rollout(pipeline, prompt, num_clips: int, out: str | Path, *, num_frames: in
                 saved = {"latents": latents}
                 if interpolator is not None:
                     saved["dense"] = _densify(interpolator, latents, previous, context_frames, prompt,
-                                              interpolation_guidance, num_inference_steps, sampler, seed, k)
+                                              interpolation_guidance, settings["interpolation_steps"], sampler, seed, k)
                 if state is not None:
                     state.save(k, saved)
             else:
@@ -83,11 +87,12 @@ def rollout(pipeline, prompt, num_clips: int, out: str | Path, *, num_frames: in
                 frames, known = decode_latents(decoder, latents)[0], context_frames
             else:
                 frames, known = decode_latents(decoder, saved["dense"])[0], 1
+            clip_starts.append(writer.frames)
             writer.write(to_uint8(frames if previous is None else frames[known:]))
             previous = latents
         written = writer.frames
     return {"path": str(out), "frames": written, "seconds": written / fps, "fps": fps, "clips": num_clips,
-            "resumed_clips": resumed}
+            "resumed_clips": resumed, "clip_starts": clip_starts}
 
 
 def _clip(unet, scheduler, shape, previous, S, cond, uncond, guidance_scale, steps, generator):

@@ -1,5 +1,6 @@
 """`videoldm evaluate`: temporal coherence of a video model vs its image model frame by frame;
-`videoldm evaluate-decoder`: flicker and seams of a temporal decoder vs the image decoder."""
+`videoldm evaluate-decoder`: flicker and seams of a temporal decoder vs the image decoder;
+`evaluate-prediction`, `evaluate-interpolation`, `evaluate-rollout`: the long-video models."""
 from __future__ import annotations
 
 import argparse
@@ -42,6 +43,102 @@ def add_command(subparsers) -> None:
     d.add_argument("--overlaps", type=int, nargs="+", default=[4, 0], help="chunk overlaps to measure")
     d.add_argument("--out", help="folder for decoder.json and decoder.gif")
     d.set_defaults(func=run_decoder)
+
+    pr = subparsers.add_parser(
+        "evaluate-prediction", help="does the context condition? first generated frame vs the given frames",
+        description="Give a prediction model the first S frames of held-out real clips; report the error between "
+                    "the first generated frame and the last given one, next to the frame-to-frame change of real "
+                    "video, and the same with no context (S = 0, same noise).",
+        epilog="example:\n  videoldm evaluate-prediction runs/driving/prediction/final --data data/driving-heldout "
+               "--out docs/results/long", formatter_class=argparse.RawDescriptionHelpFormatter)
+    pr.add_argument("model", help="an exported prediction-stage folder (…/final)")
+    pr.add_argument("--context", type=int, default=2, help="given frames S (default 2)")
+    _clip_options(pr, frames=16)
+    pr.set_defaults(func=run_prediction)
+
+    it = subparsers.add_parser(
+        "evaluate-interpolation", help="interpolated frames vs the true in-between frames and linear blending",
+        description="Take every k-th frame of held-out real clips (at the interpolation model's frame rate) as "
+                    "keyframes, generate the frames between, and report their PSNR against the true frames, next "
+                    "to linear blending of the keyframes and to the autoencoder's own reconstruction.",
+        epilog="example:\n  videoldm evaluate-interpolation runs/driving/interpolation/final "
+               "--data data/driving-32fps-heldout --out docs/results/long",
+        formatter_class=argparse.RawDescriptionHelpFormatter)
+    it.add_argument("model", help="an exported interpolation-stage folder (…/final)")
+    _clip_options(it, frames=13)
+    it.set_defaults(func=run_interpolation)
+
+    ro = subparsers.add_parser(
+        "evaluate-rollout", help="frame change and car tracks at a rollout's clip boundaries vs inside clips",
+        description="Read a video written by `videoldm rollout` and its JSON sidecar (clip boundaries); report the "
+                    "frame-to-frame change at boundaries against inside clips, and the acceleration of tracked "
+                    "cars (driving) at boundaries against elsewhere.",
+        epilog="example:\n  videoldm evaluate-rollout drive.mp4", formatter_class=argparse.RawDescriptionHelpFormatter)
+    ro.add_argument("video", help="an mp4 written by `videoldm rollout` (with VIDEO.json beside it)")
+    ro.set_defaults(func=run_rollout)
+
+
+def _clip_options(p, frames: int) -> None:
+    p.add_argument("--data", required=True, help="folder of held-out videos with a manifest (captions / attributes)")
+    p.add_argument("--num", type=int, default=16, help="number of clips (the folder's first N)")
+    p.add_argument("--frames", type=int, default=frames, help=f"frames per clip (default {frames})")
+    p.add_argument("--steps", type=int, default=25)
+    p.add_argument("--guidance", type=float, default=2.0, help="guidance on context (and prompt)")
+    p.add_argument("--seed", type=int, default=0)
+    p.add_argument("--out", help="folder for the JSON and a GIF")
+
+
+def _clips_and_prompts(args, conditioning: str, size=None):
+    import torch
+
+    from videoldm.data import VideoFolderDataset
+
+    dataset = VideoFolderDataset(args.data, num_frames=args.frames, fps=None, size=size, start=0, crop="center")
+    items = [dataset[i] for i in range(min(args.num, len(dataset)))]
+    clips = torch.stack([clip for clip, _ in items])
+    if conditioning == "text":
+        prompts = [meta.get("caption") or "" for _, meta in items]
+    elif conditioning == "attributes":
+        prompts = [dict(meta.get("attributes") or {}) for _, meta in items]
+    else:
+        prompts = [None] * len(items)
+    return clips, prompts
+
+
+def run_prediction(args) -> int:
+    from videoldm.long_evaluation import evaluate_prediction
+    from videoldm.pipeline import VideoLDMPipeline
+
+    pipe = VideoLDMPipeline.from_pretrained(args.model)
+    clips, prompts = _clips_and_prompts(args, pipe.conditioning)
+    summary = evaluate_prediction(pipe, clips, prompts, args.context, args.steps, args.guidance, args.seed, args.out)
+    print(json.dumps(summary, indent=2))
+    return 0
+
+
+def run_interpolation(args) -> int:
+    from videoldm.long_evaluation import evaluate_interpolation
+    from videoldm.pipeline import VideoLDMPipeline
+
+    pipe = VideoLDMPipeline.from_pretrained(args.model)
+    clips, prompts = _clips_and_prompts(args, pipe.conditioning)
+    summary = evaluate_interpolation(pipe, clips, prompts, None, args.steps, args.guidance, args.seed, args.out)
+    print(json.dumps(summary, indent=2))
+    return 0
+
+
+def run_rollout(args) -> int:
+    from videoldm.long_evaluation import read_video, rollout_joins
+    from videoldm.metrics.driving_tracking import daytime_of
+
+    sidecar = Path(args.video).with_suffix(".json")
+    if not sidecar.is_file():
+        raise FileNotFoundError(f"{sidecar} not found: evaluate-rollout reads the clip boundaries `videoldm rollout` "
+                                "writes beside its video")
+    info = json.loads(sidecar.read_text())
+    summary = rollout_joins(read_video(args.video), info["clip_starts"], daytime_of(info.get("prompt")))
+    print(json.dumps(summary, indent=2))
+    return 0
 
 
 def run_decoder(args) -> int:

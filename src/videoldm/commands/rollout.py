@@ -4,6 +4,7 @@ from __future__ import annotations
 import argparse
 import json
 import math
+from pathlib import Path
 
 
 def add_command(subparsers) -> None:
@@ -31,6 +32,7 @@ def add_command(subparsers) -> None:
     p.add_argument("--frames", type=int, default=16, help="frames per clip (default 16)")
     p.add_argument("--context", type=int, default=2, help="frames each clip continues from (default 2)")
     p.add_argument("--steps", type=int, default=25)
+    p.add_argument("--interpolation-steps", type=int, help="sampling steps of the interpolator (default: --steps)")
     p.add_argument("--guidance", type=float, default=3.0, help="guidance on text/attributes and context together")
     p.add_argument("--seed", type=int, default=0)
     p.add_argument("--decoder", help="a decoder-stage export: decode with the temporal decoder")
@@ -61,6 +63,10 @@ def run(args) -> int:
         clips = max(1, 1 + math.ceil((seconds * fps - args.frames) / (args.frames - args.context)))
     result = rollout(pipe, prompt, clips, args.out, num_frames=args.frames, context_frames=args.context,
                      guidance_scale=args.guidance, num_inference_steps=args.steps, seed=args.seed,
-                     state_dir=args.state, interpolator=interpolator)
+                     state_dir=args.state, interpolator=interpolator,
+                     interpolation_steps=args.interpolation_steps)
+    result["prompt"] = prompt
+    # the clip boundaries, for `videoldm evaluate-rollout`
+    Path(args.out).with_suffix(".json").write_text(json.dumps(result, indent=2))
     print(json.dumps(result, indent=2))
     return 0

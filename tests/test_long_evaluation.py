@@ -1,0 +1,90 @@
+"""Long-video measurements: context continuation, interpolation vs linear blending, rollout joins."""
+import json
+
+import numpy as np
+import pytest
+import torch
+
+from conftest import run_stage as run
+
+PROMPT = "a red circle moving left on a dark background"
+
+
+def test_linear_blend_reproduces_a_linear_ramp_and_keeps_keyframes():
+    from videoldm.long_evaluation import linear_blend
+
+    t = torch.arange(9, dtype=torch.float32).view(1, 9, 1, 1, 1).expand(2, 9, 3, 4, 4) / 8
+    blended = linear_blend(t[:, ::4], 4)
+    assert blended.shape == t.shape and torch.allclose(blended, t)
+    step = torch.zeros(1, 5, 3, 2, 2)
+    step[:, 4:] = 1  # keyframes 0 and 1: the middle frames are their mix, not either one
+    assert torch.allclose(linear_blend(step[:, ::4], 4)[0, :, 0, 0, 0], torch.tensor([0, .25, .5, .75, 1]))
+
+
+def test_rollout_joins_finds_a_jump_at_the_boundary():
+    from videoldm.long_evaluation import rollout_joins
+
+    rng = np.random.default_rng(0)
+    smooth = np.clip(np.linspace(40, 200, 24)[:, None, None, None] + rng.normal(0, 1, (24, 16, 32, 3)), 0, 255)
+    smooth = smooth.astype(np.uint8)
+    even = rollout_joins(smooth, [0, 8, 16])
+    assert 0.7 < even["change_ratio"] < 1.4
+    jumped = smooth.copy()
+    jumped[8:] = np.clip(jumped[8:].astype(int) + 40, 0, 255).astype(np.uint8)  # a jump entering clip 2
+    assert rollout_joins(jumped, [0, 8, 16])["change_ratio"] > 3
+
+
+def test_pipeline_context_starts_the_clip_with_the_given_latents(chain):
+    from videoldm.pipeline import VideoLDMPipeline
+
+    tmp, data, image, temporal = chain
+    final = run(tmp, "pred-eval", "prediction", data, {"image_model": str(image)}, max_steps=1).train()
+    pipe = VideoLDMPipeline.from_pretrained(final)
+    frames = torch.rand(1, 5, 3, 16, 16) * 2 - 1
+    z = pipe.encode(frames)
+    assert z.shape == (1, 4, 5, 8, 8)
+    out = pipe([PROMPT], num_frames=5, num_inference_steps=2, progress=False, output="latents", context=z[:, :, :2])
+    assert torch.equal(out[:, :, :2], z[:, :, :2])
+    free = pipe([PROMPT], num_frames=5, num_inference_steps=2, progress=False, output="latents")
+    assert not torch.allclose(out[:, :, 2:], free[:, :, 2:])
+    with pytest.raises(ValueError, match="context frames for a clip"):
+        pipe([PROMPT], num_frames=5, num_inference_steps=2, progress=False, context=z)
+    with pytest.raises(ValueError, match="context must be latents"):
+        pipe([PROMPT], num_frames=5, num_inference_steps=2, progress=False, context=z[:, :3, :2])
+    with pytest.raises(ValueError, match="prediction model"):
+        VideoLDMPipeline.from_pretrained(temporal)([PROMPT], num_frames=5, context=z[:, :, :2])
+
+
+def test_prediction_and_interpolation_evaluations_report_both_sides(chain, tmp_path):
+    from videoldm.cli import main
+
+    tmp, data, image, temporal = chain
+    pred = run(tmp, "pred-eval2", "prediction", data, {"image_model": str(image)}, max_steps=1).train()
+    interp = run(tmp, "interp-eval", "interpolation", data, {"image_model": str(image), "keyframe_every": 2},
+                 max_steps=1).train()
+    common = ["--data", data["path"], "--num", "2", "--frames", "5", "--steps", "2"]
+    assert main(["evaluate-prediction", str(pred), *common, "--out", str(tmp_path)]) == 0
+    summary = json.loads((tmp_path / "prediction.json").read_text())
+    assert summary["real_change"] > 0
+    for name in ("context_given", "context_none"):
+        assert summary[name]["ratio"] == pytest.approx(summary[name]["continuation_error"] / summary["real_change"])
+    assert (tmp_path / "prediction.gif").is_file()
+    assert main(["evaluate-interpolation", str(interp), *common, "--out", str(tmp_path)]) == 0
+    summary = json.loads((tmp_path / "interpolation.json").read_text())
+    assert set(summary) >= {"model", "blend_true_keyframes", "blend_decoded_keyframes", "autoencoder"}
+    assert all(np.isfinite(summary[k]["psnr"]) for k in ("model", "blend_true_keyframes", "autoencoder"))
+    assert main(["evaluate-interpolation", str(interp), *common[:4], "--frames", "4", "--steps", "2"]) == 2
+
+
+def test_rollout_sidecar_gives_the_clip_boundaries_to_evaluate_rollout(chain, tmp_path):
+    from videoldm.cli import main
+
+    tmp, data, image, temporal = chain
+    pred = run(tmp, "pred-eval3", "prediction", data, {"image_model": str(image)}, max_steps=1).train()
+    out = tmp_path / "r.mp4"
+    assert main(["rollout", str(pred), "--prompt", PROMPT, "--clips", "3", "--frames", "5", "--steps", "2",
+                 "--out", str(out)]) == 0
+    info = json.loads(out.with_suffix(".json").read_text())
+    assert info["clip_starts"] == [0, 5, 8] and info["frames"] == 11
+    assert main(["evaluate-rollout", str(out)]) == 0
+    assert main(["evaluate-rollout", str(tmp_path / "missing.mp4")]) == 2
