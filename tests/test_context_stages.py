@@ -42,7 +42,7 @@ def test_prediction_starts_from_the_video_model_and_exports_its_kind(chain):
     pipe = VideoLDMPipeline.from_pretrained(final)
     assert pipe.unet.context_encoder is not None
     assert pipe(["a red circle moving left on a dark background"], num_frames=5, num_inference_steps=2,
-                progress=False).shape == (1, 5, 3, 16, 16)
+                progress=False).frames.shape == (1, 5, 3, 16, 16)
 
 
 def test_prediction_resumes_exactly(chain):

@@ -43,9 +43,9 @@ def test_pipeline_context_starts_the_clip_with_the_given_latents(chain):
     frames = torch.rand(1, 5, 3, 16, 16) * 2 - 1
     z = pipe.encode(frames)
     assert z.shape == (1, 4, 5, 8, 8)
-    out = pipe([PROMPT], num_frames=5, num_inference_steps=2, progress=False, output="latents", context=z[:, :, :2])
+    out = pipe([PROMPT], num_frames=5, num_inference_steps=2, progress=False, output_type="latent", context=z[:, :, :2]).frames
     assert torch.equal(out[:, :, :2], z[:, :, :2])
-    free = pipe([PROMPT], num_frames=5, num_inference_steps=2, progress=False, output="latents")
+    free = pipe([PROMPT], num_frames=5, num_inference_steps=2, progress=False, output_type="latent").frames
     assert not torch.allclose(out[:, :, 2:], free[:, :, 2:])
     with pytest.raises(ValueError, match="context frames for a clip"):
         pipe([PROMPT], num_frames=5, num_inference_steps=2, progress=False, context=z)
@@ -88,3 +88,38 @@ def test_rollout_sidecar_gives_the_clip_boundaries_to_evaluate_rollout(chain, tm
     assert info["clip_starts"] == [0, 5, 8] and info["frames"] == 11
     assert main(["evaluate-rollout", str(out)]) == 0
     assert main(["evaluate-rollout", str(tmp_path / "missing.mp4")]) == 2
+
+
+def test_stack_keyframes_interpolation_decoder_keeps_the_frame_rate(chain, tmp_path):
+    from PIL import Image
+
+    from videoldm.pipeline import VideoLDMPipeline
+    from videoldm.rollout import rollout
+    from videoldm.stack import VideoLDMStack
+
+    tmp, data, image, temporal = chain
+    pred = run(tmp, "pred-stack", "prediction", data, {"image_model": str(image)}, max_steps=1).train()
+    interp = run(tmp, "interp-stack", "interpolation", data, {"image_model": str(image), "keyframe_every": 2},
+                 max_steps=1).train()
+    stack = VideoLDMStack.from_pretrained(pred, interp)
+    kw = dict(num_frames=5, num_inference_steps=2, seed=3, progress=False)
+    keys = stack(PROMPT, num_clips=3, interpolations=0, output_type="latent", **kw)
+    assert keys.frames.shape[2] == 5 + 2 * 3 and keys.fps == (stack.keyframes.fps or 8.0)
+    # the same keyframes as a streamed rollout with the same seed
+    rollout(stack.keyframes, PROMPT, 3, tmp_path / "r.mp4", num_frames=5, num_inference_steps=2, seed=3,
+            guidance_scale=3.0, state_dir=tmp_path / "state", progress=False)
+    from safetensors.torch import load_file
+    clips = [load_file(tmp_path / "state" / f"clip-{k:06d}.safetensors")["latents"] for k in range(3)]
+    assert torch.equal(keys.frames, torch.cat([clips[0]] + [c[:, :, 2:] for c in clips[1:]], dim=2))
+    twice = stack(PROMPT, num_clips=1, interpolations=2, output_type="pil", **kw)
+    assert len(twice.frames[0]) == (5 - 1) * 4 + 1 and twice.fps == 4 * keys.fps
+    assert isinstance(twice.frames[0][0], Image.Image)
+    assert twice.export(tmp_path / "x.gif").is_file() and twice.export(tmp_path / "x.mp4").is_file()
+    with pytest.raises(ValueError, match="mp4 or .gif"):
+        twice.export(tmp_path / "x.avi")
+    with pytest.raises(ValueError, match="prediction model"):
+        VideoLDMStack(VideoLDMPipeline.from_pretrained(temporal))(PROMPT, num_clips=2, interpolations=0, **kw)
+    with pytest.raises(ValueError, match="interpolation model"):
+        VideoLDMStack(stack.keyframes)(PROMPT, interpolations=1, **kw)
+    np_frames = stack(PROMPT, interpolations=0, output_type="np", **kw).frames
+    assert np_frames.dtype == np.uint8 and np_frames.shape == (1, 5, 16, 16, 3)

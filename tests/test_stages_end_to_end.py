@@ -56,12 +56,12 @@ def test_pipeline_samples_reproducibly_and_alpha_one_is_the_image_model(exports)
     _, _, image, temporal, _ = exports
     pipe = VideoLDMPipeline.from_pretrained(temporal)
     prompts = ["a red circle moving left on a dark background", "a blue square moving up on a light background"]
-    a = pipe(prompts, num_frames=3, num_inference_steps=2, seed=7, progress=False)
-    b = pipe(prompts, num_frames=3, num_inference_steps=2, seed=7, progress=False)
+    a = pipe(prompts, num_frames=3, num_inference_steps=2, seed=7, progress=False).frames
+    b = pipe(prompts, num_frames=3, num_inference_steps=2, seed=7, progress=False).frames
     assert a.shape == (2, 3, 3, 16, 16) and torch.equal(a, b)
     base = VideoLDMPipeline.from_pretrained(image)  # the image export samples frame by frame
-    as_images = pipe(prompts, num_frames=3, num_inference_steps=2, seed=7, progress=False, frame_by_frame=True)
-    assert torch.allclose(as_images, base(prompts, num_frames=3, num_inference_steps=2, seed=7, progress=False),
+    as_images = pipe(prompts, num_frames=3, num_inference_steps=2, seed=7, progress=False, frame_by_frame=True).frames
+    assert torch.allclose(as_images, base(prompts, num_frames=3, num_inference_steps=2, seed=7, progress=False).frames,
                           atol=1e-5)
 
 
@@ -84,11 +84,11 @@ def test_pipeline_with_the_temporal_decoder(exports):
     plain = VideoLDMPipeline.from_pretrained(temporal)
     prompts = ["a red circle moving left on a dark background"]
     kwargs = dict(num_frames=5, num_inference_steps=2, seed=3, progress=False)
-    video = pipe(prompts, **kwargs)
-    assert video.shape == (1, 5, 3, 16, 16) and (video - plain(prompts, **kwargs)).abs().max() > 0
+    video = pipe(prompts, **kwargs).frames
+    assert video.shape == (1, 5, 3, 16, 16) and (video - plain(prompts, **kwargs).frames).abs().max() > 0
     # frame by frame means the image decoder too: the image model's own output
-    assert torch.allclose(pipe(prompts, frame_by_frame=True, **kwargs),
-                          VideoLDMPipeline.from_pretrained(image)(prompts, **kwargs), atol=1e-5)
+    assert torch.allclose(pipe(prompts, frame_by_frame=True, **kwargs).frames,
+                          VideoLDMPipeline.from_pretrained(image)(prompts, **kwargs).frames, atol=1e-5)
     with pytest.raises(ValueError, match="not a temporal decoder"):
         VideoLDMPipeline.from_pretrained(temporal, temporal_decoder=temporal)
 

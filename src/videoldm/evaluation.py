@@ -28,7 +28,7 @@ def evaluate_coherence(pipeline, prompts: list, kind: str, out_dir: str | Path |
             chunk = prompts[start:start + batch_size]
             frames = pipeline(chunk, num_frames=num_frames, num_inference_steps=num_inference_steps,
                               guidance_scale=guidance_scale, seed=seed + start, frame_by_frame=mode != "video",
-                              progress=False)
+                              progress=False).frames
             videos.append(frames)
         videos = torch.cat(videos)  # (N, T, 3, H, W)
         results[mode] = coherence_report(videos.transpose(1, 2), kind, prompts)

@@ -58,8 +58,9 @@ def evaluate_prediction(pipeline, clips: torch.Tensor, prompts: list, context_fr
     for name, context in (("given", z[:, :, :S]), ("none", None)):
         latents = torch.cat([pipeline(prompts[i:i + 1], num_frames=T, latent_size=tuple(z.shape[-2:]),
                                       num_inference_steps=num_inference_steps, guidance_scale=guidance_scale,
-                                      seed=seed + i, progress=False, output="latents",
-                                      context=None if context is None else context[i:i + 1]) for i in range(N)])
+                                      seed=seed + i, progress=False, output_type="latent",
+                                      context=None if context is None else context[i:i + 1]).frames
+                             for i in range(N)])
         runs[name] = pipeline.decode(latents)  # (N, T, 3, H, W)
     real_change = float(_frame_change(real).mean())
     summary = {"real_change": real_change, "context_frames": S}

@@ -12,6 +12,7 @@ from pathlib import Path
 import torch
 
 from .models.video_unet import VideoUNet
+from .outputs import OUTPUT_TYPES, VideoOutput, convert_frames
 from .sampling import FrameByFrame, make_scheduler, sample
 from .training.sampling_io import decode_latents
 from .training.stages import MODEL_INDEX, load_image_model
@@ -76,16 +77,20 @@ class VideoLDMPipeline:
     def __call__(self, prompts: list, num_frames: int = 16, latent_size: tuple[int, int] | None = None,
                  num_inference_steps: int = 25, guidance_scale: float = 3.0, sampler: str = "ddim",
                  seed: int | torch.Generator = 0, frame_by_frame: bool = False, progress: bool = True,
-                 output: str = "frames", context: torch.Tensor | None = None):
+                 output_type: str = "pt", context: torch.Tensor | None = None) -> VideoOutput:
         """Samples one video per prompt (a caption, or an attribute dict for attribute models).
 
         ``frame_by_frame=True`` forces alpha = 1: the image model alone, frame by frame, with the same
-        noise: the baseline a video model is compared with (decoded by the image decoder too). Returns ``(B, T, 3, H, W)`` in [-1, 1]
-        (``output="latents"``: the latents ``(B, C, T, h, w)``).
+        noise: the baseline a video model is compared with (decoded by the image decoder too).
+        Returns a :class:`VideoOutput`: ``.frames`` per ``output_type`` ("pt": ``(B, T, 3, H, W)`` in [-1, 1];
+        "np": uint8 ``(B, T, H, W, 3)``; "pil": lists of images; "latent": the latents ``(B, C, T, h, w)``),
+        ``.fps`` the model's frame rate, ``.export("clip.mp4")``.
         ``context``: for a prediction model, scaled latents ``(B, C, S, h, w)`` (see :meth:`encode`) given as
         the first S frames; guidance then drops them (and the prompt) in the unconditional branch, and the
         result starts with them exactly.
         """
+        if output_type not in OUTPUT_TYPES:
+            raise ValueError(f"output_type must be one of {OUTPUT_TYPES}, got {output_type!r}")
         cfg = self.image_unet.config
         h, w = latent_size or self.latent_size or (cfg.sample_size, cfg.sample_size)
         B = len(prompts)
@@ -103,11 +108,14 @@ class VideoLDMPipeline:
                          model_kwargs=kwargs or None, uncond_kwargs=uncond_kwargs)
         if context is not None:
             latents[:, :, :context.shape[2]] = context
-        if output == "latents":
-            return latents
+        fps = self.fps or 8.0
+        if output_type == "latent":
+            return VideoOutput(frames=latents, fps=fps)
         if self.decoder is not None:
-            return decode_latents(self.decoder, latents, image_only=frame_by_frame, progress=progress)
-        return decode_latents(self.vae, latents)
+            frames = decode_latents(self.decoder, latents, image_only=frame_by_frame, progress=progress)
+        else:
+            frames = decode_latents(self.vae, latents)
+        return VideoOutput(frames=convert_frames(frames, output_type), fps=fps)
 
     def _context(self, context: torch.Tensor, shape: tuple) -> dict:
         if getattr(self.unet, "context_encoder", None) is None:

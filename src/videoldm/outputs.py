@@ -1,0 +1,63 @@
+"""What the pipelines return: frames in the form asked for, with the frame rate they play at.
+
+Like diffusers' pipeline outputs (``output_type`` "pt", "np", "pil" or "latent"), plus the frame rate,
+which every stage that changes it (interpolation) updates, and ``export`` to mp4 or GIF.
+"""
+from __future__ import annotations
+
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+import torch
+from diffusers.utils import BaseOutput
+
+OUTPUT_TYPES = ("pt", "np", "pil", "latent")
+
+
+def convert_frames(frames: torch.Tensor, output_type: str):
+    """``(B, T, 3, H, W)`` in [-1, 1] -> "pt": the same tensor; "np": uint8 ``(B, T, H, W, 3)``;
+    "pil": one list of PIL images per video."""
+    if output_type not in OUTPUT_TYPES:
+        raise ValueError(f"output_type must be one of {OUTPUT_TYPES}, got {output_type!r}")
+    if output_type in ("pt", "latent"):
+        return frames
+    arrays = ((frames.clamp(-1, 1) + 1) * 127.5).round().to(torch.uint8).permute(0, 1, 3, 4, 2).cpu().numpy()
+    if output_type == "np":
+        return arrays
+    from PIL import Image
+
+    return [[Image.fromarray(f) for f in video] for video in arrays]
+
+
+def _uint8(video) -> np.ndarray:
+    """One video in any output form -> uint8 ``(T, H, W, 3)``."""
+    if isinstance(video, torch.Tensor):
+        if video.ndim != 4 or video.shape[1] != 3:
+            raise ValueError(f"cannot export latents or a tensor of shape {tuple(video.shape)}: "
+                             "expected frames (T, 3, H, W)")
+        return convert_frames(video[None], "np")[0]
+    if isinstance(video, list):
+        return np.stack([np.asarray(image.convert("RGB")) for image in video])
+    return np.asarray(video, dtype=np.uint8)
+
+
+@dataclass
+class VideoOutput(BaseOutput):
+    """``frames``: per video, in the form of ``output_type``; ``fps``: the rate they play at."""
+
+    frames: torch.Tensor | np.ndarray | list
+    fps: float
+
+    def export(self, path: str | Path, index: int = 0) -> Path:
+        """Writes video ``index`` to ``path``: H.264 mp4 or animated GIF, by the suffix."""
+        from .data.io import write_gif, write_mp4
+
+        path = Path(path)
+        frames = _uint8(self.frames[index])
+        if path.suffix.lower() == ".gif":
+            return write_gif(path, frames, self.fps)
+        if path.suffix.lower() == ".mp4":
+            path.parent.mkdir(parents=True, exist_ok=True)
+            return write_mp4(path, frames, self.fps)
+        raise ValueError(f"export writes .mp4 or .gif, got {path.name}")

@@ -1,0 +1,86 @@
+"""The full Video LDM stack in one call: keyframes -> interpolation -> decoder (Video LDM, Fig. 2 / section 5).
+
+Each stage after the keyframes is optional. Keyframes come from a video model (one clip) or a prediction
+model (clips that continue each other); an interpolation model raises the frame rate k times per pass
+(``interpolations=2``: k^2); the temporal decoder (or the image decoder) turns latents into frames. The
+frame rate is carried through: the result's ``fps`` is the keyframe rate times k per pass. The video
+is built in memory; for renders longer than memory allows, ``videoldm.rollout`` streams to a file.
+"""
+from __future__ import annotations
+
+from pathlib import Path
+
+import torch
+from tqdm.auto import tqdm
+
+from .interpolation import interpolate
+from .outputs import OUTPUT_TYPES, VideoOutput, convert_frames
+from .pipeline import VideoLDMPipeline
+from .rollout import _clip
+from .sampling import make_scheduler
+from .training.data import sample_generator
+
+
+class VideoLDMStack:
+    def __init__(self, keyframes: VideoLDMPipeline, interpolator: VideoLDMPipeline | None = None):
+        self.keyframes, self.interpolator = keyframes, interpolator
+
+    @classmethod
+    def from_pretrained(cls, keyframes: str | Path, interpolator: str | Path | None = None,
+                        temporal_decoder: str | Path | None = None) -> "VideoLDMStack":
+        """Exported folders: a temporal or prediction model, an interpolation model, a decoder."""
+        return cls(VideoLDMPipeline.from_pretrained(keyframes, temporal_decoder=temporal_decoder),
+                   VideoLDMPipeline.from_pretrained(interpolator) if interpolator else None)
+
+    @torch.no_grad()
+    def __call__(self, prompt=None, *, num_frames: int = 16, num_clips: int = 1, context_frames: int = 2,
+                 interpolations: int = 1, num_inference_steps: int = 25, interpolation_steps: int | None = None,
+                 guidance_scale: float = 3.0, interpolation_guidance: float = 2.0, sampler: str = "ddim",
+                 seed: int = 0, output_type: str = "pt", progress: bool = True) -> VideoOutput:
+        """One video for ``prompt`` (a caption, or an attribute dict for attribute models).
+
+        ``num_clips > 1`` needs a prediction model: each clip continues the last ``context_frames`` of the
+        one before, giving ``num_frames + (num_clips - 1) * (num_frames - context_frames)`` keyframes.
+        ``interpolations``: passes of the interpolation model (0 without one).
+        """
+        if output_type not in OUTPUT_TYPES:
+            raise ValueError(f"output_type must be one of {OUTPUT_TYPES}, got {output_type!r}")
+        if interpolations < 0 or (interpolations and self.interpolator is None):
+            raise ValueError(f"interpolations={interpolations}: give 0, or more with an interpolation model "
+                             "(interpolator=...)")
+        base = self.keyframes
+        latents = self._keyframes(prompt, num_frames, num_clips, context_frames, num_inference_steps,
+                                  guidance_scale, sampler, seed, progress)
+        fps = base.fps or 8.0
+        for n in range(interpolations):
+            k = self.interpolator.info.get("keyframe_every", 4)
+            latents = interpolate(self.interpolator, latents, prompt, guidance_scale=interpolation_guidance,
+                                  num_inference_steps=interpolation_steps or num_inference_steps, sampler=sampler,
+                                  seed=seed * 1_000_003 + 7919 * (n + 1))
+            fps *= k
+        if output_type == "latent":
+            return VideoOutput(frames=latents, fps=fps)
+        return VideoOutput(frames=convert_frames(base.decode(latents, progress=progress), output_type), fps=fps)
+
+    def _keyframes(self, prompt, num_frames, num_clips, S, steps, guidance, sampler, seed, progress):
+        base = self.keyframes
+        if num_clips == 1:
+            return base([prompt], num_frames=num_frames, num_inference_steps=steps, guidance_scale=guidance,
+                        sampler=sampler, seed=seed, progress=progress, output_type="latent").frames
+        if getattr(base.unet, "context_encoder", None) is None:
+            raise ValueError("more than one clip needs a prediction model (stage: prediction)")
+        if not 0 < S < num_frames:
+            raise ValueError(f"context_frames must be in 1..{num_frames - 1}, got {S}")
+        cfg = base.image_unet.config
+        h, w = base.latent_size or (cfg.sample_size, cfg.sample_size)
+        cond, uncond = base.tokens([prompt]), base.tokens([prompt], uncond=True)
+        scheduler = make_scheduler(sampler, base.scheduler_config)
+        pieces, previous = [], None
+        for k in tqdm(range(num_clips), desc="keyframes", disable=not progress):
+            clip = _clip(base.unet, scheduler, (1, cfg.in_channels, num_frames, h, w), previous, S, cond, uncond,
+                         guidance, steps, sample_generator(seed, k))
+            if previous is not None:
+                clip[:, :, :S] = previous[:, :, -S:]
+            pieces.append(clip if previous is None else clip[:, :, S:])
+            previous = clip
+        return torch.cat(pieces, dim=2)
