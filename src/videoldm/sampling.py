@@ -94,6 +94,7 @@ def sample(
     device: torch.device | str | None = None,
     step_kwargs: dict | None = None,
     uncond_kwargs: dict | None = None,
+    latents: torch.Tensor | None = None,
     **call_kwargs,
 ) -> torch.Tensor:
     """Denoises Gaussian noise of ``shape`` into latents with ``scheduler``.
@@ -115,6 +116,8 @@ def sample(
         uncond_kwargs: model kwargs of the unconditional branch where they differ from ``model_kwargs``:
             guidance on context gives the conditional branch ``context_mask`` and the unconditional one a
             zero mask (S = 0). With ``uncond`` too, both text and context are dropped together.
+        latents: the initial noise (unit variance, of ``shape``) instead of drawing it from ``generator``
+            (tiled sampling gives each tile its part of one noise field this way).
 
     Returns: the final latents, float32, on ``device``.
     """
@@ -138,8 +141,11 @@ def sample(
         context = cond.to(device, dtype) if cond is not None else None
 
     scheduler.set_timesteps(num_inference_steps, device=device)
-    latents = randn_tensor(tuple(shape), generator=generator, device=device, dtype=torch.float32)
-    latents = latents * scheduler.init_noise_sigma
+    if latents is None:
+        latents = randn_tensor(tuple(shape), generator=generator, device=device, dtype=torch.float32)
+    elif tuple(latents.shape) != tuple(shape):
+        raise ValueError(f"initial latents of shape {tuple(latents.shape)} for a sample of shape {tuple(shape)}")
+    latents = latents.to(device, torch.float32) * scheduler.init_noise_sigma
     step_kwargs = dict(step_kwargs or {})
     if "generator" in inspect.signature(scheduler.step).parameters:
         step_kwargs["generator"] = generator  # stochastic samplers (DDPM, DDIM eta > 0) draw from the seed too

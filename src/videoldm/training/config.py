@@ -9,7 +9,8 @@ from pathlib import Path
 
 import yaml
 
-STAGES = ("autoencoder", "image", "temporal", "decoder", "prediction", "interpolation")
+STAGES = ("autoencoder", "image", "temporal", "decoder", "prediction", "interpolation", "upsampler-image",
+          "upsampler-video")
 
 
 @dataclass
@@ -112,16 +113,41 @@ class DecoderModelConfig:
     perceptual_weight: float = 1.0
 
 
+@dataclass
+class UpsamplerModelConfig:
+    """Diffusion upsamplers (Video LDM, section 6), trained on random patches of the data's frames.
+
+    ``upsampler-image``: a UNet from scratch (``unet``: ``UNet2DConditionModel`` kwargs; its in/out
+    channels and noise-level classes are filled in). ``upsampler-video``: temporal layers (``temporal``)
+    on the frozen UNet of an ``upsampler-image`` export (``image_model``).
+    """
+
+    space: str = "pixel"  # pixel | latent (the SD x4 upscaler layout: latents at the low-resolution size)
+    scale: int = 4
+    autoencoder: str = ""  # latent space: an autoencoder that downsamples by `scale`
+    unet: dict = field(default_factory=dict)
+    scheduler: dict = field(default_factory=lambda: {"num_train_timesteps": 1000, "beta_schedule": "linear",
+                                                     "beta_start": 0.0001, "beta_end": 0.02,
+                                                     "prediction_type": "epsilon"})
+    patch_size: int = 64  # output pixels (a multiple of `scale`); the whole frame if larger
+    max_noise_level: int = 350  # noise augmentation: training levels in [0, max_noise_level)
+    noise_level: int = 20  # the fixed level sampling uses
+    image_model: str = ""  # upsampler-video: an upsampler-image export
+    temporal: dict = field(default_factory=dict)
+
+
 MODEL_CONFIGS = {"autoencoder": AutoencoderModelConfig, "image": ImageModelConfig, "temporal": TemporalModelConfig,
                  "decoder": DecoderModelConfig, "prediction": ContextModelConfig,
-                 "interpolation": ContextModelConfig}
+                 "interpolation": ContextModelConfig, "upsampler-image": UpsamplerModelConfig,
+                 "upsampler-video": UpsamplerModelConfig}
 
 
 @dataclass
 class TrainConfig:
     stage: str
     data: DataConfig
-    model: AutoencoderModelConfig | ImageModelConfig | TemporalModelConfig | DecoderModelConfig | ContextModelConfig
+    model: (AutoencoderModelConfig | ImageModelConfig | TemporalModelConfig | DecoderModelConfig | ContextModelConfig
+            | UpsamplerModelConfig)
     optim: OptimConfig = field(default_factory=OptimConfig)
     run: RunConfig = field(default_factory=RunConfig)
     source: str | None = None  # the YAML file it came from

@@ -25,9 +25,11 @@ from .data import make_loader
 from .context_stages import InterpolationStage, PredictionStage
 from .decoder_stage import DecoderStage
 from .stages import AutoencoderStage, ImageStage, TemporalStage
+from .upsampler_stage import UpsamplerImageStage, UpsamplerVideoStage
 
 STAGES = {"autoencoder": AutoencoderStage, "image": ImageStage, "temporal": TemporalStage, "decoder": DecoderStage,
-          "prediction": PredictionStage, "interpolation": InterpolationStage}
+          "prediction": PredictionStage, "interpolation": InterpolationStage,
+          "upsampler-image": UpsamplerImageStage, "upsampler-video": UpsamplerVideoStage}
 
 
 class Trainer:

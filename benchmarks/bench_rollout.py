@@ -1,0 +1,108 @@
+"""Long rollouts in constant memory: peak memory and time of a short and a long render, and their joins.
+
+Each length renders in its own child process (`videoldm.rollout`: prediction model, optional interpolation
+model, decoded clip by clip and appended to the mp4). Memory is the process's peak resident set, in total
+and beyond what it held once the models were loaded. The parent then reads both videos back and reports
+the frame change at clip boundaries against inside clips, and the acceleration of tracked cars at
+boundaries against elsewhere (driving).
+
+    MALLOC_MMAP_THRESHOLD_=33554432 MALLOC_TRIM_THRESHOLD_=2147483647 MALLOC_TOP_PAD_=536870912 \\
+        python benchmarks/bench_rollout.py runs/driving/prediction/final \\
+            --interpolator runs/driving/interpolation/final --seconds 30 120 --out /tmp/rollouts
+"""
+from __future__ import annotations
+
+import argparse
+import json
+import math
+import os
+import resource
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+
+def child(args) -> dict:
+    import torch
+
+    from videoldm.pipeline import VideoLDMPipeline
+    from videoldm.rollout import rollout
+
+    torch.set_num_threads(args.threads)
+    pipe = VideoLDMPipeline.from_pretrained(args.model, temporal_decoder=args.decoder)
+    interpolator = VideoLDMPipeline.from_pretrained(args.interpolator) if args.interpolator else None
+    loaded = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
+    fps = pipe.fps or 8.0  # keyframe rate; interpolation keeps the duration
+    clips = max(1, 1 + math.ceil((args.seconds[0] * fps - args.frames) / (args.frames - args.context)))
+    prompt = {"daytime": args.daytime, "crowdedness": args.crowdedness} if pipe.conditioning == "attributes" else args.prompt
+    start = time.perf_counter()
+    result = rollout(pipe, prompt, clips, args.video, num_frames=args.frames, context_frames=args.context,
+                     guidance_scale=args.guidance, num_inference_steps=args.steps, seed=args.seed,
+                     interpolator=interpolator, interpolation_steps=args.interpolation_steps, progress=False)
+    result["wall_s"] = time.perf_counter() - start
+    peak = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
+    result.update(peak_mib=peak / 1024, growth_mib=(peak - loaded) / 1024, prompt=prompt)
+    return result
+
+
+def main() -> None:
+    p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    p.add_argument("model", help="an exported prediction-stage folder")
+    p.add_argument("--interpolator", help="an exported interpolation-stage folder")
+    p.add_argument("--decoder", help="an exported decoder-stage folder (default: the image decoder)")
+    p.add_argument("--seconds", type=float, nargs="+", default=[30, 120])
+    p.add_argument("--frames", type=int, default=16)
+    p.add_argument("--context", type=int, default=2)
+    p.add_argument("--steps", type=int, default=15)
+    p.add_argument("--interpolation-steps", type=int, default=10)
+    p.add_argument("--guidance", type=float, default=2.0)
+    p.add_argument("--daytime", default="day")
+    p.add_argument("--crowdedness", default="medium")
+    p.add_argument("--prompt", default=None, help="text models")
+    p.add_argument("--seed", type=int, default=0)
+    p.add_argument("--threads", type=int, default=min(2, os.cpu_count() or 1))
+    p.add_argument("--out", default="/tmp/rollouts", help="folder for the videos and results.json")
+    p.add_argument("--child", action="store_true", help=argparse.SUPPRESS)
+    p.add_argument("--video", help=argparse.SUPPRESS)
+    args = p.parse_args()
+    if args.child:
+        print(json.dumps(child(args)))
+        return
+
+    from videoldm.long_evaluation import read_video, rollout_joins
+    from videoldm.metrics.driving_tracking import daytime_of
+
+    out = Path(args.out)
+    out.mkdir(parents=True, exist_ok=True)
+    rows = []
+    for seconds in args.seconds:
+        video = out / f"rollout-{seconds:g}s.mp4"
+        cmd = [sys.executable, __file__, args.model, "--child", "--video", str(video), "--seconds", str(seconds)]
+        for name in ("interpolator", "decoder", "prompt"):
+            if getattr(args, name):
+                cmd += [f"--{name}", getattr(args, name)]
+        for name in ("frames", "context", "steps", "interpolation_steps", "guidance", "daytime", "crowdedness",
+                     "seed", "threads"):
+            cmd += [f"--{name.replace('_', '-')}", str(getattr(args, name))]
+        done = subprocess.run(cmd, capture_output=True, text=True)
+        if done.returncode:
+            sys.exit(f"rollout of {seconds:g} s failed:\n{done.stderr[-3000:]}")
+        result = json.loads(done.stdout.strip().splitlines()[-1])
+        result["joins"] = rollout_joins(read_video(video), result["clip_starts"], daytime_of(result["prompt"]))
+        rows.append(result)
+        print(f"{seconds:g} s: {result['frames']} frames at {result['fps']:g} fps, {result['clips']} clips, "
+              f"{result['wall_s']:.0f} s, peak {result['peak_mib']:.0f} MiB", flush=True)
+    (out / "results.json").write_text(json.dumps(rows, indent=2))
+    print(f"\n{'video s':>8}{'frames':>8}{'fps':>6}{'clips':>7}{'wall s':>8}{'peak MiB':>10}{'growth MiB':>12}"
+          f"{'change joins/inside':>21}{'car accel joins/inside':>24}")
+    for r in rows:
+        j = r["joins"]
+        print(f"{r['seconds']:>8.1f}{r['frames']:>8}{r['fps']:>6g}{r['clips']:>7}{r['wall_s']:>8.0f}{r['peak_mib']:>10.0f}"
+              f"{r['growth_mib']:>12.0f}{j['change_ratio']:>21.2f}{j['car_acceleration_ratio']:>24.2f}")
+    if len(rows) > 1:
+        print(f"peak memory, longest / shortest: {rows[-1]['peak_mib'] / rows[0]['peak_mib']:.3f}")
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,328 @@
+"""Temporally aligned diffusion upsamplers (Video LDM, section 6).
+
+A diffusion upsampler generates a high-resolution frame given the low-resolution one, concatenated to its
+input along channels. **Noise augmentation**: the low-resolution frame is first noised to a level l (random
+in training, fixed at sampling) and l is given to the UNet as its class label, so the model does not trust
+the low-resolution input more than a generated one deserves. Two forms, one code path:
+
+- ``pixel``: the UNet denoises RGB frames at the output size; the condition is the low-resolution frame
+  upsampled (bicubic) to that size. Input channels 3 + 3.
+- ``latent``: the layout of Stable Diffusion's x4 upscaler: the UNet denoises latents of the same size as
+  the low-resolution frame, which is concatenated as it is (input channels C + 3); an autoencoder that
+  downsamples 4x decodes the result at 4x. Folders saved by ``StableDiffusionUpscalePipeline`` load as they are.
+
+The video upsampler is the same UNet inflated with temporal layers (:class:`~videoldm.models.VideoUNet`),
+conditioned frame by frame. Large outputs are sampled in overlapping spatial tiles and chunks of frames:
+each tile is a full diffusion run on its own, started from its part of one noise field (so tiles agree
+where they overlap), and blended into the output with linear ramps; working memory is set by the tile.
+"""
+from __future__ import annotations
+
+import json
+import math
+from pathlib import Path
+
+import torch
+import torch.nn.functional as F
+from diffusers import DDPMScheduler, UNet2DConditionModel
+from torch import nn
+from tqdm.auto import tqdm
+
+from .models.video_unet import VideoUNet
+from .outputs import OUTPUT_TYPES, VideoOutput, convert_frames
+from .sampling import FrameByFrame, make_scheduler, sample
+
+SPACES = ("pixel", "latent")
+UPSCALER_PIPELINE = "StableDiffusionUpscalePipeline"
+
+
+def check_upsampler_unet(unet: UNet2DConditionModel, space: str, latent_channels: int | None = None) -> None:
+    """A clear error unless ``unet`` has an upsampler's layout: sample + 3 low-res channels in, a noise level."""
+    cfg = unet.config
+    out = 3 if space == "pixel" else latent_channels
+    problems = []
+    if cfg.in_channels != cfg.out_channels + 3:
+        problems.append(f"in_channels {cfg.in_channels} != out_channels {cfg.out_channels} + 3 low-resolution channels")
+    if out is not None and cfg.out_channels != out:
+        problems.append(f"out_channels {cfg.out_channels}, expected {out} for {space} space")
+    if not cfg.num_class_embeds and cfg.class_embed_type is None:
+        problems.append("no class embedding to take the noise level (num_class_embeds)")
+    if problems:
+        raise ValueError("not an upsampler UNet (" + "; ".join(problems) + ")")
+
+
+class NoiseAugmentation:
+    """x_l = sqrt(ᾱ_l) x + sqrt(1 - ᾱ_l) ε on a DDPM schedule (diffusers' upscaler uses linear 1e-4..0.02, 1000)."""
+
+    def __init__(self, max_noise_level: int = 350, scheduler_config: dict | None = None):
+        self.max_noise_level = int(max_noise_level)
+        self.scheduler = DDPMScheduler(**(scheduler_config or {}))
+
+    def __call__(self, low_res: torch.Tensor, level: torch.Tensor, noise: torch.Tensor) -> torch.Tensor:
+        """``low_res`` (B, ...), ``level`` (B,) integers in [0, max_noise_level)."""
+        if int(level.max()) >= self.scheduler.config.num_train_timesteps:
+            raise ValueError(f"noise level {int(level.max())} beyond the schedule's "
+                             f"{self.scheduler.config.num_train_timesteps} steps")
+        return self.scheduler.add_noise(low_res, noise, level.long())
+
+
+def condition_image(low_res: torch.Tensor, space: str, scale: int) -> torch.Tensor:
+    """The low-resolution frames ``(N, 3, h, w)`` as the UNet sees them: at the sample's size."""
+    if space == "pixel":
+        return F.interpolate(low_res, scale_factor=scale, mode="bicubic", align_corners=False).clamp(-1, 1)
+    return low_res  # latent: the x4 upscaler's latents have the low-resolution frame's size
+
+
+class ConcatConditioned(nn.Module):
+    """A video model (``VideoUNet`` or ``FrameByFrame``) whose input is the sample with ``low_res`` appended.
+
+    ``low_res`` is a keyword, so guidance doubles it with the batch like any other per-sample input.
+    """
+
+    def __init__(self, model: nn.Module):
+        super().__init__()
+        self.model = model
+
+    @property
+    def device(self) -> torch.device:
+        return self.model.device
+
+    @property
+    def dtype(self) -> torch.dtype:
+        return self.model.dtype
+
+    def forward(self, sample: torch.Tensor, timestep, encoder_hidden_states=None, low_res=None, **kwargs):
+        return self.model(torch.cat([sample, low_res.to(sample)], dim=1), timestep, encoder_hidden_states, **kwargs)
+
+
+def tile_starts(size: int, tile: int, overlap: int) -> list[int]:
+    """Start of each tile along one axis: every ``tile - overlap``, the last moved back to end at ``size``."""
+    if tile >= size:
+        return [0]
+    if not 0 <= overlap < tile:
+        raise ValueError(f"tile overlap must be in 0..{tile - 1}, got {overlap}")
+    starts = list(range(0, size - tile, tile - overlap)) + [size - tile]
+    return sorted(set(starts))
+
+
+def _ramp(length: int, overlap: int, at_start: bool, at_end: bool) -> torch.Tensor:
+    """Blend weights along one axis of a tile: rising over ``overlap`` pixels on sides that meet another tile."""
+    w = torch.ones(length)
+    if overlap > 0:
+        edge = (torch.arange(overlap, dtype=torch.float32) + 0.5) / overlap
+        if not at_start:
+            w[:overlap] = torch.minimum(w[:overlap], edge)
+        if not at_end:
+            w[-overlap:] = torch.minimum(w[-overlap:], edge.flip(0))
+    return w
+
+
+def noise_field(seed: int, shape: tuple, y0: int, x0: int, cell: int) -> torch.Tensor:
+    """The part ``[y0:y0+h, x0:x0+w]`` of a noise field drawn per ``cell`` x ``cell`` block from a generator
+    keyed by (seed, block row, block column): any tile gets the same noise where it overlaps another."""
+    B, C, T, h, w = shape
+    rows, cols = range(y0 // cell, (y0 + h - 1) // cell + 1), range(x0 // cell, (x0 + w - 1) // cell + 1)
+    blocks = []
+    for r in rows:
+        row = []
+        for c in cols:
+            g = torch.Generator().manual_seed((int(seed) * 1_000_003 + r) * 1_000_033 + c)
+            row.append(torch.randn(B, C, T, cell, cell, generator=g))
+        blocks.append(torch.cat(row, dim=-1))
+    field = torch.cat(blocks, dim=-2)
+    oy, ox = y0 - rows[0] * cell, x0 - cols[0] * cell
+    return field[..., oy:oy + h, ox:ox + w]
+
+
+class Upsampler:
+    """A trained (or loaded) upsampler; :meth:`video` gives its temporally aligned version."""
+
+    def __init__(self, unet: UNet2DConditionModel | VideoUNet, scheduler_config: dict, space: str = "pixel",
+                 scale: int = 4, vae=None, text=None, noise_level: int = 20, max_noise_level: int = 350,
+                 low_res_scheduler_config: dict | None = None, fps: float | None = None):
+        if space not in SPACES:
+            raise ValueError(f"space must be one of {SPACES}, got {space!r}")
+        image_unet = unet.unet if isinstance(unet, VideoUNet) else unet
+        if space == "latent" and vae is None:
+            raise ValueError("a latent upsampler needs its autoencoder (vae=...)")
+        check_upsampler_unet(image_unet, space, vae.config.latent_channels if vae is not None else None)
+        self.unet, self.vae, self.text, self.space, self.scale = unet, vae, text, space, int(scale)
+        self.scheduler_config = dict(scheduler_config)
+        self.noise_level = int(noise_level)
+        self.augmentation = NoiseAugmentation(max_noise_level, low_res_scheduler_config)
+        self.fps = fps
+
+    @property
+    def image_unet(self) -> UNet2DConditionModel:
+        return self.unet.unet if isinstance(self.unet, VideoUNet) else self.unet
+
+    @property
+    def is_video(self) -> bool:
+        return isinstance(self.unet, VideoUNet)
+
+    # ------------------------------------------------------------------------------------------ loading
+    @classmethod
+    def from_pretrained(cls, path: str | Path, temporal_layers: str | Path | None = None) -> "Upsampler":
+        """An exported ``upsampler-image`` / ``upsampler-video`` folder, or a folder in the layout of
+        diffusers' ``StableDiffusionUpscalePipeline`` (the SD x4 upscaler). ``temporal_layers``: a
+        temporal-layer folder to inflate it with (an ``upsampler-video`` export brings its own)."""
+        from .training.stages import MODEL_INDEX
+
+        root = Path(path)
+        if (root / MODEL_INDEX).is_file():
+            upsampler = cls._from_export(root, json.loads((root / MODEL_INDEX).read_text()))
+        elif (root / "model_index.json").is_file():
+            upsampler = cls._from_diffusers(root, json.loads((root / "model_index.json").read_text()))
+        else:
+            raise FileNotFoundError(f"{path}: neither a videoldm upsampler export ({MODEL_INDEX}) nor a diffusers "
+                                    "upscaler folder (model_index.json)")
+        if temporal_layers is not None:
+            upsampler = upsampler.video(temporal_layers=temporal_layers)
+        return upsampler
+
+    @classmethod
+    def _from_export(cls, root: Path, index: dict) -> "Upsampler":
+        if index.get("stage") not in ("upsampler-image", "upsampler-video"):
+            raise ValueError(f"{root}: a {index.get('stage')} export, not an upsampler (upsampler-image or "
+                             "upsampler-video)")
+        base = root if index["stage"] == "upsampler-image" else Path(index["image_model"])
+        base_index = json.loads((base / "videoldm.json").read_text())
+        unet = UNet2DConditionModel.from_pretrained(base / base_index["unet"])
+        vae = None
+        if base_index["space"] == "latent":
+            from .training.stages import load_autoencoder
+
+            vae = load_autoencoder(str(base / base_index["vae"]))
+        scheduler = DDPMScheduler.from_pretrained(base / base_index["scheduler"])
+        upsampler = cls(unet, scheduler.config, base_index["space"], base_index["scale"], vae, None,
+                        base_index["noise_level"], base_index["max_noise_level"], base_index.get("low_res_scheduler"),
+                        base_index.get("fps"))
+        if index["stage"] == "upsampler-video":
+            upsampler = upsampler.video(temporal_layers=root / index["temporal_layers"])
+        return upsampler
+
+    @classmethod
+    def _from_diffusers(cls, root: Path, index: dict) -> "Upsampler":
+        name = index.get("_class_name")
+        if name != UPSCALER_PIPELINE:
+            raise ValueError(f"{root}: a {name} folder; only the {UPSCALER_PIPELINE} layout (the SD x4 upscaler) "
+                             "loads as an upsampler")
+        from diffusers import AutoencoderKL
+
+        unet = UNet2DConditionModel.from_pretrained(root / "unet")
+        vae = AutoencoderKL.from_pretrained(root / "vae")
+        scheduler = DDPMScheduler.from_pretrained(root / "scheduler")
+        low_res = DDPMScheduler.from_pretrained(root / "low_res_scheduler").config
+        text = None
+        if (root / "text_encoder").is_dir():
+            from transformers import AutoTokenizer, CLIPTextModel
+
+            text = _TextEncoder(AutoTokenizer.from_pretrained(root / "tokenizer"),
+                                CLIPTextModel.from_pretrained(root / "text_encoder"))
+        return cls(unet, scheduler.config, "latent", 4, vae, text, 20, index.get("max_noise_level", 350), dict(low_res))
+
+    def video(self, temporal_layers: str | Path | None = None, **temporal_options) -> "Upsampler":
+        """The same upsampler with temporal layers (new ones with ``temporal_options``, or loaded)."""
+        unet = VideoUNet.from_unet2d(self.image_unet, temporal_layers=temporal_layers, **temporal_options) \
+            if temporal_layers is not None else VideoUNet.from_unet2d(self.image_unet, **temporal_options)
+        other = Upsampler.__new__(Upsampler)
+        other.__dict__.update(self.__dict__)
+        other.unet = unet.eval()
+        return other
+
+    # ----------------------------------------------------------------------------------------- sampling
+    def tokens(self, prompts: list, uncond: bool = False):
+        if self.text is None:
+            return None
+        return self.text(["" if uncond else (p or "") for p in prompts])
+
+    @torch.no_grad()
+    def __call__(self, low_res: torch.Tensor, prompt: str | list | None = None, *, num_inference_steps: int = 25,
+                 noise_level: int | None = None, guidance_scale: float = 1.0, sampler: str = "ddim", seed: int = 0,
+                 tile_size: int | None = None, tile_overlap: int = 32, frames_per_chunk: int = 8,
+                 frame_by_frame: bool = False, output_type: str = "pt", progress: bool = True) -> VideoOutput:
+        """``low_res``: frames ``(B, T, 3, h, w)`` in [-1, 1] -> a :class:`VideoOutput` at ``scale`` times the size.
+
+        ``tile_size``: sample the output in tiles of this many pixels (latent space: latent pixels) with
+        ``tile_overlap``; None: whole frames. Frames go through in chunks of ``frames_per_chunk``.
+        ``frame_by_frame``: a video upsampler with alpha = 1 (the image upsampler, frame by frame).
+        """
+        if output_type not in OUTPUT_TYPES:
+            raise ValueError(f"output_type must be one of {OUTPUT_TYPES}, got {output_type!r}")
+        if low_res.ndim != 5 or low_res.shape[2] != 3:
+            raise ValueError(f"low_res must be frames (B, T, 3, h, w) in [-1, 1], got {tuple(low_res.shape)}")
+        B, T, _, h, w = low_res.shape
+        prompts = prompt if isinstance(prompt, list) else [prompt] * B
+        level = self.noise_level if noise_level is None else int(noise_level)
+        if not 0 <= level < self.augmentation.max_noise_level:
+            raise ValueError(f"noise_level must be in 0..{self.augmentation.max_noise_level - 1}, got {level}")
+        model = self.unet if self.is_video else FrameByFrame(self.unet)
+        kwargs = {"image_only": torch.ones(B, dtype=torch.bool)} if frame_by_frame and self.is_video else {}
+        channels = self.image_unet.config.out_channels
+        size = (h * self.scale, w * self.scale) if self.space == "pixel" else (h, w)
+        cond, uncond = self.tokens(prompts), self.tokens(prompts, uncond=True)
+        # the augmented low-resolution video, at its own size: a fixed level, noise from the seed
+        g = torch.Generator().manual_seed(seed)
+        levels = torch.full((B,), level, dtype=torch.long)
+        frames = low_res.transpose(1, 2)  # (B, 3, T, h, w)
+        augmented = self.augmentation(frames, levels, torch.randn(frames.shape, generator=g))
+        out = torch.zeros(B, channels, T, *size)
+        weight = torch.zeros(*size)
+        tile = tile_size or max(size)
+        ys, xs = tile_starts(size[0], min(tile, size[0]), tile_overlap), tile_starts(size[1], min(tile, size[1]), tile_overlap)
+        th, tw = min(tile, size[0]), min(tile, size[1])
+        cell = math.gcd(th, tw, *ys, *xs) or max(th, tw)
+        scheduler = make_scheduler(sampler, self.scheduler_config, clip_sample=self.space == "pixel")
+        s = self.scale if self.space == "pixel" else 1  # output pixels per low-resolution pixel
+        jobs = [(t0, y, x) for t0 in range(0, T, frames_per_chunk) for y in ys for x in xs]
+        for t0, y, x in tqdm(jobs, desc="upsampling", disable=not progress or len(jobs) == 1):
+            t1 = min(t0 + frames_per_chunk, T)
+            low = self._low_res_tile(augmented[:, :, t0:t1], y, x, th, tw, s)
+            shape = (B, channels, t1 - t0, th, tw)
+            noise = noise_field(seed, (B, channels, T, th, tw), y, x, cell)[:, :, t0:t1]
+            result = sample(ConcatConditioned(model), scheduler, shape, cond=cond, uncond=uncond,
+                            guidance_scale=guidance_scale, num_inference_steps=num_inference_steps, progress=False,
+                            latents=noise, model_kwargs={**kwargs, "low_res": low, "class_labels": levels})
+            ramp = _ramp(th, tile_overlap, y == 0, y + th >= size[0])[:, None] * \
+                _ramp(tw, tile_overlap, x == 0, x + tw >= size[1])[None, :]
+            out[:, :, t0:t1, y:y + th, x:x + tw] += result.cpu() * ramp
+            if t0 == 0:
+                weight[y:y + th, x:x + tw] += ramp
+        out /= weight
+        if self.space == "latent":
+            if output_type == "latent":
+                return VideoOutput(frames=out, fps=self.fps or 8.0)
+            from .training.sampling_io import decode_latents
+
+            frames_out = decode_latents(self.vae, out)
+        else:
+            frames_out = out.clamp(-1, 1).transpose(1, 2)
+        return VideoOutput(frames=convert_frames(frames_out, output_type), fps=self.fps or 8.0)
+
+    def _low_res_tile(self, augmented: torch.Tensor, y: int, x: int, th: int, tw: int, s: int) -> torch.Tensor:
+        """The conditioning of one output tile: its low-resolution region (with a margin, so bicubic
+        upsampling sees the same neighbours as on the whole frame), brought to the tile's size."""
+        B, C, T = augmented.shape[:3]
+        if s == 1:
+            return augmented[..., y:y + th, x:x + tw]
+        m = 2  # bicubic reads 2 pixels either side
+        ly0, lx0 = max(y // s - m, 0), max(x // s - m, 0)
+        ly1, lx1 = min((y + th) // s + m, augmented.shape[-2]), min((x + tw) // s + m, augmented.shape[-1])
+        region = augmented[..., ly0:ly1, lx0:lx1].transpose(1, 2).flatten(0, 1)
+        up = condition_image(region, "pixel", s)
+        oy, ox = y - ly0 * s, x - lx0 * s
+        up = up[..., oy:oy + th, ox:ox + tw]
+        return up.view(B, T, C, th, tw).transpose(1, 2)
+
+
+class _TextEncoder:
+    """A tokenizer and CLIP text model as one callable: prompts -> ``encoder_hidden_states``."""
+
+    def __init__(self, tokenizer, encoder):
+        self.tokenizer, self.encoder = tokenizer, encoder.eval()
+
+    @torch.no_grad()
+    def __call__(self, prompts: list) -> torch.Tensor:
+        ids = self.tokenizer(prompts, padding="max_length", max_length=self.tokenizer.model_max_length,
+                             truncation=True, return_tensors="pt").input_ids
+        return self.encoder(ids)[0]

@@ -1,0 +1,155 @@
+"""Diffusion upsamplers: noise augmentation, tiles, the two stages, and the SD x4 upscaler layout."""
+import json
+
+import pytest
+import torch
+from diffusers import AutoencoderKL, DDIMScheduler, DDPMScheduler, UNet2DConditionModel
+
+from conftest import force_alpha, randomize_temporal, run_stage
+from videoldm.upsampling import (ConcatConditioned, Upsampler, _ramp, condition_image, noise_field, tile_starts)
+
+PIXEL_UNET = {"block_out_channels": [16, 32], "down_block_types": ["DownBlock2D"] * 2,
+              "up_block_types": ["UpBlock2D"] * 2, "layers_per_block": 1, "norm_num_groups": 8,
+              "mid_block_type": "UNetMidBlock2D", "sample_size": 16}
+
+
+def pixel_upsampler(seed=0) -> Upsampler:
+    torch.manual_seed(seed)
+    unet = UNet2DConditionModel(in_channels=6, out_channels=3, num_class_embeds=350, **PIXEL_UNET)
+    return Upsampler(unet, DDPMScheduler().config, "pixel", 4)
+
+
+def test_tiles_cover_the_frame_and_their_weights_blend_to_one():
+    assert tile_starts(100, 40, 10) == [0, 30, 60]
+    assert tile_starts(30, 40, 10) == [0]
+    total = torch.zeros(100)
+    for y in tile_starts(100, 40, 10):
+        total[y:y + 40] += _ramp(40, 10, y == 0, y + 40 >= 100)
+    assert total.min() > 0.04 and torch.allclose(total[:10], torch.ones(10))  # borders keep full weight
+    with pytest.raises(ValueError, match="overlap"):
+        tile_starts(100, 40, 40)
+
+
+def test_overlapping_tiles_get_the_same_noise_and_the_same_condition():
+    a = noise_field(3, (1, 3, 2, 32, 32), 0, 0, 16)
+    b = noise_field(3, (1, 3, 2, 32, 32), 16, 16, 16)
+    assert torch.equal(a[..., 16:, 16:], b[..., :16, :16])
+    assert not torch.equal(a, noise_field(4, (1, 3, 2, 32, 32), 0, 0, 16))
+    up = pixel_upsampler()
+    low = torch.rand(1, 3, 2, 12, 20) * 2 - 1
+    whole = condition_image(low.transpose(1, 2).flatten(0, 1), "pixel", 4).view(1, 2, 3, 48, 80).transpose(1, 2)
+    tile = up._low_res_tile(low, 16, 32, 32, 32, 4)  # bicubic sees the same neighbours as on the whole frame
+    assert torch.allclose(tile, whole[..., 16:48, 32:64], atol=1e-6)
+
+
+def test_tiled_upsampling_runs_and_checks_its_input():
+    up = pixel_upsampler()
+    low = torch.rand(1, 2, 3, 8, 12) * 2 - 1
+    whole = up(low, num_inference_steps=2, progress=False).frames
+    tiled = up(low, num_inference_steps=2, tile_size=16, tile_overlap=8, progress=False).frames
+    assert whole.shape == tiled.shape == (1, 2, 3, 32, 48) and torch.isfinite(tiled).all()
+    assert torch.equal(tiled, up(low, num_inference_steps=2, tile_size=16, tile_overlap=8, progress=False).frames)
+    with pytest.raises(ValueError, match="low_res must be frames"):
+        up(low[0], num_inference_steps=2)
+    with pytest.raises(ValueError, match="noise_level"):
+        up(low, noise_level=400)
+    with pytest.raises(ValueError, match="not an upsampler UNet"):
+        Upsampler(UNet2DConditionModel(in_channels=3, out_channels=3, **PIXEL_UNET), DDPMScheduler().config)
+
+
+def test_video_upsampler_with_alpha_one_is_the_image_upsampler():
+    up = pixel_upsampler()
+    video = up.video()
+    randomize_temporal(video.unet)  # temporal layers that do something, mixed in at alpha = 0.3
+    force_alpha(video.unet, 0.3)
+    low = torch.rand(1, 3, 3, 4, 4) * 2 - 1
+    kw = dict(num_inference_steps=2, progress=False, seed=5)
+    image = up(low, **kw).frames
+    assert torch.allclose(video(low, frame_by_frame=True, **kw).frames, image, atol=1e-5)
+    assert (video(low, **kw).frames - image).abs().max() > 1e-4
+
+
+@pytest.fixture(scope="module")
+def upsampler_runs(tmp_path_factory):
+    from videoldm.data.synthetic import make_generator
+    from videoldm.data.synthetic.base import write_dataset
+
+    tmp = tmp_path_factory.mktemp("upsampler")
+    write_dataset(make_generator("driving", frames=4, size=(32, 64), fps=8, seed=0), tmp / "clips", num=3)
+    data = {"path": str(tmp / "clips"), "num_frames": 4, "fps": None, "size": [32, 64], "batch_size": 2}
+    image = run_stage(tmp, "up-image", "upsampler-image", {**data, "frames_per_clip": 2},
+                      {"unet": PIXEL_UNET, "patch_size": 16}, sample_steps=2).train()
+    video = run_stage(tmp, "up-video", "upsampler-video", data, {"image_model": str(image), "patch_size": 16},
+                      sample_steps=2).train()
+    return tmp, data, image, video
+
+
+def test_upsampler_stages_export_what_loads(upsampler_runs):
+    tmp, data, image, video = upsampler_runs
+    assert json.loads((image / "videoldm.json").read_text())["stage"] == "upsampler-image"
+    assert list((tmp / "up-image" / "samples").glob("upsampler-*.gif"))
+    up = Upsampler.from_pretrained(video)
+    assert up.is_video and up.space == "pixel" and up.scale == 4
+    base = Upsampler.from_pretrained(image)
+    assert torch.equal(up.image_unet.conv_in.weight, base.image_unet.conv_in.weight)  # spatial part frozen
+    low = torch.rand(1, 4, 3, 8, 16) * 2 - 1
+    assert up(low, num_inference_steps=2, progress=False).frames.shape == (1, 4, 3, 32, 64)
+    with pytest.raises(ValueError, match="video upsampler already"):
+        run_stage(tmp, "bad", "upsampler-video", data, {"image_model": str(video)})
+    with pytest.raises(ValueError, match="multiple of the scale"):
+        run_stage(tmp, "bad2", "upsampler-image", data, {"unet": PIXEL_UNET, "patch_size": 18})
+
+
+def tiny_x4_upscaler(tmp_path):
+    """A StableDiffusionUpscalePipeline folder with the real layout and tiny random weights."""
+    from diffusers import StableDiffusionUpscalePipeline
+
+    from videoldm.conditioning import make_text_encoder, train_tokenizer
+
+    torch.manual_seed(0)
+    tokenizer = train_tokenizer(["a photo of a cat"], max_length=8)
+    unet = UNet2DConditionModel(in_channels=7, out_channels=4, num_class_embeds=1000, cross_attention_dim=16,
+                                block_out_channels=[16, 32], down_block_types=["DownBlock2D", "CrossAttnDownBlock2D"],
+                                up_block_types=["CrossAttnUpBlock2D", "UpBlock2D"], layers_per_block=1,
+                                norm_num_groups=8, attention_head_dim=4, sample_size=8)
+    vae = AutoencoderKL(block_out_channels=[8, 16, 16], down_block_types=["DownEncoderBlock2D"] * 3,
+                        up_block_types=["UpDecoderBlock2D"] * 3, latent_channels=4, norm_num_groups=4,
+                        scaling_factor=0.08333)
+    pipe = StableDiffusionUpscalePipeline(vae=vae, text_encoder=make_text_encoder(tokenizer, 16, 1, 2, 8),
+                                          tokenizer=tokenizer, unet=unet, low_res_scheduler=DDPMScheduler(),
+                                          scheduler=DDIMScheduler(), max_noise_level=350)
+    pipe.save_pretrained(tmp_path / "x4")
+    return tmp_path / "x4"
+
+
+def test_a_folder_in_the_sd_x4_upscaler_layout_runs_through_the_video_upsampler(tmp_path):
+    folder = tiny_x4_upscaler(tmp_path)
+    up = Upsampler.from_pretrained(folder)
+    assert up.space == "latent" and up.text is not None and not up.is_video
+    video = up.video()
+    low = torch.rand(1, 3, 3, 8, 8) * 2 - 1
+    out = video(low, "a photo of a cat", num_inference_steps=2, guidance_scale=2.0, progress=False)
+    assert out.frames.shape == (1, 3, 3, 32, 32)  # latents at the low-res size, decoded 4x
+    assert video(low, "a photo of a cat", num_inference_steps=2, progress=False, output_type="latent"
+                 ).frames.shape == (1, 4, 3, 8, 8)
+    # another diffusers layout, and a videoldm export that is no upsampler: clear errors
+    index = json.loads((folder / "model_index.json").read_text())
+    (folder / "model_index.json").write_text(json.dumps({**index, "_class_name": "StableDiffusionPipeline"}))
+    with pytest.raises(ValueError, match="StableDiffusionUpscalePipeline"):
+        Upsampler.from_pretrained(folder)
+    (tmp_path / "other").mkdir()
+    (tmp_path / "other" / "videoldm.json").write_text(json.dumps({"stage": "temporal"}))
+    with pytest.raises(ValueError, match="not an upsampler"):
+        Upsampler.from_pretrained(tmp_path / "other")
+
+
+def test_concat_conditioning_appends_the_low_res_channels():
+    seen = {}
+
+    class Probe(torch.nn.Module):
+        def forward(self, x, t, ehs=None, **kw):
+            seen["x"] = x
+            return x
+
+    ConcatConditioned(Probe())(torch.zeros(1, 4, 2, 8, 8), 1, low_res=torch.ones(1, 3, 2, 8, 8))
+    assert seen["x"].shape == (1, 7, 2, 8, 8) and seen["x"][:, 4:].eq(1).all()
