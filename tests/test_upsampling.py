@@ -153,3 +153,22 @@ def test_concat_conditioning_appends_the_low_res_channels():
 
     ConcatConditioned(Probe())(torch.zeros(1, 4, 2, 8, 8), 1, low_res=torch.ones(1, 3, 2, 8, 8))
     assert seen["x"].shape == (1, 7, 2, 8, 8) and seen["x"][:, 4:].eq(1).all()
+
+
+def test_upsample_and_evaluate_upsampler_commands(upsampler_runs, tmp_path):
+    from videoldm.cli import main
+    from videoldm.data.io import write_mp4
+    from videoldm.long_evaluation import read_video
+
+    tmp, data, image, video = upsampler_runs
+    low = (torch.rand(3, 8, 16, 3) * 255).to(torch.uint8).numpy()
+    write_mp4(tmp_path / "low.mp4", low, 8)
+    assert main(["upsample", str(tmp_path / "low.mp4"), "--model", str(video), "--steps", "2", "--tile", "16",
+                 "--overlap", "8", "--out", str(tmp_path / "up.mp4")]) == 0
+    assert read_video(tmp_path / "up.mp4").shape == (3, 32, 64, 3)
+    assert main(["evaluate-upsampler", str(video), "--data", data["path"], "--num", "2", "--frames", "3",
+                 "--steps", "2", "--out", str(tmp_path)]) == 0
+    summary = json.loads((tmp_path / "upsampler.json").read_text())
+    assert set(summary) >= {"bicubic", "frame_by_frame", "video"} and (tmp_path / "upsampler.gif").is_file()
+    assert main(["evaluate-upsampler", str(image), "--data", data["path"], "--num", "1", "--frames", "3",
+                 "--steps", "2"]) == 2  # an image upsampler has no frame-by-frame counterpart to compare

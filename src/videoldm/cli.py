@@ -13,6 +13,7 @@ COMMAND_MODULES = [
     "videoldm.commands.train",
     "videoldm.commands.evaluate",
     "videoldm.commands.rollout",
+    "videoldm.commands.upsample",
 ]
 
 

@@ -1,6 +1,7 @@
 """`videoldm evaluate`: temporal coherence of a video model vs its image model frame by frame;
 `videoldm evaluate-decoder`: flicker and seams of a temporal decoder vs the image decoder;
-`evaluate-prediction`, `evaluate-interpolation`, `evaluate-rollout`: the long-video models."""
+`evaluate-prediction`, `evaluate-interpolation`, `evaluate-rollout`: the long-video models;
+`evaluate-upsampler`: a video upsampler vs itself frame by frame and bicubic."""
 from __future__ import annotations
 
 import argparse
@@ -76,6 +77,24 @@ def add_command(subparsers) -> None:
         epilog="example:\n  videoldm evaluate-rollout drive.mp4", formatter_class=argparse.RawDescriptionHelpFormatter)
     ro.add_argument("video", help="an mp4 written by `videoldm rollout` (with VIDEO.json beside it)")
     ro.set_defaults(func=run_rollout)
+
+    up = subparsers.add_parser(
+        "evaluate-upsampler", help="video upsampler vs the same upsampler frame by frame and bicubic",
+        description="Downsample held-out clips by the upsampler's scale, bring them back with bicubic interpolation, "
+                    "the upsampler frame by frame (alpha = 1) and the video upsampler (same noise), and report PSNR "
+                    "and the temporal error |dx_hat - dx| against the true clips.",
+        epilog="example:\n  videoldm evaluate-upsampler runs/driving/upsampler-video/final --data data/driving-256-heldout "
+               "--out docs/results/upsampler/driving", formatter_class=argparse.RawDescriptionHelpFormatter)
+    up.add_argument("model", help="an exported upsampler-video folder (…/final)")
+    up.add_argument("--data", required=True, help="folder of held-out high-resolution videos")
+    up.add_argument("--num", type=int, default=8, help="number of clips (the folder's first N)")
+    up.add_argument("--frames", type=int, default=8, help="frames per clip (default 8)")
+    up.add_argument("--steps", type=int, default=25)
+    up.add_argument("--noise-level", type=int, help="noise augmentation level (default: the model's)")
+    up.add_argument("--tile", type=int, help="tile size in output pixels (default: whole frames)")
+    up.add_argument("--seed", type=int, default=0)
+    up.add_argument("--out", help="folder for upsampler.json and upsampler.gif")
+    up.set_defaults(func=run_upsampler)
 
 
 def _clip_options(p, frames: int) -> None:
@@ -172,4 +191,20 @@ def run(args) -> int:
     summary = evaluate_coherence(pipeline, prompts, args.kind, args.out, num_frames=args.frames,
                                  num_inference_steps=args.steps, guidance_scale=args.guidance, seed=args.seed)
     print(format_summary(summary))
+    return 0
+
+
+def run_upsampler(args) -> int:
+    import torch
+
+    from videoldm.data import VideoFolderDataset
+    from videoldm.evaluation import evaluate_upsampler, format_upsampler_summary
+    from videoldm.upsampling import Upsampler
+
+    upsampler = Upsampler.from_pretrained(args.model)
+    dataset = VideoFolderDataset(args.data, num_frames=args.frames, fps=None, start=0, crop="center")
+    clips = torch.stack([dataset[i][0] for i in range(min(args.num, len(dataset)))])
+    summary = evaluate_upsampler(upsampler, clips, args.steps, args.noise_level, args.seed, args.tile, args.out,
+                                 upsampler.fps or 8.0)
+    print(format_upsampler_summary(summary))
     return 0
