@@ -296,7 +296,7 @@ class Upsampler:
 
             frames_out = decode_latents(self.vae, out)
         else:
-            frames_out = out.clamp(-1, 1).transpose(1, 2)
+            frames_out = out.clamp_(-1, 1).transpose(1, 2)  # in place: the output is the largest tensor
         return VideoOutput(frames=convert_frames(frames_out, output_type), fps=self.fps or 8.0)
 
     def _low_res_tile(self, augmented: torch.Tensor, y: int, x: int, th: int, tw: int, s: int) -> torch.Tensor:
