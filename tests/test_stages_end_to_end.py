@@ -1,5 +1,6 @@
 """All four stages at toy size, chained through their exports, then the pipeline and the evaluation."""
 import json
+from pathlib import Path
 
 import pytest
 import torch
@@ -48,6 +49,27 @@ def test_exports_hold_what_each_stage_trained(exports):
 
     saved = load_file(temporal / "temporal_layers" / "temporal_layers.safetensors")
     assert saved and all(not k.startswith("unet.") for k in saved)
+
+
+def test_a_tree_of_exports_moves_as_a_whole(exports, tmp_path):
+    """Exports refer to their image model and autoencoder relative to themselves: a copied tree loads
+    the copy's parts, not the original's."""
+    import shutil
+
+    from videoldm.pipeline import VideoLDMPipeline
+    from videoldm.training.decoder_stage import load_temporal_decoder
+
+    tmp = exports[0]
+    for name in ("autoencoder", "image", "temporal", "decoder"):
+        shutil.copytree(tmp / name / "final", tmp_path / "moved" / name / "final")
+    moved = tmp_path / "moved"
+    index = json.loads((moved / "temporal" / "final" / "videoldm.json").read_text())
+    assert not Path(index["image_model"]).is_absolute()
+    assert (moved / "temporal" / "final" / index["image_model"]).resolve() == (moved / "image" / "final").resolve()
+    pipe = VideoLDMPipeline.from_pretrained(moved / "temporal" / "final", temporal_decoder=moved / "decoder" / "final")
+    assert pipe(["a red circle moving left on a dark background"], num_frames=2, num_inference_steps=1,
+                progress=False).frames.shape == (1, 2, 3, 16, 16)
+    assert load_temporal_decoder(moved / "decoder" / "final") is not None
 
 
 def test_pipeline_samples_reproducibly_and_alpha_one_is_the_image_model(exports):

@@ -15,7 +15,7 @@ from .models.video_unet import VideoUNet
 from .outputs import OUTPUT_TYPES, VideoOutput, convert_frames
 from .sampling import FrameByFrame, make_scheduler, sample
 from .training.sampling_io import decode_latents
-from .training.stages import MODEL_INDEX, load_image_model
+from .training.stages import MODEL_INDEX, load_image_model, referenced
 
 
 class VideoLDMPipeline:
@@ -36,7 +36,7 @@ class VideoLDMPipeline:
             raise FileNotFoundError(f"{path}: not an exported videoldm model (no {MODEL_INDEX})")
         index = json.loads((root / MODEL_INDEX).read_text())
         if index["stage"] in ("temporal", "prediction", "interpolation"):
-            parts = load_image_model(index["image_model"])
+            parts = load_image_model(str(referenced(root, index["image_model"])))
             unet = parts["unet"]
             if index.get("unet"):  # the spatial layers were fine-tuned too
                 from diffusers import UNet2DConditionModel

@@ -18,6 +18,7 @@ where they overlap), and blended into the output with linear ramps; working memo
 """
 from __future__ import annotations
 
+import copy
 import json
 import math
 from pathlib import Path
@@ -182,10 +183,12 @@ class Upsampler:
 
     @classmethod
     def _from_export(cls, root: Path, index: dict) -> "Upsampler":
+        from .training.stages import referenced
+
         if index.get("stage") not in ("upsampler-image", "upsampler-video"):
             raise ValueError(f"{root}: a {index.get('stage')} export, not an upsampler (upsampler-image or "
                              "upsampler-video)")
-        base = root if index["stage"] == "upsampler-image" else Path(index["image_model"])
+        base = root if index["stage"] == "upsampler-image" else referenced(root, index["image_model"])
         base_index = json.loads((base / "videoldm.json").read_text())
         unet = UNet2DConditionModel.from_pretrained(base / base_index["unet"])
         vae = None
@@ -222,11 +225,10 @@ class Upsampler:
         return cls(unet, scheduler.config, "latent", 4, vae, text, 20, index.get("max_noise_level", 350), dict(low_res))
 
     def video(self, temporal_layers: str | Path | None = None, **temporal_options) -> "Upsampler":
-        """The same upsampler with temporal layers (new ones with ``temporal_options``, or loaded)."""
-        unet = VideoUNet.from_unet2d(self.image_unet, temporal_layers=temporal_layers, **temporal_options) \
-            if temporal_layers is not None else VideoUNet.from_unet2d(self.image_unet, **temporal_options)
-        other = Upsampler.__new__(Upsampler)
-        other.__dict__.update(self.__dict__)
+        """The same upsampler with temporal layers (new ones with ``temporal_options``, or loaded); the
+        spatial UNet is shared, not copied."""
+        unet = VideoUNet.from_unet2d(self.image_unet, temporal_layers=temporal_layers, **temporal_options)
+        other = copy.copy(self)
         other.unet = unet.eval()
         return other
 

@@ -7,6 +7,11 @@ EPILOG = """stages (the `stage:` key of the recipe):
   autoencoder   train a diffusers AutoencoderKL from scratch on video frames
   image         train an image LDM (UNet + text/attribute conditioning) on single frames
   temporal      Video LDM: freeze the image UNet, train only the temporal layers on clips
+  decoder       temporal decoder: 3D-conv/attention layers on the autoencoder's decoder, patch-GAN loss
+  prediction    a video model given 0, 1 or 2 first frames (mask conditioning), for rollouts
+  interpolation a video model given every k-th frame, to raise the frame rate k times
+  upsampler-image   a diffusion upsampler (pixel, or latent in the SD x4 layout) on random patches
+  upsampler-video   temporal layers on a frozen upsampler-image, conditioned frame by frame
 
 examples:
   videoldm train configs/shapes/autoencoder.yaml
@@ -19,7 +24,7 @@ A run folder (run.output_dir) gets log.csv, tensorboard/, samples/, checkpoint-N
 
 
 def add_command(subparsers) -> None:
-    p = subparsers.add_parser("train", help="train a stage (autoencoder, image, temporal) from a YAML recipe",
+    p = subparsers.add_parser("train", help="train a stage (autoencoder, image, temporal, decoder, prediction, ...) from a YAML recipe",
                               description="Train one stage of a Video LDM from a YAML recipe.", epilog=EPILOG,
                               formatter_class=argparse.RawDescriptionHelpFormatter)
     p.add_argument("config", help="recipe YAML (see configs/)")

@@ -20,7 +20,7 @@ from torch.func import functional_call
 from ..models.discriminator import VideoDiscriminator, adaptive_weight, discriminator_loss, generator_loss
 from ..models.temporal_decoder import TemporalDecoder
 from .config import TrainConfig
-from .stages import MODEL_INDEX, Stage, build_dataset, load_autoencoder, per_sample, to_uint8
+from .stages import MODEL_INDEX, Stage, build_dataset, load_autoencoder, per_sample, reference, referenced, to_uint8
 
 
 class DecoderModule(nn.Module):
@@ -87,7 +87,7 @@ class DecoderStage(Stage):
     def export(self, directory: Path) -> None:
         """The temporal layers (and the decoder when it was trained too); the encoder is referenced by path."""
         self.decoder.save_temporal_layers(directory / "temporal_decoder")
-        index = {"stage": "decoder", "autoencoder": str(Path(self.config.model.autoencoder).resolve()),
+        index = {"stage": "decoder", "autoencoder": reference(self.config.model.autoencoder, directory),
                  "temporal_decoder": "temporal_decoder", "alphas": self.decoder.alphas()}
         if self.config.model.train_decoder:
             self.decoder.vae.save_pretrained(directory / "vae")
@@ -124,5 +124,5 @@ def load_temporal_decoder(path: str | Path, vae=None) -> TemporalDecoder:
     if index.get("vae"):
         vae = AutoencoderKL.from_pretrained(root / index["vae"])
     elif vae is None:
-        vae = load_autoencoder(index["autoencoder"])
+        vae = load_autoencoder(str(referenced(root, index["autoencoder"])))
     return TemporalDecoder.from_autoencoder(vae, temporal_layers=root / index["temporal_decoder"]).eval()

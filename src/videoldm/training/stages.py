@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import json
 import math
+import os
 from pathlib import Path
 
 import torch
@@ -21,6 +22,17 @@ from .config import TrainConfig
 from .data import LatentCache, MixedDataset, sample_generator
 
 MODEL_INDEX = "videoldm.json"  # what an exported folder holds, so loaders know how to rebuild it
+
+
+def reference(target: str | Path, directory: str | Path) -> str:
+    """How an export refers to another folder (its frozen image model, its autoencoder): relative to the
+    export, so a tree of exports can be moved or shipped as a whole. Read back with :func:`referenced`."""
+    return os.path.relpath(Path(target).resolve(), Path(directory).resolve())
+
+
+def referenced(root: str | Path, value: str) -> Path:
+    """The folder an export's reference names (relative to the export; older exports hold absolute paths)."""
+    return Path(root) / value
 
 
 def per_sample(positions, seed: int, salt: int, fn):
@@ -337,7 +349,7 @@ class TemporalStage(DiffusionStage):
     def export(self, directory: Path) -> None:
         """Only the temporal layers: the frozen image model is referenced by path, not copied."""
         self.video_unet.save_temporal_layers(directory / "temporal_layers")
-        index = {"stage": "temporal", "image_model": str(Path(self.config.model.image_model).resolve()),
+        index = {"stage": "temporal", "image_model": reference(self.config.model.image_model, directory),
                  "temporal_layers": "temporal_layers", "latent_size": self.latent_size(),
                  "num_frames": self.config.data.num_frames, "fps": self.config.data.fps, **self.export_info()}
         if self.config.model.train_spatial:

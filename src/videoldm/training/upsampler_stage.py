@@ -22,7 +22,7 @@ from ..sampling import FrameByFrame
 from ..upsampling import ConcatConditioned, NoiseAugmentation, Upsampler, check_upsampler_unet, condition_image
 from .config import TrainConfig
 from .stages import (MODEL_INDEX, Stage, build_dataset, diffusion_loss, load_autoencoder, per_sample, pick_frames,
-                     to_uint8)
+                     reference, to_uint8)
 
 
 def downsample(video: torch.Tensor, scale: int) -> torch.Tensor:
@@ -184,7 +184,7 @@ class UpsamplerVideoStage(UpsamplerStage):
 
     def export(self, directory: Path) -> None:
         self.video_upsampler.unet.save_temporal_layers(directory / "temporal_layers")
-        index = {"stage": "upsampler-video", "image_model": str(Path(self.config.model.image_model).resolve()),
+        index = {"stage": "upsampler-video", "image_model": reference(self.config.model.image_model, directory),
                  "temporal_layers": "temporal_layers", "num_frames": self.config.data.num_frames,
                  "fps": self.config.data.fps}
         (directory / MODEL_INDEX).write_text(json.dumps(index, indent=2))
