@@ -14,6 +14,7 @@ COMMAND_MODULES = [
     "videoldm.commands.evaluate",
     "videoldm.commands.rollout",
     "videoldm.commands.upsample",
+    "videoldm.commands.generate",
 ]
 
 

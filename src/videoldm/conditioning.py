@@ -195,3 +195,20 @@ class AttributeConditioner(ModelMixin, ConfigMixin):
     def null(self, batch: int) -> torch.Tensor:
         """Every attribute's null token, ``(batch, A * num_tokens, dim)``."""
         return torch.cat([self.null_tokens[name] for name in self.embedders], dim=0).expand(batch, -1, -1)
+
+
+class PromptEncoder:
+    """A tokenizer and a CLIP text model from elsewhere (a Stable Diffusion folder) as a conditioner:
+    prompts -> their last hidden states. Unlike :class:`TextConditioner` it does not check the EOS id, which
+    old CLIP configs record wrongly; only the pooled output, unused here, depends on it."""
+
+    def __init__(self, tokenizer, text_encoder: CLIPTextModel):
+        self.tokenizer, self.text_encoder = tokenizer, text_encoder.eval()
+
+    @torch.no_grad()
+    def encode(self, prompts: Sequence[str]) -> torch.Tensor:
+        ids = self.tokenizer(list(prompts), padding="max_length", max_length=self.tokenizer.model_max_length,
+                             truncation=True, return_tensors="pt").input_ids
+        return self.text_encoder(ids.to(self.text_encoder.device)).last_hidden_state
+
+    __call__ = encode

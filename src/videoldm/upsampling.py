@@ -220,8 +220,10 @@ class Upsampler:
         if (root / "text_encoder").is_dir():
             from transformers import AutoTokenizer, CLIPTextModel
 
-            text = _TextEncoder(AutoTokenizer.from_pretrained(root / "tokenizer"),
-                                CLIPTextModel.from_pretrained(root / "text_encoder"))
+            from .conditioning import PromptEncoder
+
+            text = PromptEncoder(AutoTokenizer.from_pretrained(root / "tokenizer"),
+                                 CLIPTextModel.from_pretrained(root / "text_encoder"))
         return cls(unet, scheduler.config, "latent", 4, vae, text, 20, index.get("max_noise_level", 350), dict(low_res))
 
     def video(self, temporal_layers: str | Path | None = None, **temporal_options) -> "Upsampler":
@@ -315,16 +317,3 @@ class Upsampler:
         oy, ox = y - ly0 * s, x - lx0 * s
         up = up[..., oy:oy + th, ox:ox + tw]
         return up.view(B, T, C, th, tw).transpose(1, 2)
-
-
-class _TextEncoder:
-    """A tokenizer and CLIP text model as one callable: prompts -> ``encoder_hidden_states``."""
-
-    def __init__(self, tokenizer, encoder):
-        self.tokenizer, self.encoder = tokenizer, encoder.eval()
-
-    @torch.no_grad()
-    def __call__(self, prompts: list) -> torch.Tensor:
-        ids = self.tokenizer(prompts, padding="max_length", max_length=self.tokenizer.model_max_length,
-                             truncation=True, return_tensors="pt").input_ids
-        return self.encoder(ids)[0]

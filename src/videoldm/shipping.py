@@ -1,0 +1,86 @@
+"""Collecting trained exports into one self-contained tree (the shipped models), with a model card each.
+
+An export refers to the models it builds on (a temporal export to its image model, a decoder to its
+autoencoder) by a path relative to itself. :func:`ship` copies a set of exports under new names and
+rewrites those references to point inside the new tree, so the tree can move as a whole; a reference to
+a model that is not shipped is an error. Each copy gets a ``MODEL_CARD.md`` written from its run folder:
+the recipe, the data, the steps, the training time and the final loss.
+"""
+from __future__ import annotations
+
+import csv
+import json
+import os
+import shutil
+from pathlib import Path
+
+from .training.stages import MODEL_INDEX
+
+REFERENCE_KEYS = ("image_model", "autoencoder")
+
+
+def ship(exports: dict[str, str | Path], out: str | Path, metrics: dict[str, str] | None = None) -> Path:
+    """``exports``: shipped name (e.g. ``"driving/prediction"``) -> exported folder (``runs/.../final``).
+
+    ``metrics``: shipped name -> a line of measured results for its card. Returns ``out``.
+    """
+    out = Path(out)
+    sources = {name: Path(src).resolve() for name, src in exports.items()}
+    for name, src in sources.items():
+        if not (src / MODEL_INDEX).is_file():
+            raise FileNotFoundError(f"{src}: not an export (no {MODEL_INDEX})")
+    by_source = {src: name for name, src in sources.items()}
+    for name, src in sources.items():
+        target = out / name
+        if target.exists():
+            shutil.rmtree(target)
+        shutil.copytree(src, target)
+        index = json.loads((target / MODEL_INDEX).read_text())
+        for key in REFERENCE_KEYS:
+            if key not in index:
+                continue
+            referenced = (src / index[key]).resolve()
+            if referenced not in by_source:
+                raise ValueError(f"{name} refers to {referenced} ({key}), which is not among the shipped models")
+            index[key] = os.path.relpath(out / by_source[referenced], target)
+        (target / MODEL_INDEX).write_text(json.dumps(index, indent=2))
+        (target / "MODEL_CARD.md").write_text(model_card(name, src, index, (metrics or {}).get(name)))
+    return out
+
+
+def run_summary(run_dir: Path) -> dict:
+    """Steps, summed step time (seconds) and the mean loss of the last 50 steps, from a run's ``log.csv``."""
+    log = run_dir / "log.csv"
+    if not log.is_file():
+        return {}
+    with open(log) as f:
+        rows = list(csv.DictReader(f))
+    config = json.loads((run_dir / "config.json").read_text()) if (run_dir / "config.json").is_file() else {}
+    batch = config.get("data", {}).get("batch_size", 1) * config.get("run", {}).get("grad_accum", 1)
+    seconds = sum(batch / float(r["samples_per_s"]) for r in rows if r.get("samples_per_s"))
+    last = [float(r["loss"]) for r in rows[-50:] if r.get("loss")]
+    return {"steps": int(rows[-1]["step"]) if rows else 0, "seconds": seconds,
+            "final_loss": sum(last) / len(last) if last else float("nan"), "config": config}
+
+
+def model_card(name: str, src: Path, index: dict, metrics: str | None) -> str:
+    run_dir = src.parent
+    s = run_summary(run_dir)
+    config = s.get("config", {})
+    data = config.get("data", {})
+    recipe = config.get("source") or "(recipe not recorded)"
+    paths = data.get("path")
+    paths = ", ".join(paths) if isinstance(paths, list) else paths
+    lines = [f"# {name}", "", f"Stage `{index.get('stage')}` of the Video LDM stack, trained on this project's CPU "
+             "machine (2 cores) with the project's own recipe.", "",
+             f"- Recipe: `{recipe}`; retrain with `videoldm train {recipe}`",
+             f"- Data: `{paths}` ({data.get('num_frames')} frames at {data.get('fps')} fps, size {data.get('size')}), "
+             "made by `videoldm data synth` (commands in the recipe's header)"]
+    if s:
+        lines += [f"- Steps: {s['steps']}; training time: {s['seconds'] / 60:.1f} min (sum of step times); "
+                  f"final loss (mean of the last 50 steps): {s['final_loss']:.4f}"]
+    if metrics:
+        lines += [f"- Measured: {metrics}"]
+    lines += ["", "Files: the export as `videoldm train` wrote it (`videoldm.json` says what it holds and what it "
+              "builds on, by a path relative to this folder)."]
+    return "\n".join(lines) + "\n"

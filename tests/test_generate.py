@@ -1,0 +1,81 @@
+"""The main job on a tiny shipped tree: `videoldm generate`, and `ship` that builds the tree."""
+import json
+
+import pytest
+
+from conftest import TINY_AE, TINY_UNET, run_stage
+from test_upsampling import PIXEL_UNET
+
+
+@pytest.fixture(scope="module")
+def shipped(chain, tmp_path_factory):
+    from videoldm.data.synthetic import make_generator
+    from videoldm.data.synthetic.base import write_dataset
+    from videoldm.shipping import ship
+
+    tmp = tmp_path_factory.mktemp("shipped")
+    write_dataset(make_generator("driving", frames=5, size=(16, 32), fps=8, seed=0), tmp / "drive", num=4)
+    data = {"path": str(tmp / "drive"), "num_frames": 5, "fps": 8, "size": [16, 32], "batch_size": 2}
+    ae = run_stage(tmp, "ae", "autoencoder", {**data, "frames_per_clip": 2}, {"config": TINY_AE}).train()
+    image = run_stage(tmp, "image", "image", {**data, "frames_per_clip": 2},
+                      {"autoencoder": str(ae), "unet": TINY_UNET, "conditioning": "attributes"}).train()
+    runs = {"driving/autoencoder": ae, "driving/image": image,
+            "driving/prediction": run_stage(tmp, "prediction", "prediction", data, {"image_model": str(image)}).train(),
+            "driving/interpolation": run_stage(tmp, "interpolation", "interpolation", data,
+                                               {"image_model": str(image), "keyframe_every": 2}).train(),
+            "driving/decoder": run_stage(tmp, "decoder", "decoder", data, {
+                "autoencoder": str(ae), "discriminator": {"channels": 8, "num_layers": 1}}).train()}
+    up = run_stage(tmp, "up-image", "upsampler-image", {**data, "frames_per_clip": 1},
+                   {"unet": PIXEL_UNET, "patch_size": 16}).train()
+    runs["driving/upsampler-image"] = up
+    runs["driving/upsampler-video"] = run_stage(tmp, "up-video", "upsampler-video", data,
+                                                {"image_model": str(up), "patch_size": 16}).train()
+    ctmp, _, text_image, text_temporal = chain
+    runs.update({"shapes/image": text_image, "shapes/temporal": text_temporal})
+    return ship(runs, tmp / "tree", metrics={"shapes/temporal": "jerk ratio 0.27"}), runs
+
+
+def test_ship_makes_a_self_contained_tree_with_model_cards(shipped, tmp_path):
+    from videoldm.shipping import ship
+
+    tree, runs = shipped
+    index = json.loads((tree / "driving" / "prediction" / "videoldm.json").read_text())
+    assert index["image_model"] == "../image"
+    assert json.loads((tree / "driving" / "decoder" / "videoldm.json").read_text())["autoencoder"] == "../autoencoder"
+    card = (tree / "shapes" / "temporal" / "MODEL_CARD.md").read_text()
+    assert "Steps: 2" in card and "jerk ratio 0.27" in card and "Recipe" in card
+    with pytest.raises(ValueError, match="not among the shipped models"):
+        ship({"driving/prediction": runs["driving/prediction"]}, tmp_path / "partial")
+
+
+def test_generate_writes_both_videos_and_explains_what_it_cannot_do(shipped, tmp_path):
+    from videoldm.cli import main
+    from videoldm.long_evaluation import read_video
+
+    tree, _ = shipped
+    common = ["--models", str(tree), "--steps", "2", "--seconds", "1"]
+    assert main(["generate", *common, "--out", str(tmp_path / "a")]) == 0
+    names = sorted(p.name for p in (tmp_path / "a").iterdir())
+    assert names == ["driving.gif", "driving.mp4", "text.gif", "text.mp4"]
+    assert read_video(tmp_path / "a" / "driving.mp4").shape == (8, 16, 32, 3)  # 1 s at 8 fps, two clips
+    assert read_video(tmp_path / "a" / "text.mp4").shape[0] == 8
+    # x2 frame rate by the interpolation model (k = 2 here), then the 4x upsampler
+    assert main(["generate", *common, "--daytime", "night", "--fps", "16", "--upsample",
+                 "--out", str(tmp_path / "b")]) == 0
+    assert read_video(tmp_path / "b" / "driving.mp4").shape == (15, 64, 128, 3)
+    assert not (tmp_path / "b" / "text.mp4").exists()
+    assert main(["generate", *common, "--daytime", "day", "--fps", "20", "--out", str(tmp_path / "c")]) == 2
+    assert main(["generate", *common, "--prompt", "a purple unicorn", "--out", str(tmp_path / "c")]) == 2
+    assert main(["generate", *common, "--prompt", "a red circle", "--seconds", "9", "--out", str(tmp_path / "c")]) == 2
+    assert main(["generate", "--models", str(tmp_path / "nothing"), "--out", str(tmp_path / "c")]) == 2
+
+
+def test_unknown_words_are_named_with_the_vocabulary(shipped):
+    from videoldm.generate import check_prompt
+    from videoldm.pipeline import VideoLDMPipeline
+
+    tree, _ = shipped
+    pipe = VideoLDMPipeline.from_pretrained(tree / "shapes" / "temporal")
+    check_prompt(pipe, "a red circle moving left on a dark background")
+    with pytest.raises(ValueError, match="'unicorn'.*it knows: .*circle"):
+        check_prompt(pipe, "a red unicorn")
