@@ -79,3 +79,28 @@ def test_unknown_words_are_named_with_the_vocabulary(shipped):
     check_prompt(pipe, "a red circle moving left on a dark background")
     with pytest.raises(ValueError, match="'unicorn'.*it knows: .*circle"):
         check_prompt(pipe, "a red unicorn")
+
+
+def test_generate_with_your_own_stable_diffusion_folder_and_temporal_layers(tmp_path):
+    """--base: a diffusers Stable Diffusion folder (tiny, random, saved here) + a temporal-layer folder."""
+    import torch
+    from diffusers import AutoencoderKL, DDIMScheduler, StableDiffusionPipeline, UNet2DConditionModel
+
+    from videoldm import VideoUNet
+    from videoldm.cli import main
+    from videoldm.conditioning import make_text_encoder, train_tokenizer
+    from videoldm.long_evaluation import read_video
+
+    torch.manual_seed(0)
+    tokenizer = train_tokenizer(["a dog running on a beach"], max_length=8)
+    unet = UNet2DConditionModel(**{**TINY_UNET, "sample_size": 8, "cross_attention_dim": 16})
+    vae = AutoencoderKL(**TINY_AE)
+    StableDiffusionPipeline(vae=vae, text_encoder=make_text_encoder(tokenizer, 16, 1, 2, 8), tokenizer=tokenizer,
+                            unet=unet, scheduler=DDIMScheduler(), safety_checker=None, feature_extractor=None,
+                            requires_safety_checker=False).save_pretrained(tmp_path / "sd")
+    VideoUNet.from_unet2d(unet).save_temporal_layers(tmp_path / "temporal")
+    assert main(["generate", "--base", str(tmp_path / "sd"), "--temporal", str(tmp_path / "temporal"),
+                 "--prompt", "a dog running on a beach", "--steps", "2", "--seconds", "0.5",
+                 "--out", str(tmp_path / "out")]) == 0
+    assert read_video(tmp_path / "out" / "text.mp4").shape == (4, 16, 16, 3)
+    assert main(["generate", "--base", str(tmp_path / "sd"), "--prompt", "a dog", "--out", str(tmp_path / "x")]) == 2
