@@ -129,3 +129,37 @@ def test_evaluate_decoder_command_reports_both_decoders_and_seams(exports, tmp_p
     assert set(summary["chunked"]) == {"overlap_1", "overlap_0"}
     assert summary["image_decoder"]["temporal_error"] > 0 and (tmp_path / "decoder.gif").is_file()
     assert "temporal_decoder" in capsys.readouterr().out
+
+
+def test_an_autoencoder_goes_on_training_from_an_export(exports, tmp_path):
+    from diffusers import AutoencoderKL
+
+    tmp, ae = exports[0], exports[1]
+    data = {"path": str(tmp / "clips"), "num_frames": 4, "fps": None, "size": [16, 16], "batch_size": 2}
+    cfg = parse_config({"stage": "autoencoder", "data": data, "model": {"pretrained": str(ae)},
+                        "run": {**RUN, "output_dir": str(tmp_path / "more")}})
+    start = Trainer(cfg).stage.vae.state_dict()
+    saved = AutoencoderKL.from_pretrained(ae / "vae").state_dict()
+    assert all(torch.equal(start[k], saved[k]) for k in saved)
+    with pytest.raises(ValueError, match="give one"):
+        Trainer(parse_config({"stage": "autoencoder", "data": data, "model": {"pretrained": str(ae), "config": AE},
+                              "run": {**RUN, "output_dir": str(tmp_path / "x")}}))
+
+
+def test_temporal_layers_go_onto_an_image_model_fine_tuned_on_a_new_style(exports, tmp_path):
+    """The paper's personalization: fine-tune the image model alone, keep the temporal layers unchanged."""
+    from videoldm.pipeline import VideoLDMPipeline
+
+    tmp, ae, image, temporal, _ = exports
+    data = {"path": str(tmp / "clips"), "num_frames": 4, "fps": None, "size": [16, 16], "batch_size": 2,
+            "frames_per_clip": 2}
+    styled = stage(tmp_path, "image", data, {"autoencoder": str(ae), "unet": {"pretrained": str(image)},
+                                             "conditioning": "text"}, checkpoint_every=0)
+    original = VideoLDMPipeline.from_pretrained(temporal)
+    swapped = VideoLDMPipeline.from_pretrained(temporal, image_model=styled)
+    new = VideoLDMPipeline.from_pretrained(styled)
+    assert torch.equal(swapped.image_unet.conv_in.weight, new.image_unet.conv_in.weight)
+    assert not torch.equal(swapped.image_unet.conv_in.weight, original.image_unet.conv_in.weight)
+    assert swapped.conditioner.tokenizer.get_vocab() == original.conditioner.tokenizer.get_vocab()
+    t_orig = dict(original.unet.temporal_layers.named_parameters())
+    assert all(torch.equal(p, t_orig[k]) for k, p in swapped.unet.temporal_layers.named_parameters())

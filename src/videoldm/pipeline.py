@@ -28,15 +28,18 @@ class VideoLDMPipeline:
         self.info: dict = {}
 
     @classmethod
-    def from_pretrained(cls, path: str | Path, temporal_decoder: str | Path | None = None) -> "VideoLDMPipeline":
+    def from_pretrained(cls, path: str | Path, temporal_decoder: str | Path | None = None,
+                        image_model: str | Path | None = None) -> "VideoLDMPipeline":
         """``path``: an exported `temporal` folder (a video model) or `image` folder (frame by frame);
-        ``temporal_decoder``: an exported `decoder` folder made for the same autoencoder."""
+        ``temporal_decoder``: an exported `decoder` folder made for the same autoencoder;
+        ``image_model``: another `image` export of the same architecture (e.g. fine-tuned on a new style)
+        to put the temporal layers on instead of the one they were trained with."""
         root = Path(path)
         if not (root / MODEL_INDEX).is_file():
             raise FileNotFoundError(f"{path}: not an exported videoldm model (no {MODEL_INDEX})")
         index = json.loads((root / MODEL_INDEX).read_text())
         if index["stage"] in ("temporal", "prediction", "interpolation"):
-            parts = load_image_model(str(referenced(root, index["image_model"])))
+            parts = load_image_model(str(image_model or referenced(root, index["image_model"])))
             unet = parts["unet"]
             if index.get("unet"):  # the spatial layers were fine-tuned too
                 from diffusers import UNet2DConditionModel

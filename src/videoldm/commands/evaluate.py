@@ -25,6 +25,7 @@ def add_command(subparsers) -> None:
     p.add_argument("--steps", type=int, default=25)
     p.add_argument("--guidance", type=float, default=3.0)
     p.add_argument("--seed", type=int, default=0)
+    p.add_argument("--image-model", help="another image export to put the temporal layers on (e.g. a new style)")
     p.add_argument("--out", help="folder for coherence.json and GIFs")
     p.set_defaults(func=run)
 
@@ -186,7 +187,7 @@ def run(args) -> int:
     if not manifest.is_file():
         raise FileNotFoundError(f"{manifest} not found")
     rows = [json.loads(line) for line in manifest.read_text().splitlines() if line.strip()][: args.num]
-    pipeline = VideoLDMPipeline.from_pretrained(args.model)
+    pipeline = VideoLDMPipeline.from_pretrained(args.model, image_model=args.image_model)
     prompts = [r["caption"] if pipeline.conditioning == "text" else r["attributes"] for r in rows]
     summary = evaluate_coherence(pipeline, prompts, args.kind, args.out, num_frames=args.frames,
                                  num_inference_steps=args.steps, guidance_scale=args.guidance, seed=args.seed)

@@ -59,9 +59,11 @@ class RunConfig:
 
 @dataclass
 class AutoencoderModelConfig:
-    """``config``: diffusers ``AutoencoderKL`` keyword arguments (trained from scratch)."""
+    """``config``: diffusers ``AutoencoderKL`` keyword arguments (trained from scratch), or ``pretrained``:
+    an autoencoder export (or diffusers VAE folder) to go on training."""
 
     config: dict = field(default_factory=dict)
+    pretrained: str | None = None
     kl_weight: float = 1e-6
 
 

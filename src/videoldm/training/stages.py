@@ -113,10 +113,15 @@ class Stage:
 class AutoencoderStage(Stage):
     def __init__(self, config: TrainConfig):
         self.config = config
-        cfg = dict(config.model.config)
-        cfg.setdefault("in_channels", 3)
-        cfg.setdefault("out_channels", 3)
-        self.vae = AutoencoderKL(**cfg)
+        if config.model.pretrained:
+            if config.model.config:
+                raise ValueError("model.config and model.pretrained: give one (pretrained brings its own config)")
+            self.vae = load_autoencoder(config.model.pretrained)
+        else:
+            cfg = dict(config.model.config)
+            cfg.setdefault("in_channels", 3)
+            cfg.setdefault("out_channels", 3)
+            self.vae = AutoencoderKL(**cfg)
         self.module = AutoencoderModule(self.vae, config.model.kl_weight)
         self.dataset = build_dataset(config, need_pixels=True)
 
@@ -239,19 +244,26 @@ class ImageStage(DiffusionStage):
     def __init__(self, config: TrainConfig):
         self.config, m = config, config.model
         self.vae = load_autoencoder(m.autoencoder).requires_grad_(False).eval()
-        if "pretrained" in m.unet:
+        pretrained = m.unet.get("pretrained")
+        base = load_image_model(pretrained) if pretrained and (Path(pretrained) / MODEL_INDEX).is_file() else None
+        if base is not None:  # fine-tuning an image export (a new style): its UNet, schedule and conditioner
+            unet = base["unet"]
+        elif pretrained:
             from ..models.loading import load_image_unet
 
-            unet = load_image_unet(m.unet["pretrained"])
+            unet = load_image_unet(pretrained)
         else:
             unet = UNet2DConditionModel(**m.unet)
         if unet.config.in_channels != self.vae.config.latent_channels:
             raise ValueError(f"the UNet takes {unet.config.in_channels} latent channels but the autoencoder makes "
                              f"{self.vae.config.latent_channels}")
-        self.scheduler = DDPMScheduler(**m.scheduler)
+        self.scheduler = base["scheduler"] if base is not None else DDPMScheduler(**m.scheduler)
         self.dataset = build_dataset(config)
         cross = unet.config.cross_attention_dim if m.conditioning != "none" else None
-        self.conditioner = build_conditioner(m.conditioning, self.dataset, m.text_encoder, cross)
+        if base is not None and base["conditioner"] is not None:
+            self.conditioner = base["conditioner"]
+        else:
+            self.conditioner = build_conditioner(m.conditioning, self.dataset, m.text_encoder, cross)
         self.module = ImageModule(unet, self.conditioner)
         self.cfg_dropout = m.cfg_dropout
 
