@@ -148,3 +148,14 @@ def test_round_trip_mp4_psnr_and_fps(tmp_path, kind, src_fps, crf, min_db):
     np.testing.assert_allclose(meta["timestamps"], np.array(idx) / src_fps, atol=1e-6)
     got = ((video.permute(1, 2, 3, 0).numpy() + 1) * 127.5).round().astype(np.uint8)
     assert psnr(got, clips[0].frames[idx]) >= min_db
+
+
+def test_checker_style_changes_only_the_background():
+    plain = ShapesGenerator(frames=3, size=(32, 32), seed=4).sample(0)
+    checker = ShapesGenerator(frames=3, size=(32, 32), seed=4, style="checker").sample(0)
+    assert plain.caption == checker.caption and plain.ground_truth == checker.ground_truth
+    on_shape = checker.extras["ids"] >= 0
+    assert (plain.frames[on_shape] == checker.frames[on_shape]).all()
+    assert (plain.frames[~on_shape] != checker.frames[~on_shape]).any()
+    with pytest.raises(ValueError, match="style"):
+        ShapesGenerator(style="stripes")

@@ -82,6 +82,8 @@ def add_command(subparsers) -> None:
     s.add_argument("--previews", type=int, default=0, metavar="K", help="also write GIFs of the first K clips")
     s.add_argument("--split", choices=["train", "heldout"], default="train",
                    help="shapes: which combinations; camera: which photos (heldout: a photo train never shows)")
+    s.add_argument("--style", choices=["plain", "checker"], default="plain",
+                   help="shapes: background texture (checker: a style for personalization; default plain)")
     s.add_argument("--daytime", choices=["day", "night"], help="driving: force day or night (default: random)")
     s.add_argument("--crowdedness", choices=["low", "medium", "high"], help="driving: force traffic density")
     s.add_argument("--force", action="store_true", help="overwrite an existing manifest.jsonl in --out")
@@ -123,6 +125,10 @@ def run_synth(args) -> int:
     kw = {}
     if args.kind in ("shapes", "camera"):
         kw["split"] = args.split
+    if args.kind == "shapes":
+        kw["style"] = args.style
+    elif args.style != "plain":
+        raise ValueError("--style is a shapes option")
     if args.kind == "driving":
         kw.update(daytime=args.daytime, crowdedness=args.crowdedness)
     gen = make_generator(args.kind, frames=args.frames, size=size, fps=args.fps, seed=args.seed, **kw)

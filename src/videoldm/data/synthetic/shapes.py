@@ -10,7 +10,7 @@ import numpy as np
 
 from .base import Clip, Generator
 
-__all__ = ["ShapesGenerator", "COLORS", "SHAPES", "DIRECTIONS", "HELD_OUT"]
+__all__ = ["ShapesGenerator", "COLORS", "SHAPES", "DIRECTIONS", "HELD_OUT", "STYLES"]
 
 COLORS = {
     "red": (220, 40, 40), "green": (40, 190, 60), "blue": (50, 90, 230), "yellow": (235, 210, 40),
@@ -19,6 +19,7 @@ COLORS = {
 SHAPES = ("circle", "square", "triangle", "diamond")
 DIRECTIONS = {"left": (-1, 0), "right": (1, 0), "up": (0, -1), "down": (0, 1)}
 BACKGROUNDS = {"dark": (24, 24, 34), "light": (222, 222, 212)}
+STYLES = ("plain", "checker")  # checker: a new background texture, for personalization (the captions stay the same)
 # Combinations kept out of the training split (each colour, shape and direction is still seen in train).
 HELD_OUT = frozenset({
     ("red", "circle", "left"), ("green", "square", "up"), ("blue", "triangle", "right"),
@@ -57,14 +58,20 @@ def _extent(shape: str, r: float) -> float:
 
 
 class ShapesGenerator(Generator):
-    """`split`: "train" (never a HELD_OUT combination) or "heldout" (the first shape is one)."""
+    """`split`: "train" (never a HELD_OUT combination) or "heldout" (the first shape is one).
+    `style`: "plain" backgrounds, or "checker" (a checkerboard of the background colour, cells of 1/8 of
+    the frame): the same captions over a texture the plain data never shows."""
 
     kind = "shapes"
 
-    def __init__(self, frames=16, size=(64, 64), fps=8.0, seed=0, *, max_shapes: int = 2, split: str = "train"):
+    def __init__(self, frames=16, size=(64, 64), fps=8.0, seed=0, *, max_shapes: int = 2, split: str = "train",
+                 style: str = "plain"):
         super().__init__(frames, size, fps, seed)
         if split not in ("train", "heldout"):
             raise ValueError(f"split must be 'train' or 'heldout', got {split!r}")
+        if style not in STYLES:
+            raise ValueError(f"style must be one of {STYLES}, got {style!r}")
+        self.style = style
         if max_shapes not in (1, 2):
             raise ValueError("max_shapes must be 1 or 2")
         self.split, self.max_shapes = split, max_shapes
@@ -87,6 +94,10 @@ class ShapesGenerator(Generator):
         xx, yy = self.grid()
         # A gentle vertical gradient so the background is not a single flat colour.
         canvas = bg + (yy[..., None] / h - 0.5) * 16.0
+        if self.style == "checker":
+            cell = max(2, min(h, w) // 8)
+            checker = ((xx // cell + yy // cell) % 2)[..., None] * 2.0 - 1.0
+            canvas = canvas + checker * (28.0 if bg_name == "dark" else -28.0) * (checker > 0)
         frames = np.broadcast_to(canvas, (self.frames, h, w, 3)).copy()
         n = 1 if self.max_shapes == 1 else int(rng.integers(1, 3))
         described, centroids = [], []
@@ -112,6 +123,7 @@ class ShapesGenerator(Generator):
                  for d in described]
         caption = " and ".join(parts) + f" on a {bg_name} background"
         gt = {"centroids": np.round(np.stack(centroids, 1), 3).tolist()}  # (T, shapes, 2) as (x, y) pixels
-        attributes = {"background": bg_name, "shapes": described, "split": self.split, "num_shapes": n}
+        attributes = {"background": bg_name, "shapes": described, "split": self.split, "num_shapes": n,
+                      "style": self.style}
         frames = np.clip(frames, 0, 255).astype(np.uint8)
         return Clip(frames, caption, attributes, gt, {"ids": ids})
