@@ -85,3 +85,18 @@ def test_decoder_stage_checks_its_inputs_before_training(setup, tmp_path):
     cfg.model.autoencoder = str(tmp_path / "missing")
     with pytest.raises(FileNotFoundError, match="autoencoder"):
         Trainer(cfg)
+
+
+def test_temporal_weight_adds_the_frame_difference_error(setup):
+    from videoldm.training.decoder_stage import DecoderModule
+
+    tmp, data, ae = setup
+    stage = Trainer(decoder_config(tmp, data, ae, "tw")).stage
+    video = stage.dataset[0][0][None]
+    eps = torch.zeros(1, 4, video.shape[2], video.shape[3] // 2, video.shape[4] // 2)
+    plain, logs = stage.module(video, eps, adversarial=False)
+    options = stage.config.model
+    options.temporal_weight = 2.0
+    weighted, logs = DecoderModule(stage.decoder, stage.discriminator, None, options)(video, eps, adversarial=False)
+    assert logs["temporal_l1"] > 0
+    assert torch.allclose(weighted, plain + 2.0 * logs["temporal_l1"])

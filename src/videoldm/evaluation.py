@@ -75,7 +75,9 @@ def evaluate_decoder(decoder, clips, chunk_size: int = 16, overlaps=(4, 0), out_
     and the temporal decoder, both from the same encoder latents.
 
     Reports PSNR and the temporal error (|Δx̂ - Δx|) of each, and for the temporal decoder decoded in
-    chunks, the temporal error at the pairs a chunk boundary touches against all other pairs, per overlap.
+    chunks, the temporal error at the pairs a chunk boundary touches against all other pairs, per overlap
+    (``seam_ratio``), and against the same pairs decoded as one clip (``seam_vs_whole``: the seam's own
+    cost, free of how hard the content at those frames is).
     """
     import numpy as np
 
@@ -90,17 +92,24 @@ def evaluate_decoder(decoder, clips, chunk_size: int = 16, overlaps=(4, 0), out_
                "temporal_decoder": {"psnr": psnr(whole, clips), "temporal_error": temporal_error(whole, clips)},
                "chunked": {}}
     truth = as_videos(clips)
+
+    def pair_errors(frames):  # |Δx̂ - Δx| per frame pair t -> t+1, averaged over clips and pixels
+        x = as_videos(frames)
+        return np.abs((x[:, 1:] - x[:, :-1]) - (truth[:, 1:] - truth[:, :-1])).mean(axis=(0, 2, 3, 4))
+
+    whole_pairs = pair_errors(whole)
     for overlap in overlaps:
         chunked = torch.cat([decoder.decode(zi[None], chunk_size, overlap) for zi in z]).clamp(-1, 1)
-        x = as_videos(chunked)
-        per_pair = np.abs((x[:, 1:] - x[:, :-1]) - (truth[:, 1:] - truth[:, :-1])).mean(axis=(0, 2, 3, 4))
+        per_pair = pair_errors(chunked)
         seams = seam_pairs(T, chunk_size, overlap)
         rest = [t for t in range(T - 1) if t not in seams]
         summary["chunked"][f"overlap_{overlap}"] = {
             "psnr": psnr(chunked, clips), "temporal_error": float(per_pair.mean()),
             "seam_error": float(per_pair[seams].mean()) if seams else float("nan"),
             "other_error": float(per_pair[rest].mean()) if rest else float("nan"),
-            "seam_ratio": float(per_pair[seams].mean() / per_pair[rest].mean()) if seams and rest else float("nan")}
+            "seam_ratio": float(per_pair[seams].mean() / per_pair[rest].mean()) if seams and rest else float("nan"),
+            # the same frame pairs decoded as one clip: what the content there costs without any seam
+            "seam_vs_whole": float(per_pair[seams].mean() / whole_pairs[seams].mean()) if seams else float("nan")}
     summary["settings"] = {"clips": int(clips.shape[0]), "frames": T, "size": list(clips.shape[-2:]),
                            "chunk_size": chunk_size, "alphas": decoder.alphas()}
     if out_dir is not None:
@@ -114,13 +123,14 @@ def evaluate_decoder(decoder, clips, chunk_size: int = 16, overlaps=(4, 0), out_
 
 
 def format_decoder_summary(summary: dict) -> str:
-    lines = [f"{'':<22}{'PSNR dB':>10}{'temporal error':>16}{'seam error':>12}{'elsewhere':>11}{'ratio':>7}"]
+    lines = [f"{'':<22}{'PSNR dB':>10}{'temporal error':>16}{'seam error':>12}{'elsewhere':>11}{'ratio':>7}"
+             f"{'vs whole clip':>15}"]
     for name in ("image_decoder", "temporal_decoder"):
         s = summary[name]
         lines.append(f"{name:<22}{s['psnr']:>10.2f}{s['temporal_error']:>16.5f}")
     for name, s in summary["chunked"].items():
         lines.append(f"{'chunked ' + name:<22}{s['psnr']:>10.2f}{s['temporal_error']:>16.5f}{s['seam_error']:>12.5f}"
-                     f"{s['other_error']:>11.5f}{s['seam_ratio']:>7.2f}")
+                     f"{s['other_error']:>11.5f}{s['seam_ratio']:>7.2f}{s['seam_vs_whole']:>15.2f}")
     return "\n".join(lines)
 
 

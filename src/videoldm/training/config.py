@@ -113,6 +113,7 @@ class DecoderModelConfig:
     disc_loss: str = "hinge"  # hinge | non-saturating
     perceptual: str | None = None  # a local TorchScript perceptual distance (e.g. LPIPS), optional
     perceptual_weight: float = 1.0
+    temporal_weight: float = 0.0  # L1 between the frame differences of reconstruction and input (flicker)
 
 
 @dataclass

@@ -1,7 +1,8 @@
 """Stage `decoder`: fine-tune a temporal decoder on video clips (Video LDM, section 3).
 
 The encoder stays frozen, so latents, and every diffusion model trained on them, stay valid. The loss is
-L1 reconstruction (plus an optional perceptual distance), and from ``disc_start`` on an adversarial term
+L1 reconstruction (plus optional terms: a perceptual distance, and ``temporal_weight`` times the L1 of the
+frame differences, |Δx̂ - Δx|), and from ``disc_start`` on an adversarial term
 from a 3D-convolution patch discriminator, weighted adaptively against the reconstruction. Generator and
 discriminator share one optimizer and one backward pass: the generator's adversarial term sees the
 discriminator's weights detached, the discriminator's term sees the reconstruction detached, so each
@@ -40,6 +41,10 @@ class DecoderModule(nn.Module):
         recon = self.decoder(mean + std * eps.to(mean)).float()
         rec = F.l1_loss(recon, video.float())
         logs = {"l1": rec.detach()}
+        if o.temporal_weight:  # the error in how frames change: what flickers, even when each frame is close
+            diff = F.l1_loss(recon[:, :, 1:] - recon[:, :, :-1], (video[:, :, 1:] - video[:, :, :-1]).float())
+            rec = rec + o.temporal_weight * diff
+            logs["temporal_l1"] = diff.detach()
         if self.perceptual is not None:
             p = self.perceptual(recon.transpose(1, 2).flatten(0, 1), video.float().transpose(1, 2).flatten(0, 1)).mean()
             rec = rec + o.perceptual_weight * p
