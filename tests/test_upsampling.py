@@ -172,3 +172,18 @@ def test_upsample_and_evaluate_upsampler_commands(upsampler_runs, tmp_path):
     assert set(summary) >= {"bicubic", "frame_by_frame", "video"} and (tmp_path / "upsampler.gif").is_file()
     assert main(["evaluate-upsampler", str(image), "--data", data["path"], "--num", "1", "--frames", "3",
                  "--steps", "2"]) == 2  # an image upsampler has no frame-by-frame counterpart to compare
+
+
+def test_pixel_upsampler_learns_the_difference_to_bicubic(upsampler_runs):
+    tmp, data, image, video = upsampler_runs
+    assert Upsampler.from_pretrained(image).residual and Upsampler.from_pretrained(video).residual
+    stage = run_stage(tmp, "res", "upsampler-image", {**data, "frames_per_clip": 1},
+                      {"unet": PIXEL_UNET, "patch_size": 16}).stage
+    flat = torch.full((2, 3, 1, 16, 16), 0.3)
+    target, cond, levels = stage.diffusion_inputs(flat, [0, 1], seed=0)
+    assert target.abs().max() < 1e-5  # bicubic gets a flat patch exactly: nothing left to generate
+    assert cond.shape == flat.shape and levels.shape == (2,)
+    with pytest.raises(ValueError, match="pixel-space"):
+        Upsampler(pixel_upsampler().unet, DDPMScheduler().config, "latent", vae=AutoencoderKL(
+            block_out_channels=[8, 16, 16], down_block_types=["DownEncoderBlock2D"] * 3,
+            up_block_types=["UpDecoderBlock2D"] * 3, latent_channels=3, norm_num_groups=4), residual=True)

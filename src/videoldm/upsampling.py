@@ -140,7 +140,7 @@ class Upsampler:
 
     def __init__(self, unet: UNet2DConditionModel | VideoUNet, scheduler_config: dict, space: str = "pixel",
                  scale: int = 4, vae=None, text=None, noise_level: int = 20, max_noise_level: int = 350,
-                 low_res_scheduler_config: dict | None = None, fps: float | None = None):
+                 low_res_scheduler_config: dict | None = None, fps: float | None = None, residual: bool = False):
         if space not in SPACES:
             raise ValueError(f"space must be one of {SPACES}, got {space!r}")
         image_unet = unet.unet if isinstance(unet, VideoUNet) else unet
@@ -152,6 +152,9 @@ class Upsampler:
         self.noise_level = int(noise_level)
         self.augmentation = NoiseAugmentation(max_noise_level, low_res_scheduler_config)
         self.fps = fps
+        if residual and space != "pixel":
+            raise ValueError("residual upsampling (adding to the bicubic upsampled input) is a pixel-space option")
+        self.residual = residual  # the model generates the difference to the bicubic upsampled input
 
     @property
     def image_unet(self) -> UNet2DConditionModel:
@@ -199,7 +202,7 @@ class Upsampler:
         scheduler = DDPMScheduler.from_pretrained(base / base_index["scheduler"])
         upsampler = cls(unet, scheduler.config, base_index["space"], base_index["scale"], vae, None,
                         base_index["noise_level"], base_index["max_noise_level"], base_index.get("low_res_scheduler"),
-                        base_index.get("fps"))
+                        base_index.get("fps"), base_index.get("residual", False))
         if index["stage"] == "upsampler-video":
             upsampler = upsampler.video(temporal_layers=root / index["temporal_layers"])
         return upsampler
@@ -287,6 +290,8 @@ class Upsampler:
             result = sample(ConcatConditioned(model), scheduler, shape, cond=cond, uncond=uncond,
                             guidance_scale=guidance_scale, num_inference_steps=num_inference_steps, progress=False,
                             latents=noise, model_kwargs={**kwargs, "low_res": low, "class_labels": levels})
+            if self.residual:
+                result = result + self._low_res_tile(frames[:, :, t0:t1], y, x, th, tw, s)
             ramp = _ramp(th, tile_overlap, y == 0, y + th >= size[0])[:, None] * \
                 _ramp(tw, tile_overlap, x == 0, x + tw >= size[1])[None, :]
             out[:, :, t0:t1, y:y + th, x:x + tw] += result.cpu() * ramp

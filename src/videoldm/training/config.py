@@ -131,7 +131,8 @@ class UpsamplerModelConfig:
     unet: dict = field(default_factory=dict)
     scheduler: dict = field(default_factory=lambda: {"num_train_timesteps": 1000, "beta_schedule": "linear",
                                                      "beta_start": 0.0001, "beta_end": 0.02,
-                                                     "prediction_type": "epsilon"})
+                                                     "prediction_type": "v_prediction"})
+    residual: bool = True  # pixel space: generate the difference to the bicubic upsampled input
     patch_size: int = 64  # output pixels (a multiple of `scale`); the whole frame if larger
     max_noise_level: int = 350  # noise augmentation: training levels in [0, max_noise_level)
     noise_level: int = 20  # the fixed level sampling uses

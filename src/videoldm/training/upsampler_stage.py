@@ -74,19 +74,23 @@ class UpsamplerStage(Stage):
     def diffusion_inputs(self, hi: torch.Tensor, positions, seed: int):
         """High-resolution patches ``(B, 3, T, H, W)`` -> (target, low-res condition, noise levels)."""
         m = self.config.model
-        low = downsample(hi, m.scale)
+        clean = downsample(hi, m.scale)
         levels = per_sample(positions, seed, 23, lambda g: torch.randint(0, m.max_noise_level, (), generator=g))
-        eps = per_sample(positions, seed, 24, lambda g: torch.randn(low.shape[1:], generator=g))
-        low = self.augmentation(low, levels, eps)
-        B, C, T = low.shape[:3]
-        cond = condition_image(low.transpose(1, 2).flatten(0, 1), m.space, m.scale)
-        cond = cond.view(B, T, *cond.shape[1:]).transpose(1, 2)
-        target = hi
+        eps = per_sample(positions, seed, 24, lambda g: torch.randn(clean.shape[1:], generator=g))
+        cond = self._at_sample_size(self.augmentation(clean, levels, eps))
+        target = hi - self._at_sample_size(clean) if self.residual else hi
         if self.vae is not None:
             with torch.no_grad():
                 z = self.vae.encode(hi.transpose(1, 2).flatten(0, 1)).latent_dist.mode() * self.vae.config.scaling_factor
-            target = z.view(B, T, *z.shape[1:]).transpose(1, 2)
+            target = z.view(hi.shape[0], hi.shape[2], *z.shape[1:]).transpose(1, 2)
         return target, cond, levels
+
+    def _at_sample_size(self, low: torch.Tensor) -> torch.Tensor:
+        """Low-resolution clips ``(B, 3, T, h, w)`` as the UNet sees them (pixel space: bicubic to the output)."""
+        m = self.config.model
+        B, C, T = low.shape[:3]
+        x = condition_image(low.transpose(1, 2).flatten(0, 1), m.space, m.scale)
+        return x.view(B, T, *x.shape[1:]).transpose(1, 2)
 
     def loss(self, model, batch, seed: int):
         clips, keys = self.clips(batch, seed)
@@ -126,6 +130,7 @@ class UpsamplerImageStage(UpsamplerStage):
         if m.space not in ("pixel", "latent"):
             raise ValueError(f"model.space must be pixel or latent, got {m.space!r}")
         self.vae = load_autoencoder(m.autoencoder).requires_grad_(False).eval() if m.space == "latent" else None
+        self.residual = m.residual and m.space == "pixel"
         channels = 3 if self.vae is None else self.vae.config.latent_channels
         unet_cfg = {"in_channels": channels + 3, "out_channels": channels, "num_class_embeds": m.max_noise_level,
                     **m.unet}
@@ -146,7 +151,7 @@ class UpsamplerImageStage(UpsamplerStage):
     def upsampler(self) -> Upsampler:
         m = self.config.model
         return Upsampler(self.unet, self.scheduler.config, m.space, m.scale, self.vae, None, m.noise_level,
-                         m.max_noise_level, fps=self.config.data.fps)
+                         m.max_noise_level, fps=self.config.data.fps, residual=self.residual)
 
     def export(self, directory: Path) -> None:
         m = self.config.model
@@ -154,6 +159,7 @@ class UpsamplerImageStage(UpsamplerStage):
         self.scheduler.save_pretrained(directory / "scheduler")
         index = {"stage": "upsampler-image", "unet": "unet", "scheduler": "scheduler", "space": m.space,
                  "scale": m.scale, "noise_level": m.noise_level, "max_noise_level": m.max_noise_level,
+                 "residual": self.residual,
                  "patch_size": m.patch_size, "fps": self.config.data.fps}
         if self.vae is not None:
             self.vae.save_pretrained(directory / "vae")
@@ -174,7 +180,7 @@ class UpsamplerVideoStage(UpsamplerStage):
             setattr(m, key, index[key])
         self.base = base
         self.video_upsampler = base.video(**m.temporal)
-        self.vae, self.augmentation = base.vae, base.augmentation
+        self.vae, self.augmentation, self.residual = base.vae, base.augmentation, base.residual
         self.scheduler = DDPMScheduler.from_config(base.scheduler_config)
         self.setup_data(config)
         self.module = UpsamplerModule(self.video_upsampler.unet)
