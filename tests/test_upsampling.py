@@ -187,3 +187,22 @@ def test_pixel_upsampler_learns_the_difference_to_bicubic(upsampler_runs):
         Upsampler(pixel_upsampler().unet, DDPMScheduler().config, "latent", vae=AutoencoderKL(
             block_out_channels=[8, 16, 16], down_block_types=["DownEncoderBlock2D"] * 3,
             up_block_types=["UpDecoderBlock2D"] * 3, latent_channels=3, norm_num_groups=4), residual=True)
+
+
+def test_a_latent_upsampler_trains_on_an_autoencoder_that_downsamples_by_its_scale(upsampler_runs):
+    tmp, data, image, video = upsampler_runs
+    ae4 = {"block_out_channels": [8, 16, 16], "down_block_types": ["DownEncoderBlock2D"] * 3,
+           "up_block_types": ["UpDecoderBlock2D"] * 3, "layers_per_block": 1, "latent_channels": 4,
+           "norm_num_groups": 4, "sample_size": 32}
+    ae = run_stage(tmp, "ae4", "autoencoder", {**data, "frames_per_clip": 1}, {"config": ae4}).train()
+    latent_unet = {**PIXEL_UNET, "sample_size": 4}
+    final = run_stage(tmp, "up-latent", "upsampler-image", {**data, "frames_per_clip": 1},
+                      {"space": "latent", "autoencoder": str(ae), "unet": latent_unet, "patch_size": 16}).train()
+    up = Upsampler.from_pretrained(final)
+    assert up.space == "latent" and not up.residual and up.image_unet.config.in_channels == 7
+    assert up(torch.rand(1, 2, 3, 8, 16) * 2 - 1, num_inference_steps=2, progress=False).frames.shape == (1, 2, 3, 32, 64)
+    with pytest.raises(ValueError, match="downsamples by 2"):
+        from conftest import TINY_AE
+        ae2 = run_stage(tmp, "ae2", "autoencoder", {**data, "frames_per_clip": 1}, {"config": TINY_AE}).train()
+        run_stage(tmp, "bad-latent", "upsampler-image", data, {"space": "latent", "autoencoder": str(ae2),
+                                                               "unet": latent_unet, "patch_size": 16})
