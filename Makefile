@@ -9,7 +9,7 @@ export MALLOC_MMAP_THRESHOLD_ := 33554432
 export MALLOC_TRIM_THRESHOLD_ := 2147483647
 export MALLOC_TOP_PAD_ := 536870912
 
-.PHONY: setup demo test bench clean
+.PHONY: setup demo test bench models clean
 
 $(VENV)/.installed: pyproject.toml Makefile
 	$(PYTHON) -m venv $(VENV)
@@ -28,6 +28,32 @@ test: setup
 
 bench: setup
 	$(PY) benchmarks/bench_unet.py
+
+# Every shipped model, trained with the project's recipes (hours on a 2-core CPU; each step resumes), then
+# collected into src/videoldm/shipped with a model card each.
+V := $(VENV)/bin/videoldm
+models: setup
+	test -d data/shapes || $(V) data synth --kind shapes --num 600 --frames 16 --size 64x64 --fps 8 --out data/shapes
+	test -d data/driving || $(V) data synth --kind driving --num 400 --frames 16 --size 64x128 --fps 8 --out data/driving
+	test -d data/camera || $(V) data synth --kind camera --num 200 --frames 16 --size 64x128 --fps 8 --out data/camera
+	test -d data/driving-32fps || $(V) data synth --kind driving --num 400 --frames 16 --size 64x128 --fps 32 --out data/driving-32fps
+	test -d data/driving-256 || $(V) data synth --kind driving --num 300 --frames 8 --size 256x512 --fps 8 --out data/driving-256
+	test -d data/camera-256 || $(V) data synth --kind camera --num 150 --frames 8 --size 256x512 --fps 8 --out data/camera-256
+	$(V) train configs/shapes/autoencoder.yaml --resume
+	test -d data/shapes-latents || $(V) cache-latents configs/shapes/image.yaml
+	$(V) train configs/shapes/image.yaml --resume
+	$(V) train configs/shapes/temporal.yaml --resume
+	$(V) train configs/driving/autoencoder.yaml --resume
+	$(V) train configs/driving/autoencoder-finetune.yaml --resume
+	$(V) train configs/driving/decoder.yaml --resume
+	test -d data/driving-latents || $(V) cache-latents configs/driving/image.yaml
+	$(V) train configs/driving/image.yaml --resume
+	$(V) train configs/driving/temporal.yaml --resume
+	$(V) train configs/driving/prediction.yaml --resume
+	$(V) train configs/driving/interpolation.yaml --resume
+	$(V) train configs/driving/upsampler-image.yaml --resume
+	$(V) train configs/driving/upsampler-video.yaml --resume
+	$(V) ship
 
 clean:
 	rm -rf $(VENV)

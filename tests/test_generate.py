@@ -104,3 +104,18 @@ def test_generate_with_your_own_stable_diffusion_folder_and_temporal_layers(tmp_
                  "--out", str(tmp_path / "out")]) == 0
     assert read_video(tmp_path / "out" / "text.mp4").shape == (4, 16, 16, 3)
     assert main(["generate", "--base", str(tmp_path / "sd"), "--prompt", "a dog", "--out", str(tmp_path / "x")]) == 2
+
+
+def test_ship_command_collects_the_recipes_runs(chain, tmp_path):
+    import shutil
+
+    from videoldm.cli import main
+
+    ctmp, _, image, temporal = chain
+    for name, src in (("image", image), ("temporal", temporal)):
+        shutil.copytree(src, tmp_path / "runs" / "shapes" / name / "final")
+    assert main(["ship", "--runs", str(tmp_path), "--only", "shapes/image", "shapes/temporal",
+                 "--out", str(tmp_path / "shipped")]) == 0
+    index = json.loads((tmp_path / "shipped" / "shapes" / "temporal" / "videoldm.json").read_text())
+    assert index["image_model"] == "../image" and (tmp_path / "shipped" / "shapes" / "image" / "MODEL_CARD.md").is_file()
+    assert main(["ship", "--runs", str(tmp_path), "--only", "driving/unicorn"]) == 2

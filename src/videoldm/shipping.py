@@ -18,6 +18,19 @@ from .training.stages import MODEL_INDEX
 
 REFERENCE_KEYS = ("image_model", "autoencoder")
 
+# what ships, from which run of the project's recipes (`make models` trains them in this order)
+SHIPPED_RUNS = {
+    "driving/autoencoder": "runs/driving/autoencoder-finetune/final",
+    "driving/decoder": "runs/driving/decoder/final",
+    "driving/image": "runs/driving/image/final",
+    "driving/prediction": "runs/driving/prediction/final",
+    "driving/interpolation": "runs/driving/interpolation/final",
+    "driving/upsampler-image": "runs/driving/upsampler-image/final",
+    "driving/upsampler-video": "runs/driving/upsampler-video/final",
+    "shapes/image": "runs/shapes/image/final",
+    "shapes/temporal": "runs/shapes/temporal/final",
+}
+
 
 def ship(exports: dict[str, str | Path], out: str | Path, metrics: dict[str, str] | None = None) -> Path:
     """``exports``: shipped name (e.g. ``"driving/prediction"``) -> exported folder (``runs/.../final``).

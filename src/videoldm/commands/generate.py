@@ -39,6 +39,31 @@ def add_command(subparsers) -> None:
     p.add_argument("--out", default="videoldm-output", help="output folder (default videoldm-output)")
     p.set_defaults(func=run)
 
+    s = subparsers.add_parser(
+        "ship", help="collect trained runs into the shipped-models tree, with a model card each",
+        description="Copy the final exports of the project's recipes (runs/...) into one self-contained folder "
+                    "(references between them rewritten), with a MODEL_CARD.md per model; `videoldm generate` "
+                    "reads that folder. `make models` trains every recipe and then runs this.",
+        formatter_class=argparse.RawDescriptionHelpFormatter)
+    s.add_argument("--runs", default=".", help="folder the runs/ paths are relative to (default: here)")
+    s.add_argument("--out", help="destination (default: the installed videoldm/shipped)")
+    s.add_argument("--only", nargs="+", help="ship only these names (e.g. shapes/image shapes/temporal)")
+    s.set_defaults(func=run_ship)
+
+
+def run_ship(args) -> int:
+    from videoldm.generate import SHIPPED
+    from videoldm.shipping import SHIPPED_RUNS, ship
+
+    names = args.only or list(SHIPPED_RUNS)
+    unknown = [n for n in names if n not in SHIPPED_RUNS]
+    if unknown:
+        raise ValueError(f"unknown model(s) {', '.join(unknown)}; shipped: {', '.join(SHIPPED_RUNS)}")
+    out = ship({n: Path(args.runs) / SHIPPED_RUNS[n] for n in names}, args.out or SHIPPED)
+    for name in names:
+        print(out / name)
+    return 0
+
 
 def run(args) -> int:
     from videoldm.generate import DEFAULT_PROMPT, SHIPPED, driving_video, text_video, write_outputs
