@@ -237,4 +237,8 @@ def train(config: TrainConfig, resume: bool | str = False) -> Path:
     trainer = Trainer(config)
     if resume:
         trainer.resume(None if resume is True else resume)
-    return trainer.train()
+    final = trainer.train()
+    # under torchrun, leave the process group cleanly (a rank exiting with gloo's threads alive can abort)
+    if torch.distributed.is_available() and torch.distributed.is_initialized():
+        torch.distributed.destroy_process_group()
+    return final
