@@ -157,7 +157,9 @@ class AutoencoderStage(Stage):
 
 def to_uint8(frames: torch.Tensor):
     """``(T, C, H, W)`` in [-1, 1] -> ``(T, H, W, 3)`` uint8 numpy."""
-    return ((frames.clamp(-1, 1) + 1) * 127.5).round().to(torch.uint8).permute(0, 2, 3, 1).cpu().numpy()
+    from ..outputs import convert_frames
+
+    return convert_frames(frames[None], "np")[0]
 
 
 # ---------------------------------------------------------------------------------------- conditioning
