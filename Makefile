@@ -48,7 +48,6 @@ models: setup
 	$(V) train configs/driving/decoder.yaml --resume
 	test -d data/driving-latents || $(V) cache-latents configs/driving/image.yaml
 	$(V) train configs/driving/image.yaml --resume
-	$(V) train configs/driving/temporal.yaml --resume
 	$(V) train configs/driving/prediction.yaml --resume
 	$(V) train configs/driving/interpolation.yaml --resume
 	$(V) train configs/driving/upsampler-image.yaml --resume

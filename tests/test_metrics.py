@@ -81,6 +81,33 @@ def test_shapes_two_shapes_and_descriptions():
         coherence_report(clips[0].frames, "shapes")
 
 
+def test_shape_of_tells_the_four_forms_apart_at_the_sizes_drawn():
+    from videoldm.data.synthetic.shapes import SHAPES, shape_mask
+    from videoldm.metrics.shapes_tracking import shape_of
+
+    gy, gx = np.mgrid[0:64, 0:64] + 0.5
+    for r in (4.0, 6.5, 10.0):
+        for name in SHAPES:
+            assert shape_of(shape_mask(name, gx - 30.3, gy - 27.8, r)) == name, (name, r)
+    assert shape_of(np.zeros((8, 8), bool)) is None
+
+
+def test_caption_match_on_real_clips_and_wrong_captions():
+    from videoldm.metrics.shapes_tracking import asked_shapes, caption_match
+
+    gen = ShapesGenerator(frames=T, size=(64, 64), seed=7, max_shapes=2)
+    clips = [gen.sample(i) for i in range(10)]
+    assert all(asked_shapes(c.caption) == asked_shapes(c.attributes) for c in clips)
+    assert np.mean([caption_match(_f(c.frames), c.caption) for c in clips]) >= 0.9
+    swap = {"circle": "square", "square": "circle", "triangle": "diamond", "diamond": "triangle"}
+    for c in clips:
+        (colour, shape), *rest = asked_shapes(c.caption)
+        wrong_form = c.caption.replace(f"{colour} {shape} moving", f"{colour} {swap[shape]} moving", 1)
+        assert not caption_match(_f(c.frames), wrong_form)
+    report = coherence_report([c.frames for c in clips], "shapes", [c.caption for c in clips])
+    assert report["caption_match"] >= 0.9
+
+
 def test_jerk_of_straight_and_jittered_tracks():
     t = np.arange(2000, dtype=np.float64)[:, None]
     line = np.concatenate([3.0 + 0.7 * t, 10.0 - 0.2 * t], 1)

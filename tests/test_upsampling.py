@@ -78,7 +78,7 @@ def upsampler_runs(tmp_path_factory):
     write_dataset(make_generator("driving", frames=4, size=(32, 64), fps=8, seed=0), tmp / "clips", num=3)
     data = {"path": str(tmp / "clips"), "num_frames": 4, "fps": None, "size": [32, 64], "batch_size": 2}
     image = run_stage(tmp, "up-image", "upsampler-image", {**data, "frames_per_clip": 2},
-                      {"unet": PIXEL_UNET, "patch_size": 16}, sample_steps=2).train()
+                      {"unet": PIXEL_UNET, "patch_size": 16, "residual_scale": 4.0}, sample_steps=2).train()
     video = run_stage(tmp, "up-video", "upsampler-video", data, {"image_model": str(image), "patch_size": 16},
                       sample_steps=2).train()
     return tmp, data, image, video
@@ -183,6 +183,13 @@ def test_pixel_upsampler_learns_the_difference_to_bicubic(upsampler_runs):
     target, cond, levels = stage.diffusion_inputs(flat, [0, 1], seed=0)
     assert target.abs().max() < 1e-5  # bicubic gets a flat patch exactly: nothing left to generate
     assert cond.shape == flat.shape and levels.shape == (2,)
+    # the target is the difference to bicubic times residual_scale (4 in the fixture's image stage)
+    assert Upsampler.from_pretrained(video).residual_scale == 4.0 and stage.residual_scale == 1.0
+    hi = torch.rand(2, 3, 1, 16, 16) * 2 - 1
+    target, cond, _ = stage.diffusion_inputs(hi, [0, 1], seed=0)
+    stage.residual_scale = 4.0
+    scaled, _, _ = stage.diffusion_inputs(hi, [0, 1], seed=0)
+    assert torch.allclose(scaled, 4 * target) and target.abs().max() > 0.1
     with pytest.raises(ValueError, match="pixel-space"):
         Upsampler(pixel_upsampler().unet, DDPMScheduler().config, "latent", vae=AutoencoderKL(
             block_out_channels=[8, 16, 16], down_block_types=["DownEncoderBlock2D"] * 3,
@@ -206,3 +213,15 @@ def test_a_latent_upsampler_trains_on_an_autoencoder_that_downsamples_by_its_sca
         ae2 = run_stage(tmp, "ae2", "autoencoder", {**data, "frames_per_clip": 1}, {"config": TINY_AE}).train()
         run_stage(tmp, "bad-latent", "upsampler-image", data, {"space": "latent", "autoencoder": str(ae2),
                                                                "unet": latent_unet, "patch_size": 16})
+
+
+def test_a_residual_upsampler_divides_its_sample_by_the_scale_and_adds_bicubic(monkeypatch):
+    import videoldm.upsampling as upsampling
+
+    up = pixel_upsampler()
+    up.residual, up.residual_scale = True, 4.0
+    monkeypatch.setattr(upsampling, "sample", lambda model, scheduler, shape, **kw: torch.ones(shape))
+    low = torch.rand(1, 2, 3, 8, 8) * 1.6 - 0.8
+    out = up(low, noise_level=0, num_inference_steps=1, progress=False).frames
+    bicubic = condition_image(low[0], "pixel", 4)
+    assert torch.allclose(out[0], (bicubic + 0.25).clamp(-1, 1), atol=1e-6)

@@ -18,7 +18,6 @@ from safetensors.torch import load_file, save_file
 from tqdm.auto import tqdm
 
 from .data.io import Mp4Writer
-from .sampling import make_scheduler, sample
 from .training.data import sample_generator
 from .training.sampling_io import decode_latents
 from .training.stages import to_uint8
@@ -51,16 +50,13 @@ def rollout(pipeline, prompt, num_clips: int, out: str | Path, *, num_frames: in
         raise ValueError(f"num_clips must be >= 1, got {num_clips}")
     cfg = unet.unet.config
     h, w = pipeline.latent_size or (cfg.sample_size, cfg.sample_size)
-    shape = (1, cfg.in_channels, num_frames, h, w)
     settings = {"prompt": prompt, "num_frames": num_frames, "context_frames": context_frames,
                 "guidance_scale": guidance_scale, "steps": num_inference_steps, "sampler": sampler, "seed": seed,
                 "latent_size": [h, w], "interpolation": interpolator.info.get("keyframe_every", 4) if interpolator else None,
                 "interpolation_guidance": interpolation_guidance if interpolator else None,
                 "interpolation_steps": (interpolation_steps or num_inference_steps) if interpolator else None}
     state = _State(state_dir, settings) if state_dir is not None else None
-    cond, uncond = pipeline.tokens([prompt]), pipeline.tokens([prompt], uncond=True)
     decoder = pipeline.decoder if pipeline.decoder is not None else pipeline.vae
-    scheduler = make_scheduler(sampler, pipeline.scheduler_config)
     fps = (fps or pipeline.fps or 8.0) * (settings["interpolation"] or 1)
 
     previous = None  # the last clip's latents (1, C, T, h, w)
@@ -69,8 +65,9 @@ def rollout(pipeline, prompt, num_clips: int, out: str | Path, *, num_frames: in
         for k in tqdm(range(num_clips), desc="rollout", disable=not progress):
             saved = state.load(k) if state is not None else None
             if saved is None:
-                latents = _clip(unet, scheduler, shape, previous, context_frames, cond, uncond, guidance_scale,
-                                num_inference_steps, sample_generator(seed, k))
+                latents = next_clip(pipeline, prompt, previous, num_frames=num_frames, context_frames=context_frames,
+                                    guidance_scale=guidance_scale, num_inference_steps=num_inference_steps,
+                                    sampler=sampler, seed=seed, index=k)
                 saved = {"latents": latents}
                 if interpolator is not None:
                     saved["dense"] = _densify(interpolator, latents, previous, context_frames, prompt,
@@ -80,8 +77,6 @@ def rollout(pipeline, prompt, num_clips: int, out: str | Path, *, num_frames: in
             else:
                 resumed += 1
             latents = saved["latents"]
-            if previous is not None:  # the given frames are the previous clip's, exactly
-                latents[:, :, :context_frames] = previous[:, :, -context_frames:]
             # the decoder sees the whole clip (given frames included); only the new frames are written
             if interpolator is None:
                 frames, known = decode_latents(decoder, latents)[0], context_frames
@@ -95,17 +90,15 @@ def rollout(pipeline, prompt, num_clips: int, out: str | Path, *, num_frames: in
             "resumed_clips": resumed, "clip_starts": clip_starts}
 
 
-def _clip(unet, scheduler, shape, previous, S, cond, uncond, guidance_scale, steps, generator):
-    B, C, T, h, w = shape
-    context = torch.zeros(shape)
-    mask = torch.zeros(B, T)
-    if previous is not None:
-        context[:, :, :S] = previous[:, :, -S:]
-        mask[:, :S] = 1
-    uncond_kwargs = {"context_mask": torch.zeros(B, T)} if previous is not None else None
-    return sample(unet, scheduler, shape, cond=cond, uncond=uncond, guidance_scale=guidance_scale,
-                  num_inference_steps=steps, generator=generator, progress=False,
-                  context=context, context_mask=mask, uncond_kwargs=uncond_kwargs)
+def next_clip(pipeline, prompt, previous: torch.Tensor | None, *, num_frames: int, context_frames: int,
+              guidance_scale: float, num_inference_steps: int, sampler: str, seed: int, index: int) -> torch.Tensor:
+    """Latents of clip ``index`` of a rollout: the first clip from nothing, every later one starting with the
+    last ``context_frames`` latents of ``previous`` exactly. Its noise depends on (seed, index) only, so a
+    resumed render draws the same clips."""
+    context = previous[:, :, -context_frames:] if previous is not None else None
+    return pipeline([prompt], num_frames=num_frames, num_inference_steps=num_inference_steps,
+                    guidance_scale=guidance_scale, sampler=sampler, seed=sample_generator(seed, index),
+                    progress=False, output_type="latent", context=context).frames
 
 
 def _densify(interpolator, latents, previous, S, prompt, guidance, steps, sampler, seed, k):

@@ -16,9 +16,7 @@ from tqdm.auto import tqdm
 from .interpolation import interpolate
 from .outputs import OUTPUT_TYPES, VideoOutput, convert_frames
 from .pipeline import VideoLDMPipeline
-from .rollout import _clip
-from .sampling import make_scheduler
-from .training.data import sample_generator
+from .rollout import next_clip
 
 
 class VideoLDMStack:
@@ -71,16 +69,10 @@ class VideoLDMStack:
             raise ValueError("more than one clip needs a prediction model (stage: prediction)")
         if not 0 < S < num_frames:
             raise ValueError(f"context_frames must be in 1..{num_frames - 1}, got {S}")
-        cfg = base.image_unet.config
-        h, w = base.latent_size or (cfg.sample_size, cfg.sample_size)
-        cond, uncond = base.tokens([prompt]), base.tokens([prompt], uncond=True)
-        scheduler = make_scheduler(sampler, base.scheduler_config)
         pieces, previous = [], None
         for k in tqdm(range(num_clips), desc="keyframes", disable=not progress):
-            clip = _clip(base.unet, scheduler, (1, cfg.in_channels, num_frames, h, w), previous, S, cond, uncond,
-                         guidance, steps, sample_generator(seed, k))
-            if previous is not None:
-                clip[:, :, :S] = previous[:, :, -S:]
+            clip = next_clip(base, prompt, previous, num_frames=num_frames, context_frames=S, guidance_scale=guidance,
+                             num_inference_steps=steps, sampler=sampler, seed=seed, index=k)
             pieces.append(clip if previous is None else clip[:, :, S:])
             previous = clip
         return torch.cat(pieces, dim=2)

@@ -140,7 +140,8 @@ class Upsampler:
 
     def __init__(self, unet: UNet2DConditionModel | VideoUNet, scheduler_config: dict, space: str = "pixel",
                  scale: int = 4, vae=None, text=None, noise_level: int = 20, max_noise_level: int = 350,
-                 low_res_scheduler_config: dict | None = None, fps: float | None = None, residual: bool = False):
+                 low_res_scheduler_config: dict | None = None, fps: float | None = None, residual: bool = False,
+                 residual_scale: float = 1.0):
         if space not in SPACES:
             raise ValueError(f"space must be one of {SPACES}, got {space!r}")
         image_unet = unet.unet if isinstance(unet, VideoUNet) else unet
@@ -154,7 +155,8 @@ class Upsampler:
         self.fps = fps
         if residual and space != "pixel":
             raise ValueError("residual upsampling (adding to the bicubic upsampled input) is a pixel-space option")
-        self.residual = residual  # the model generates the difference to the bicubic upsampled input
+        self.residual = residual  # the model generates the difference to the bicubic upsampled input,
+        self.residual_scale = float(residual_scale)  # times this (see UpsamplerModelConfig.residual_scale)
 
     @property
     def image_unet(self) -> UNet2DConditionModel:
@@ -202,7 +204,8 @@ class Upsampler:
         scheduler = DDPMScheduler.from_pretrained(base / base_index["scheduler"])
         upsampler = cls(unet, scheduler.config, base_index["space"], base_index["scale"], vae, None,
                         base_index["noise_level"], base_index["max_noise_level"], base_index.get("low_res_scheduler"),
-                        base_index.get("fps"), base_index.get("residual", False))
+                        base_index.get("fps"), base_index.get("residual", False),
+                        base_index.get("residual_scale", 1.0))
         if index["stage"] == "upsampler-video":
             upsampler = upsampler.video(temporal_layers=root / index["temporal_layers"])
         return upsampler
@@ -279,7 +282,8 @@ class Upsampler:
         ys, xs = tile_starts(size[0], min(tile, size[0]), tile_overlap), tile_starts(size[1], min(tile, size[1]), tile_overlap)
         th, tw = min(tile, size[0]), min(tile, size[1])
         cell = math.gcd(th, tw, *ys, *xs) or max(th, tw)
-        scheduler = make_scheduler(sampler, self.scheduler_config, clip_sample=self.space == "pixel")
+        # frames are bounded by [-1, 1], so their x0 estimates are clipped; a residual's bound is not known
+        scheduler = make_scheduler(sampler, self.scheduler_config, clip_sample=self.space == "pixel" and not self.residual)
         s = self.scale if self.space == "pixel" else 1  # output pixels per low-resolution pixel
         jobs = [(t0, y, x) for t0 in range(0, T, frames_per_chunk) for y in ys for x in xs]
         for t0, y, x in tqdm(jobs, desc="upsampling", disable=not progress or len(jobs) == 1):
@@ -291,7 +295,7 @@ class Upsampler:
                             guidance_scale=guidance_scale, num_inference_steps=num_inference_steps, progress=False,
                             latents=noise, model_kwargs={**kwargs, "low_res": low, "class_labels": levels})
             if self.residual:
-                result = result + self._low_res_tile(frames[:, :, t0:t1], y, x, th, tw, s)
+                result = result / self.residual_scale + self._low_res_tile(frames[:, :, t0:t1], y, x, th, tw, s)
             ramp = _ramp(th, tile_overlap, y == 0, y + th >= size[0])[:, None] * \
                 _ramp(tw, tile_overlap, x == 0, x + tw >= size[1])[None, :]
             out[:, :, t0:t1, y:y + th, x:x + tw] += result.cpu() * ramp

@@ -1,7 +1,8 @@
 """`videoldm evaluate`: temporal coherence of a video model vs its image model frame by frame;
 `videoldm evaluate-decoder`: flicker and seams of a temporal decoder vs the image decoder;
 `evaluate-prediction`, `evaluate-interpolation`, `evaluate-rollout`: the long-video models;
-`evaluate-upsampler`: a video upsampler vs itself frame by frame and bicubic."""
+`evaluate-upsampler`: a video upsampler vs itself frame by frame and bicubic;
+`evaluate-ablation`: the README's table, image model -> + temporal layers -> + temporal decoder -> + upsampler."""
 from __future__ import annotations
 
 import argparse
@@ -28,6 +29,29 @@ def add_command(subparsers) -> None:
     p.add_argument("--image-model", help="another image export to put the temporal layers on (e.g. a new style)")
     p.add_argument("--out", help="folder for coherence.json and GIFs")
     p.set_defaults(func=run)
+
+    ab = subparsers.add_parser(
+        "evaluate-ablation", help="the README's table: image model, + temporal layers, + temporal decoder, + upsampler",
+        description="Sample the same prompts from the same noise through ever more of the stack: the image model "
+                    "frame by frame, the video model (image decoder), with the temporal decoder, upsampled by the "
+                    "video upsampler; report the coherence numbers of each and write ablation.md (a Markdown "
+                    "table), ablation.json and a GIF per row.",
+        epilog="example:\n  videoldm evaluate-ablation runs/driving/prediction/final --decoder runs/driving/decoder/final "
+               "--upsampler runs/driving/upsampler-video/final --data data/driving-heldout --kind driving --num 8 "
+               "--out docs/results/ablation", formatter_class=argparse.RawDescriptionHelpFormatter)
+    ab.add_argument("model", help="an exported temporal, prediction or interpolation folder (…/final)")
+    ab.add_argument("--decoder", help="an exported decoder-stage folder (adds the temporal-decoder row)")
+    ab.add_argument("--upsampler", help="an exported upsampler-video folder (adds the upsampler row)")
+    ab.add_argument("--data", required=True, help="dataset folder whose manifest gives the prompts")
+    ab.add_argument("--kind", choices=["shapes", "driving"], default="driving")
+    ab.add_argument("--num", type=int, default=8, help="number of prompts (the manifest's first N)")
+    ab.add_argument("--frames", type=int, default=16)
+    ab.add_argument("--steps", type=int, default=25)
+    ab.add_argument("--guidance", type=float, default=3.0)
+    ab.add_argument("--upsampler-steps", type=int, default=20)
+    ab.add_argument("--seed", type=int, default=0)
+    ab.add_argument("--out", help="folder for ablation.md, ablation.json and GIFs")
+    ab.set_defaults(func=run_ablation)
 
     d = subparsers.add_parser(
         "evaluate-decoder", help="temporal decoder vs image decoder on held-out clips (flicker, PSNR, seams)",
@@ -179,16 +203,35 @@ def run_decoder(args) -> int:
     return 0
 
 
+def _prompts(data: str, num: int, pipeline) -> list:
+    """The first ``num`` captions (text models) or attribute dicts of a dataset's manifest."""
+    manifest = Path(data) / "manifest.jsonl"
+    if not manifest.is_file():
+        raise FileNotFoundError(f"{manifest} not found")
+    rows = [json.loads(line) for line in manifest.read_text().splitlines() if line.strip()][:num]
+    return [r["caption"] if pipeline.conditioning == "text" else r["attributes"] for r in rows]
+
+
+def run_ablation(args) -> int:
+    from videoldm.evaluation import evaluate_ablation, format_ablation
+    from videoldm.pipeline import VideoLDMPipeline
+    from videoldm.upsampling import Upsampler
+
+    pipeline = VideoLDMPipeline.from_pretrained(args.model, temporal_decoder=args.decoder)
+    upsampler = Upsampler.from_pretrained(args.upsampler) if args.upsampler else None
+    summary = evaluate_ablation(pipeline, _prompts(args.data, args.num, pipeline), args.kind, upsampler, args.out,
+                                num_frames=args.frames, num_inference_steps=args.steps, guidance_scale=args.guidance,
+                                upsampler_steps=args.upsampler_steps, seed=args.seed, fps=pipeline.fps or 8.0)
+    print(format_ablation(summary))
+    return 0
+
+
 def run(args) -> int:
     from videoldm.evaluation import evaluate_coherence, format_summary
     from videoldm.pipeline import VideoLDMPipeline
 
-    manifest = Path(args.data) / "manifest.jsonl"
-    if not manifest.is_file():
-        raise FileNotFoundError(f"{manifest} not found")
-    rows = [json.loads(line) for line in manifest.read_text().splitlines() if line.strip()][: args.num]
     pipeline = VideoLDMPipeline.from_pretrained(args.model, image_model=args.image_model)
-    prompts = [r["caption"] if pipeline.conditioning == "text" else r["attributes"] for r in rows]
+    prompts = _prompts(args.data, args.num, pipeline)
     summary = evaluate_coherence(pipeline, prompts, args.kind, args.out, num_frames=args.frames,
                                  num_inference_steps=args.steps, guidance_scale=args.guidance, seed=args.seed)
     print(format_summary(summary))

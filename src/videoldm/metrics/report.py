@@ -5,7 +5,7 @@ import numpy as np
 
 from .driving_tracking import daytime_of, track_cars
 from .quality import psnr, sharpness
-from .shapes_tracking import shape_colours, track_shapes
+from .shapes_tracking import caption_match, shape_colours, track_shapes
 from .temporal import flicker, temporal_error
 from .trajectory import found_fraction, jerk, second_differences
 from .video import as_videos
@@ -32,7 +32,8 @@ def coherence_report(videos, kind: str, descriptions=None, *, reference=None) ->
     reference: the videos these reconstruct, if any; adds `psnr` and `temporal_error`.
 
     Keys: found_fraction (shapes: frames where each shape is found, averaged over shapes and videos;
-    driving: frames with at least one car), jerk (pixels / frame^2, pooled over all valid triples),
+    driving: frames with at least one car), caption_match (shapes: fraction of videos showing the colour and
+    form of every shape named, see `caption_match`), jerk (pixels / frame^2, pooled over all valid triples),
     flicker, background_flicker (pixels outside every detected object), sharpness, and per_video
     (the same per video, with the tracks as [x, y] or None per frame). Driving adds cars_per_frame and
     count_changes (mean |change| of the number of cars between frames: cars popping in and out).
@@ -51,7 +52,8 @@ def coherence_report(videos, kind: str, descriptions=None, *, reference=None) ->
             if desc is None:
                 raise ValueError("shapes videos need a caption or attributes per video to know the colours")
             tracks, objects[i] = track_shapes(frames, shape_colours(desc))
-            row = {"found_fraction": _nan_mean([found_fraction(t) for t in tracks])}
+            row = {"found_fraction": _nan_mean([found_fraction(t) for t in tracks]),
+                   "caption_match": float(caption_match(frames, desc))}
         else:
             tracks, counts, objects[i] = track_cars(frames, daytime_of(desc))
             row = {
@@ -73,6 +75,8 @@ def coherence_report(videos, kind: str, descriptions=None, *, reference=None) ->
         "background_flicker": flicker(x, ~objects),
         "sharpness": sharpness(x),
     }
+    if kind == "shapes":
+        report["caption_match"] = _nan_mean([r["caption_match"] for r in per_video])
     if kind == "driving":
         report["cars_per_frame"] = _nan_mean([r["cars_per_frame"] for r in per_video])
         report["count_changes"] = _nan_mean([r["count_changes"] for r in per_video])

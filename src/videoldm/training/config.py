@@ -133,6 +133,9 @@ class UpsamplerModelConfig:
                                                      "beta_start": 0.0001, "beta_end": 0.02,
                                                      "prediction_type": "v_prediction"})
     residual: bool = True  # pixel space: generate the difference to the bicubic upsampled input
+    # ... multiplied by this: the difference is small (std ~0.1 on driving frames), and a signal that small
+    # under unit noise is visible to the denoiser only in the last few steps
+    residual_scale: float = 1.0
     patch_size: int = 64  # output pixels (a multiple of `scale`); the whole frame if larger
     max_noise_level: int = 350  # noise augmentation: training levels in [0, max_noise_level)
     noise_level: int = 20  # the fixed level sampling uses

@@ -78,7 +78,7 @@ class UpsamplerStage(Stage):
         levels = per_sample(positions, seed, 23, lambda g: torch.randint(0, m.max_noise_level, (), generator=g))
         eps = per_sample(positions, seed, 24, lambda g: torch.randn(clean.shape[1:], generator=g))
         cond = self._at_sample_size(self.augmentation(clean, levels, eps))
-        target = hi - self._at_sample_size(clean) if self.residual else hi
+        target = (hi - self._at_sample_size(clean)) * self.residual_scale if self.residual else hi
         if self.vae is not None:
             with torch.no_grad():
                 z = self.vae.encode(hi.transpose(1, 2).flatten(0, 1)).latent_dist.mode() * self.vae.config.scaling_factor
@@ -131,6 +131,7 @@ class UpsamplerImageStage(UpsamplerStage):
             raise ValueError(f"model.space must be pixel or latent, got {m.space!r}")
         self.vae = load_autoencoder(m.autoencoder).requires_grad_(False).eval() if m.space == "latent" else None
         self.residual = m.residual and m.space == "pixel"
+        self.residual_scale = m.residual_scale
         channels = 3 if self.vae is None else self.vae.config.latent_channels
         unet_cfg = {"in_channels": channels + 3, "out_channels": channels, "num_class_embeds": m.max_noise_level,
                     **m.unet}
@@ -151,7 +152,8 @@ class UpsamplerImageStage(UpsamplerStage):
     def upsampler(self) -> Upsampler:
         m = self.config.model
         return Upsampler(self.unet, self.scheduler.config, m.space, m.scale, self.vae, None, m.noise_level,
-                         m.max_noise_level, fps=self.config.data.fps, residual=self.residual)
+                         m.max_noise_level, fps=self.config.data.fps, residual=self.residual,
+                         residual_scale=self.residual_scale)
 
     def export(self, directory: Path) -> None:
         m = self.config.model
@@ -159,7 +161,7 @@ class UpsamplerImageStage(UpsamplerStage):
         self.scheduler.save_pretrained(directory / "scheduler")
         index = {"stage": "upsampler-image", "unet": "unet", "scheduler": "scheduler", "space": m.space,
                  "scale": m.scale, "noise_level": m.noise_level, "max_noise_level": m.max_noise_level,
-                 "residual": self.residual,
+                 "residual": self.residual, "residual_scale": self.residual_scale,
                  "patch_size": m.patch_size, "fps": self.config.data.fps}
         if self.vae is not None:
             self.vae.save_pretrained(directory / "vae")
@@ -181,6 +183,7 @@ class UpsamplerVideoStage(UpsamplerStage):
         self.base = base
         self.video_upsampler = base.video(**m.temporal)
         self.vae, self.augmentation, self.residual = base.vae, base.augmentation, base.residual
+        self.residual_scale = base.residual_scale
         self.scheduler = DDPMScheduler.from_config(base.scheduler_config)
         self.setup_data(config)
         self.module = UpsamplerModule(self.video_upsampler.unet)
