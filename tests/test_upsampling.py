@@ -170,8 +170,11 @@ def test_upsample_and_evaluate_upsampler_commands(upsampler_runs, tmp_path):
                  "--steps", "2", "--out", str(tmp_path)]) == 0
     summary = json.loads((tmp_path / "upsampler.json").read_text())
     assert set(summary) >= {"bicubic", "frame_by_frame", "video"} and (tmp_path / "upsampler.gif").is_file()
+    # an image upsampler: bicubic and itself frame by frame (no video row)
     assert main(["evaluate-upsampler", str(image), "--data", data["path"], "--num", "1", "--frames", "3",
-                 "--steps", "2"]) == 2  # an image upsampler has no frame-by-frame counterpart to compare
+                 "--steps", "2", "--out", str(tmp_path / "image")]) == 0
+    summary = json.loads((tmp_path / "image" / "upsampler.json").read_text())
+    assert {"bicubic", "frame_by_frame"} <= set(summary) and "video" not in summary
 
 
 def test_pixel_upsampler_learns_the_difference_to_bicubic(upsampler_runs):

@@ -147,12 +147,11 @@ def evaluate_upsampler(upsampler, clips, num_inference_steps: int = 25, noise_le
     from .training.upsampler_stage import downsample
     from .upsampling import condition_image
 
-    if not upsampler.is_video:
-        raise ValueError("evaluate_upsampler compares a video upsampler with itself frame by frame: load an "
-                         "upsampler-video export")
     low = downsample(clips, upsampler.scale).transpose(1, 2)  # (N, T, 3, h, w)
     results = {"bicubic": torch.stack([condition_image(v, "pixel", upsampler.scale) for v in low])}
-    for name, image_only in (("frame_by_frame", True), ("video", False)):
+    # an image upsampler is its own frame-by-frame row (checking it against bicubic before the video stage)
+    modes = (("frame_by_frame", True), ("video", False)) if upsampler.is_video else (("frame_by_frame", False),)
+    for name, image_only in modes:
         results[name] = torch.cat([upsampler(v[None], num_inference_steps=num_inference_steps, noise_level=noise_level,
                                              seed=seed + i, tile_size=tile_size, frame_by_frame=image_only,
                                              progress=False).frames for i, v in enumerate(low)])
@@ -166,8 +165,8 @@ def evaluate_upsampler(upsampler, clips, num_inference_steps: int = 25, noise_le
         out = Path(out_dir)
         out.mkdir(parents=True, exist_ok=True)
         (out / "upsampler.json").write_text(json.dumps(summary, indent=2))
-        if gifs:  # bicubic | frame by frame | video | truth, one clip per row
-            rows = [torch.cat([results["bicubic"][i], results["frame_by_frame"][i], results["video"][i], truth[i]], -1)
+        if gifs:  # bicubic | frame by frame | (video) | truth, one clip per row
+            rows = [torch.cat([results[name][i] for name in results] + [truth[i]], -1)
                     for i in range(min(gifs, len(truth)))]
             write_gif(out / "upsampler.gif", video_grid(torch.cat(rows, dim=-2)[None]), fps)
     return summary
@@ -176,6 +175,8 @@ def evaluate_upsampler(upsampler, clips, num_inference_steps: int = 25, noise_le
 def format_upsampler_summary(summary: dict) -> str:
     lines = [f"{'':<16}{'PSNR dB':>10}{'temporal error':>16}"]
     for name in ("bicubic", "frame_by_frame", "video"):
+        if name not in summary:
+            continue
         lines.append(f"{name:<16}{summary[name]['psnr']:>10.2f}{summary[name]['temporal_error']:>16.5f}")
     return "\n".join(lines)
 

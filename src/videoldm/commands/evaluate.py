@@ -110,7 +110,8 @@ def add_command(subparsers) -> None:
                     "and the temporal error |dx_hat - dx| against the true clips.",
         epilog="example:\n  videoldm evaluate-upsampler runs/driving/upsampler-video/final --data data/driving-256-heldout "
                "--out docs/results/upsampler/driving", formatter_class=argparse.RawDescriptionHelpFormatter)
-    up.add_argument("model", help="an exported upsampler-video folder (…/final)")
+    up.add_argument("model", help="an exported upsampler-video folder (…/final); an upsampler-image folder gives the "
+                    "bicubic and frame-by-frame rows only")
     up.add_argument("--data", required=True, help="folder of held-out high-resolution videos")
     up.add_argument("--num", type=int, default=8, help="number of clips (the folder's first N)")
     up.add_argument("--frames", type=int, default=8, help="frames per clip (default 8)")
