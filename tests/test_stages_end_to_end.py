@@ -131,6 +131,34 @@ def test_evaluate_decoder_command_reports_both_decoders_and_seams(exports, tmp_p
     assert "temporal_decoder" in capsys.readouterr().out
 
 
+def test_a_whole_decoder_export_is_measured_against_the_untouched_image_decoder(exports, tmp_path):
+    """With train_decoder the alpha = 1 row is the fine-tuned decoder; the original one gets its own row,
+    equal to decoding with the autoencoder the run started from."""
+    from videoldm.data import VideoFolderDataset
+    from videoldm.evaluation import evaluate_decoder
+    from videoldm.metrics import psnr
+    from videoldm.training.decoder_stage import load_original_autoencoder, load_temporal_decoder
+    from videoldm.training.stages import load_autoencoder
+
+    tmp, ae, _, _, decoder = exports
+    assert load_original_autoencoder(decoder) is None  # temporal layers only: alpha = 1 is the original
+    data = {"path": str(tmp / "clips"), "num_frames": 4, "fps": None, "size": [16, 16], "batch_size": 2}
+    whole = stage(tmp_path, "decoder", data, {"autoencoder": str(ae), "train_decoder": True,
+                                              "discriminator": {"channels": 8, "num_layers": 1}},
+                  sample_every=0, **{"max_steps": 2})
+    original = load_original_autoencoder(whole)
+    tuned = load_temporal_decoder(whole)
+    assert any(not torch.equal(a, b) for a, b in zip(original.decoder.parameters(), tuned.vae.decoder.parameters()))
+    clips = torch.stack([VideoFolderDataset(tmp / "clips", num_frames=4, fps=None, start=0)[i][0] for i in range(2)])
+    summary = evaluate_decoder(tuned, clips, chunk_size=2, overlaps=(0,), gifs=0, original=original)
+    vae = load_autoencoder(str(ae)).eval()
+    with torch.no_grad():
+        z = vae.encode(clips.transpose(1, 2).flatten(0, 1)).latent_dist.mode()
+        expected = vae.decode(z).sample.clamp(-1, 1).view(2, 4, 3, 16, 16).transpose(1, 2)
+    assert summary["original_decoder"]["psnr"] == pytest.approx(psnr(expected, clips), abs=1e-3)
+    assert summary["original_decoder"]["psnr"] != summary["image_decoder"]["psnr"]
+
+
 def test_an_autoencoder_goes_on_training_from_an_export(exports, tmp_path):
     from diffusers import AutoencoderKL
 

@@ -70,7 +70,7 @@ def seam_pairs(num_frames: int, chunk_size: int, overlap: int) -> list[int]:
 
 @torch.no_grad()
 def evaluate_decoder(decoder, clips, chunk_size: int = 16, overlaps=(4, 0), out_dir: str | Path | None = None,
-                     fps: float = 8.0, gifs: int = 4) -> dict:
+                     fps: float = 8.0, gifs: int = 4, original=None) -> dict:
     """Reconstructions of ``clips`` (``(N, 3, T, H, W)`` in [-1, 1]) by the image decoder (frame by frame)
     and the temporal decoder, both from the same encoder latents.
 
@@ -78,6 +78,10 @@ def evaluate_decoder(decoder, clips, chunk_size: int = 16, overlaps=(4, 0), out_
     chunks, the temporal error at the pairs a chunk boundary touches against all other pairs, per overlap
     (``seam_ratio``), and against the same pairs decoded as one clip (``seam_vs_whole``: the seam's own
     cost, free of how hard the content at those frames is).
+
+    ``original``: the autoencoder the decoder was fine-tuned from, when its own decoder weights were trained
+    too (``train_decoder``): then ``image_decoder`` (alpha = 1) is the fine-tuned decoder, and the untouched
+    image decoder, the fair frame-by-frame baseline, gets its own row ``original_decoder``.
     """
     import numpy as np
 
@@ -91,6 +95,11 @@ def evaluate_decoder(decoder, clips, chunk_size: int = 16, overlaps=(4, 0), out_
     summary = {"image_decoder": {"psnr": psnr(image, clips), "temporal_error": temporal_error(image, clips)},
                "temporal_decoder": {"psnr": psnr(whole, clips), "temporal_error": temporal_error(whole, clips)},
                "chunked": {}}
+    if original is not None:
+        # the same (frozen, shared) encoder's latents, unscaled, through the untouched decoder
+        first = torch.cat([original.decode(zi.transpose(0, 1)).sample.transpose(0, 1)[None] for zi in z])
+        summary["original_decoder"] = {"psnr": psnr(first.clamp(-1, 1), clips),
+                                       "temporal_error": temporal_error(first.clamp(-1, 1), clips)}
     truth = as_videos(clips)
 
     def pair_errors(frames):  # |Δx̂ - Δx| per frame pair t -> t+1, averaged over clips and pixels
@@ -125,7 +134,9 @@ def evaluate_decoder(decoder, clips, chunk_size: int = 16, overlaps=(4, 0), out_
 def format_decoder_summary(summary: dict) -> str:
     lines = [f"{'':<22}{'PSNR dB':>10}{'temporal error':>16}{'seam error':>12}{'elsewhere':>11}{'ratio':>7}"
              f"{'vs whole clip':>15}"]
-    for name in ("image_decoder", "temporal_decoder"):
+    for name in ("original_decoder", "image_decoder", "temporal_decoder"):
+        if name not in summary:
+            continue
         s = summary[name]
         lines.append(f"{name:<22}{s['psnr']:>10.2f}{s['temporal_error']:>16.5f}")
     for name, s in summary["chunked"].items():

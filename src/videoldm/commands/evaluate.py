@@ -191,15 +191,16 @@ def run_decoder(args) -> int:
 
     from videoldm.data import VideoFolderDataset
     from videoldm.evaluation import evaluate_decoder, format_decoder_summary
-    from videoldm.training.decoder_stage import load_temporal_decoder
+    from videoldm.training.decoder_stage import load_original_autoencoder, load_temporal_decoder
 
     decoder = load_temporal_decoder(args.decoder)
+    original = load_original_autoencoder(args.decoder)
     size = tuple(int(v) for v in args.size.split("x")) if args.size else None
     dataset = VideoFolderDataset(args.data, num_frames=args.frames, fps=None, size=size, start=0, crop="center")
     if len(dataset) == 0:
         raise ValueError(f"no readable videos in {args.data}")
     clips = torch.stack([dataset[i][0] for i in range(min(args.num, len(dataset)))])
-    summary = evaluate_decoder(decoder, clips, args.chunk, tuple(args.overlaps), args.out)
+    summary = evaluate_decoder(decoder, clips, args.chunk, tuple(args.overlaps), args.out, original=original)
     print(format_decoder_summary(summary))
     return 0
 

@@ -131,3 +131,13 @@ def load_temporal_decoder(path: str | Path, vae=None) -> TemporalDecoder:
     elif vae is None:
         vae = load_autoencoder(str(referenced(root, index["autoencoder"])))
     return TemporalDecoder.from_autoencoder(vae, temporal_layers=root / index["temporal_decoder"]).eval()
+
+
+def load_original_autoencoder(path: str | Path):
+    """The autoencoder a `decoder` export fine-tuned its decoder from (None if only temporal layers were
+    trained): the untouched image decoder is the frame-by-frame baseline of such an export."""
+    root = Path(path)
+    index = json.loads((root / MODEL_INDEX).read_text())
+    if not index.get("vae"):
+        return None
+    return load_autoencoder(str(referenced(root, index["autoencoder"]))).eval()
