@@ -105,3 +105,51 @@ def test_guidance_on_context_one_is_the_conditional_prediction(model):
     assert (guided - conditional).abs().max() > 1e-4
     with pytest.raises(ValueError, match="no conditional counterpart"):
         run(3.0, context_mask=mask, uncond_kwargs={"other": none})
+
+
+def test_carried_latents_are_the_nearest_given_frames_with_their_closeness():
+    from videoldm.models.context import carried
+
+    z = torch.arange(5.0).view(1, 1, 5, 1, 1).expand(2, 1, 5, 1, 1).contiguous()  # frame t holds t
+    mask = torch.tensor([[1, 1, 0, 0, 0], [1, 0, 0, 0, 1]])
+    before, after = carried(z, mask)
+    assert before[0, 0, :, 0, 0].tolist() == [0, 1, 1, 1, 1]  # prediction: the last given frame
+    assert before[0, 1, :, 0, 0].tolist() == pytest.approx([1, 1, 1 / 2, 1 / 3, 1 / 4])
+    assert after[0, :, 2:].abs().sum() == 0  # nothing given after frame 1: zeros, closeness 0
+    assert after[1, 0, :, 0, 0].tolist() == [0, 4, 4, 4, 4]  # interpolation: the keyframe after
+    assert before[1, 0, :, 0, 0].tolist() == [0, 0, 0, 0, 4]
+    assert after[1, 1, :, 0, 0].tolist() == pytest.approx([1, 1 / 4, 1 / 3, 1 / 2, 1])
+
+
+@torch.no_grad()
+def test_carry_lets_a_given_frame_reach_frames_after_it_directly():
+    """With carry, frame 3 sees given frame 1 through its own context features (no temporal layer needed:
+    they are all zero here); without carry it cannot."""
+    from conftest import make_unet
+
+    unet = make_unet()
+    carry = VideoUNet.from_unet2d(unet, context_conditioning=True, context_carry=True).eval()
+    randomize(carry.context_encoder)
+    sample, t, text = inputs()
+    context, mask = torch.randn_like(sample), torch.tensor([[1, 1, 0, 0], [1, 1, 0, 0]])
+    changed = context.clone()
+    changed[:, :, 1] += 1.0
+    out = carry(sample, t, text, context=context, context_mask=mask).sample
+    other = carry(sample, t, text, context=changed, context_mask=mask).sample
+    assert (other[:, :, 3] - out[:, :, 3]).abs().max() > 1e-4
+    plain = VideoUNet.from_unet2d(unet, context_conditioning=True).eval()  # temporal layers zero: per frame
+    randomize(plain.context_encoder)
+    assert torch.equal(plain(sample, t, text, context=changed, context_mask=mask).sample[:, :, 3],
+                       plain(sample, t, text, context=context, context_mask=mask).sample[:, :, 3])
+
+
+def test_a_model_with_another_context_design_starts_a_fresh_encoder(model, tmp_path):
+    randomize(model.context_encoder)
+    model.save_temporal_layers(tmp_path / "t")
+    carry = VideoUNet.from_unet2d(model.unet, context_conditioning=True, context_carry=True)
+    with pytest.raises(ValueError, match="context_encoder.conv_in"):
+        carry.load_temporal_layers(tmp_path / "t")
+    carry.load_temporal_layers(tmp_path / "t", fresh_context=True)
+    assert all(torch.equal(a, b) for a, b in zip(carry.temporal_layers.state_dict().values(),
+                                                 model.temporal_layers.state_dict().values()))
+    assert all(p.abs().sum() == 0 for name, p in carry.context_encoder.projections.named_parameters())

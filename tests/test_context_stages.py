@@ -45,6 +45,22 @@ def test_prediction_starts_from_the_video_model_and_exports_its_kind(chain):
                 progress=False).frames.shape == (1, 5, 3, 16, 16)
 
 
+def test_a_carry_model_starts_from_a_plain_prediction_model_with_a_new_context_encoder(chain):
+    tmp, data, image, temporal = chain
+    plain = run(tmp, "pred-plain", "prediction", data, {"image_model": str(image), "init_temporal": str(temporal),
+                                                         "context_frames": [1, 2]}).train()
+    trainer = run(tmp, "pred-carry", "prediction", data, {
+        "image_model": str(image), "init_temporal": str(plain), "context_frames": [1, 2],
+        "temporal": {"context_carry": True}})
+    model = trainer.stage.video_unet
+    assert model.config.context_carry and model.context_encoder.conv_in.in_channels == 3 * (4 + 1)
+    assert all(p.abs().sum() == 0 for p in model.context_encoder.projections.parameters())  # a no-op at first
+    from videoldm.pipeline import VideoLDMPipeline
+
+    final = trainer.train()
+    assert VideoLDMPipeline.from_pretrained(final).unet.config.context_carry
+
+
 def test_prediction_resumes_exactly(chain):
     tmp, data, image, _ = chain
     model = {"image_model": str(image), "context_dropout": 0.5}

@@ -117,18 +117,22 @@ def save_temporal_weights(layers: nn.ModuleDict, directory, weights_name: str, c
         json.dump(meta, f, indent=2, default=list)
 
 
-def load_temporal_weights(layers: nn.ModuleDict, directory, weights_name: str, optional: str | None = None) -> None:
+def load_temporal_weights(layers: nn.ModuleDict, directory, weights_name: str, optional: str | None = None,
+                          fresh: str | None = None) -> None:
     """Loads weights written by :func:`save_temporal_weights` into ``layers``.
 
     Raises ``ValueError`` naming the first layer whose weights do not fit (a file made for another model).
     ``optional``: a key prefix (a module) that may be missing from the file, or present in it and not in
     ``layers``: e.g. a context encoder, when a prediction model starts from a plain video model's layers.
+    ``fresh``: a key prefix whose weights are not loaded at all (the module keeps its initial weights).
     """
     path = os.path.join(directory, weights_name)
     if not os.path.isfile(path):
         raise FileNotFoundError(f"no {weights_name} in {directory}")
     loaded = load_file(path)
     expected = layers.state_dict()
+    if fresh:
+        loaded = {k: v for k, v in loaded.items() if not k.startswith(fresh)}
     if optional:
         loaded = {k: v for k, v in loaded.items() if not k.startswith(optional) or k in expected}
         kept = {k: v for k, v in expected.items() if not k.startswith(optional) or k in loaded}

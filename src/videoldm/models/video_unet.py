@@ -67,6 +67,8 @@ class VideoUNet(TemporalAttachment):
         context_conditioning: add a :class:`ContextEncoder` (prediction and interpolation models): the
             latents of given frames and their mask reach every temporal layer's input.
         context_channels: width of that encoder's first level (doubling per level, at most the UNet's).
+        context_carry: the encoder also gives every frame the nearest given frames' latents (see
+            :mod:`videoldm.models.context`; an addition to the paper's c_S).
     """
 
     base_attribute = "unet"
@@ -90,6 +92,7 @@ class VideoUNet(TemporalAttachment):
         dropout: float = 0.0,
         context_conditioning: bool = False,
         context_channels: int = 64,
+        context_carry: bool = False,
     ):
         super().__init__()
         if attention_window is not None and attention_window < 1:
@@ -137,7 +140,8 @@ class VideoUNet(TemporalAttachment):
 
         targets = {key: (level_of(key), layer.channels) for key, layer in self.temporal_layers.items()}
         context_widths = [min(w, self.config.context_channels * 2 ** i) for i, w in enumerate(widths)]
-        return ContextEncoder(self.unet.config.in_channels, context_widths, targets, self.unet.config.norm_num_groups)
+        return ContextEncoder(self.unet.config.in_channels, context_widths, targets, self.unet.config.norm_num_groups,
+                              carry=self.config.context_carry)
 
     def _attach(self) -> None:
         """(Re)registers the hooks that run the temporal layers, and freezes the spatial weights."""
@@ -181,15 +185,19 @@ class VideoUNet(TemporalAttachment):
         }
         save_temporal_weights(self._temporal_modules(), directory, TEMPORAL_WEIGHTS_NAME, TEMPORAL_CONFIG_NAME, meta)
 
-    def load_temporal_layers(self, directory: str | os.PathLike, context_optional: bool = False) -> None:
+    def load_temporal_layers(self, directory: str | os.PathLike, context_optional: bool = False,
+                             fresh_context: bool = False) -> None:
         """Loads temporal weights saved by :meth:`save_temporal_layers`, onto this image UNet.
 
         Raises ``ValueError`` naming the first layer whose weights do not fit this architecture.
         ``context_optional``: the file may lack this model's context encoder or hold one this model lacks
         (a prediction model initialised from a video model, or the reverse); the layers must all match.
+        ``fresh_context``: keep this model's own (new) context encoder whatever the file holds (starting
+        from a model whose context encoder has another design).
         """
         load_temporal_weights(self._temporal_modules(), directory, TEMPORAL_WEIGHTS_NAME,
-                              optional="context_encoder." if context_optional else None)
+                              optional="context_encoder." if context_optional or fresh_context else None,
+                              fresh="context_encoder." if fresh_context else None)
 
     def _temporal_modules(self) -> nn.ModuleDict:
         """Everything the temporal file holds: the temporal layers and the context encoder, if any."""

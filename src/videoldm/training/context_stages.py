@@ -41,8 +41,12 @@ class ContextStage(TemporalStage):
             return VideoUNet.from_unet2d(unet, **options)
         folder = _temporal_folder(m.init_temporal)
         saved = read_temporal_config(folder)["options"]
-        model = VideoUNet.from_unet2d(unet, **{**saved, **options})
-        model.load_temporal_layers(folder, context_optional=True)
+        merged = {**saved, **options}
+        model = VideoUNet.from_unet2d(unet, **merged)
+        # a context encoder of another design (carry on/off) is not loaded: this one starts new (a no-op)
+        redesigned = saved.get("context_conditioning", False) and \
+            saved.get("context_carry", False) != merged.get("context_carry", False)
+        model.load_temporal_layers(folder, context_optional=True, fresh_context=redesigned)
         return model
 
     def masks(self, positions, num_frames: int, seed: int) -> torch.Tensor:
