@@ -100,6 +100,21 @@ def test_upsampler_stages_export_what_loads(upsampler_runs):
         run_stage(tmp, "bad2", "upsampler-image", data, {"unet": PIXEL_UNET, "patch_size": 18})
 
 
+
+def test_an_image_upsampler_continues_from_its_export(upsampler_runs):
+    """`image_model` on `upsampler-image` starts from that export's UNet (e.g. more steps on other data)."""
+    tmp, data, image, video = upsampler_runs
+    start = Upsampler.from_pretrained(image).image_unet
+    stage = run_stage(tmp, "up-more", "upsampler-image", {**data, "frames_per_clip": 2},
+                      {"image_model": str(image), "patch_size": 16, "residual_scale": 4.0}, sample_steps=2)
+    assert torch.equal(stage.stage.unet.conv_in.weight, start.conv_in.weight)  # before training: the export's weights
+    more = Upsampler.from_pretrained(stage.train()).image_unet
+    assert not torch.equal(more.conv_in.weight, start.conv_in.weight)
+    with pytest.raises(ValueError, match="residual_scale is 1.0 but .* was trained with 4.0"):
+        run_stage(tmp, "bad3", "upsampler-image", data, {"image_model": str(image), "patch_size": 16})
+    with pytest.raises(ValueError, match="not an upsampler-image export"):
+        run_stage(tmp, "bad4", "upsampler-image", data, {"image_model": str(video), "patch_size": 16})
+
 def tiny_x4_upscaler(tmp_path):
     """A StableDiffusionUpscalePipeline folder with the real layout and tiny random weights."""
     from diffusers import StableDiffusionUpscalePipeline

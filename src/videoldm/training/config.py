@@ -139,7 +139,8 @@ class UpsamplerModelConfig:
     patch_size: int = 64  # output pixels (a multiple of `scale`); the whole frame if larger
     max_noise_level: int = 350  # noise augmentation: training levels in [0, max_noise_level)
     noise_level: int = 20  # the fixed level sampling uses
-    image_model: str = ""  # upsampler-video: an upsampler-image export
+    # upsampler-video: the upsampler-image export under the temporal layers; upsampler-image: one to continue
+    image_model: str = ""
     temporal: dict = field(default_factory=dict)
 
 

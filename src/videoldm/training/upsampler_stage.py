@@ -135,7 +135,17 @@ class UpsamplerImageStage(UpsamplerStage):
         channels = 3 if self.vae is None else self.vae.config.latent_channels
         unet_cfg = {"in_channels": channels + 3, "out_channels": channels, "num_class_embeds": m.max_noise_level,
                     **m.unet}
-        unet = UNet2DConditionModel(**unet_cfg)
+        if m.image_model:  # continue an upsampler-image export (e.g. on other data): its UNet and settings
+            index = json.loads((Path(m.image_model) / MODEL_INDEX).read_text())
+            if index.get("stage") != "upsampler-image":
+                raise ValueError(f"model.image_model: {m.image_model} is not an upsampler-image export")
+            for key, ours in (("space", m.space), ("scale", m.scale), ("max_noise_level", m.max_noise_level),
+                              ("residual", self.residual), ("residual_scale", self.residual_scale)):
+                if index[key] != ours:
+                    raise ValueError(f"model.{key} is {ours!r} but {m.image_model} was trained with {index[key]!r}")
+            unet = UNet2DConditionModel.from_pretrained(Path(m.image_model) / index["unet"])
+        else:
+            unet = UNet2DConditionModel(**unet_cfg)
         check_upsampler_unet(unet, m.space, channels)
         self.scheduler = DDPMScheduler(**m.scheduler)
         self.augmentation = NoiseAugmentation(m.max_noise_level)
