@@ -115,6 +115,18 @@ def test_an_image_upsampler_continues_from_its_export(upsampler_runs):
     with pytest.raises(ValueError, match="not an upsampler-image export"):
         run_stage(tmp, "bad4", "upsampler-image", data, {"image_model": str(video), "patch_size": 16})
 
+
+def test_training_noise_levels_can_be_capped(upsampler_runs):
+    """`max_train_noise_level` draws the augmentation levels below it; above max_noise_level is refused."""
+    tmp, data, image, video = upsampler_runs
+    trainer = run_stage(tmp, "low-levels", "upsampler-video", data,
+                        {"image_model": str(image), "patch_size": 16, "max_train_noise_level": 3})
+    hi = torch.rand(4, 3, 2, 16, 16) * 2 - 1
+    levels = trainer.stage.diffusion_inputs(hi, list(range(4)), seed=0)[2]
+    assert levels.max() < 3
+    with pytest.raises(ValueError, match="max_train_noise_level must be in 0..350"):
+        run_stage(tmp, "bad5", "upsampler-video", data, {"image_model": str(image), "max_train_noise_level": 351})
+
 def tiny_x4_upscaler(tmp_path):
     """A StableDiffusionUpscalePipeline folder with the real layout and tiny random weights."""
     from diffusers import StableDiffusionUpscalePipeline

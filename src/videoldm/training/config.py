@@ -139,6 +139,9 @@ class UpsamplerModelConfig:
     patch_size: int = 64  # output pixels (a multiple of `scale`); the whole frame if larger
     max_noise_level: int = 350  # noise augmentation: training levels in [0, max_noise_level)
     noise_level: int = 20  # the fixed level sampling uses
+    # training levels in [0, this) when set (the UNet still takes any level below max_noise_level): fine detail
+    # survives only low levels (a 4x photo's sharpening is gone above ~20), so most of [0, 350) teaches none
+    max_train_noise_level: int = 0
     # upsampler-video: the upsampler-image export under the temporal layers; upsampler-image: one to continue
     image_model: str = ""
     temporal: dict = field(default_factory=dict)

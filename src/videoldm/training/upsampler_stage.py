@@ -49,6 +49,9 @@ class UpsamplerStage(Stage):
 
     def setup_data(self, config: TrainConfig) -> None:
         m = config.model
+        if not 0 <= m.max_train_noise_level <= m.max_noise_level:
+            raise ValueError(f"model.max_train_noise_level must be in 0..{m.max_noise_level} (max_noise_level), "
+                             f"got {m.max_train_noise_level}")
         self.dataset = build_dataset(config, need_pixels=True)
         if m.patch_size % m.scale:
             raise ValueError(f"model.patch_size {m.patch_size} is not a multiple of the scale {m.scale}")
@@ -75,7 +78,8 @@ class UpsamplerStage(Stage):
         """High-resolution patches ``(B, 3, T, H, W)`` -> (target, low-res condition, noise levels)."""
         m = self.config.model
         clean = downsample(hi, m.scale)
-        levels = per_sample(positions, seed, 23, lambda g: torch.randint(0, m.max_noise_level, (), generator=g))
+        top = m.max_train_noise_level or m.max_noise_level
+        levels = per_sample(positions, seed, 23, lambda g: torch.randint(0, top, (), generator=g))
         eps = per_sample(positions, seed, 24, lambda g: torch.randn(clean.shape[1:], generator=g))
         cond = self._at_sample_size(self.augmentation(clean, levels, eps))
         target = (hi - self._at_sample_size(clean)) * self.residual_scale if self.residual else hi
