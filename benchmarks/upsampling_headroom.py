@@ -8,7 +8,7 @@ A linear filter that beats bicubic shows there is a gain to learn; a residual un
 shows the model has not learned it.
 
     python benchmarks/upsampling_headroom.py runs/driving/upsampler-image/final --fit data/camera-256 \
-        --data data/camera-256-heldout data/driving-256-heldout
+        --data data/camera-256-heldout data/driving-256-heldout --levels 0 5 20 50 150
 """
 import argparse
 
@@ -16,7 +16,7 @@ import torch
 import torch.nn.functional as F
 
 from videoldm.data import VideoFolderDataset
-from videoldm.upsampling import Upsampler, condition_image
+from videoldm.upsampling import NoiseAugmentation, Upsampler, condition_image
 
 
 def load(path: str, clips: int, frames: int) -> torch.Tensor:
@@ -24,12 +24,17 @@ def load(path: str, clips: int, frames: int) -> torch.Tensor:
     return torch.stack([ds[i][0].transpose(0, 1) for i in range(min(clips, len(ds)))])  # (B, T, 3, H, W)
 
 
-def linear_system(frames: torch.Tensor, scale: int, k: int = 5):
-    """Rows: a k x k low-resolution neighbourhood (+1); targets: the scale x scale block's residual."""
+def linear_system(frames: torch.Tensor, scale: int, k: int = 5, level: int | None = None):
+    """Rows: a k x k low-resolution neighbourhood (+1), noise-augmented to ``level`` as the upsampler's
+    input is; targets: the scale x scale block's residual to the bicubic upsampling of the clean frame."""
     low = F.avg_pool2d(frames, scale)
     bicubic = condition_image(low, "pixel", scale)
+    noisy = low
+    if level is not None:  # level 0 too: its noise is small (std 0.01), not none
+        g = torch.Generator().manual_seed(level)
+        noisy = NoiseAugmentation()(low, torch.full((len(low),), level), torch.randn(low.shape, generator=g))
     N, C, h, w = low.shape
-    rows = F.unfold(low, k, padding=k // 2).view(N, C * k * k, h * w).transpose(1, 2).reshape(-1, C * k * k)
+    rows = F.unfold(noisy, k, padding=k // 2).view(N, C * k * k, h * w).transpose(1, 2).reshape(-1, C * k * k)
     targets = F.pixel_unshuffle(frames - bicubic, scale).view(N, C * scale * scale, h * w).transpose(1, 2)
     return torch.cat([rows, torch.ones(len(rows), 1)], 1), targets.reshape(-1, C * scale * scale), bicubic
 
@@ -47,6 +52,8 @@ def main():
     p.add_argument("--clips", type=int, default=2)
     p.add_argument("--frames", type=int, default=2)
     p.add_argument("--steps", type=int, default=1)
+    p.add_argument("--levels", type=int, nargs="*", default=[],
+                   help="also: the linear filter fitted and applied on inputs noise-augmented to these levels")
     args = p.parse_args()
     torch.manual_seed(0)
     up = Upsampler.from_pretrained(args.model)
@@ -70,6 +77,16 @@ def main():
         corr = torch.corrcoef(torch.stack([(model - bicubic).flatten(), (frames - bicubic).flatten()]))[0, 1]
         print(f"{d:32s} {psnr(bicubic, frames):7.2f}dB {psnr(linear, frames):7.2f}dB {psnr(model, frames):7.2f}dB  "
               f"{corr.item():.3f}")
+    for level in args.levels:  # how much detail survives the noise augmentation at each level
+        A, Y, _ = linear_system(fit, s, level=level)
+        W = torch.linalg.lstsq(A.double(), Y.double()).solution.float()
+        for d in args.data:
+            frames = load(d, args.clips, args.frames).flatten(0, 1)
+            N, C, H, Wd = frames.shape
+            A, _, bicubic = linear_system(frames, s, level=level)
+            residual = (A @ W).view(N, H // s * (Wd // s), C * s * s).transpose(1, 2).reshape(N, C * s * s, H // s, Wd // s)
+            linear = (bicubic + F.pixel_shuffle(residual, s)).clamp(-1, 1)
+            print(f"level {level:3d}  {d:32s} bicubic {psnr(bicubic, frames):.2f} dB, linear filter {psnr(linear, frames):.2f} dB")
 
 
 if __name__ == "__main__":
