@@ -1,8 +1,9 @@
 """Long rollouts in constant memory: peak memory and time of a short and a long render, and their joins.
 
 Each length renders in its own child process (`videoldm.rollout`: prediction model, optional interpolation
-model, decoded clip by clip and appended to the mp4). Memory is the process's peak resident set, in total
-and beyond what it held once the models were loaded. The parent then reads both videos back and reports
+model, decoded clip by clip and appended to the mp4). Memory is the process's peak resident set, in total,
+and the render's own peak: the peak counter is restarted once the models are loaded (Linux), since loading's
+transients otherwise set the peak and vary between processes. The parent then reads both videos back and reports
 the frame change at clip boundaries against inside clips, and the acceleration of tracked cars at
 boundaries against elsewhere (driving).
 
@@ -13,6 +14,7 @@ boundaries against elsewhere (driving).
 from __future__ import annotations
 
 import argparse
+import gc
 import json
 import math
 import os
@@ -21,6 +23,26 @@ import subprocess
 import sys
 import time
 from pathlib import Path
+
+
+def rss_mib(field: str, default: float | None = None) -> float | None:
+    """A field of /proc/self/status (VmRSS: resident now; VmHWM: the peak since the last reset), MiB."""
+    try:
+        for line in Path("/proc/self/status").read_text().splitlines():
+            if line.startswith(field + ":"):
+                return int(line.split()[1]) / 1024
+    except OSError:
+        pass
+    return default
+
+
+def reset_peak_rss() -> bool:
+    """Linux: restart the peak-RSS counter (VmHWM) from the current RSS; False where that is not possible."""
+    try:
+        Path("/proc/self/clear_refs").write_text("5")
+        return True
+    except OSError:
+        return False
 
 
 def child(args) -> dict:
@@ -33,6 +55,9 @@ def child(args) -> dict:
     pipe = VideoLDMPipeline.from_pretrained(args.model, temporal_decoder=args.decoder)
     interpolator = VideoLDMPipeline.from_pretrained(args.interpolator) if args.interpolator else None
     loaded = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
+    gc.collect()
+    render_peak = reset_peak_rss()  # so the render's own peak is read, not loading's transients
+    before_render = rss_mib("VmRSS", loaded / 1024)
     fps = pipe.fps or 8.0  # keyframe rate; interpolation keeps the duration
     clips = max(1, 1 + math.ceil((args.seconds[0] * fps - args.frames) / (args.frames - args.context)))
     prompt = {"daytime": args.daytime, "crowdedness": args.crowdedness} if pipe.conditioning == "attributes" else args.prompt
@@ -42,7 +67,10 @@ def child(args) -> dict:
                      interpolator=interpolator, interpolation_steps=args.interpolation_steps, progress=False)
     result["wall_s"] = time.perf_counter() - start
     peak = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
-    result.update(peak_mib=peak / 1024, growth_mib=(peak - loaded) / 1024, prompt=prompt)
+    result.update(peak_mib=peak / 1024, growth_mib=(peak - loaded) / 1024, prompt=prompt,
+                  before_render_mib=before_render, render_peak_mib=rss_mib("VmHWM") if render_peak else None)
+    if result["render_peak_mib"] is not None:
+        result["render_growth_mib"] = result["render_peak_mib"] - before_render
     return result
 
 
@@ -94,14 +122,19 @@ def main() -> None:
         print(f"{seconds:g} s: {result['frames']} frames at {result['fps']:g} fps, {result['clips']} clips, "
               f"{result['wall_s']:.0f} s, peak {result['peak_mib']:.0f} MiB", flush=True)
     (out / "results.json").write_text(json.dumps(rows, indent=2))
-    print(f"\n{'video s':>8}{'frames':>8}{'fps':>6}{'clips':>7}{'wall s':>8}{'peak MiB':>10}{'growth MiB':>12}"
-          f"{'change joins/inside':>21}{'car accel joins/inside':>24}")
+    print(f"\n{'video s':>8}{'frames':>8}{'fps':>6}{'clips':>7}{'wall s':>8}{'peak MiB':>10}{'at start':>10}"
+          f"{'render peak':>13}{'growth':>8}{'change joins/inside':>21}{'car accel joins/inside':>24}")
     for r in rows:
-        j = r["joins"]
+        j, render = r["joins"], r.get("render_peak_mib")
         print(f"{r['seconds']:>8.1f}{r['frames']:>8}{r['fps']:>6g}{r['clips']:>7}{r['wall_s']:>8.0f}{r['peak_mib']:>10.0f}"
-              f"{r['growth_mib']:>12.0f}{j['change_ratio']:>21.2f}{j['car_acceleration_ratio']:>24.2f}")
+              f"{r['before_render_mib']:>10.0f}{render if render is not None else float('nan'):>13.0f}"
+              f"{r.get('render_growth_mib', float('nan')):>8.0f}"
+              f"{j['change_ratio']:>21.2f}{j['car_acceleration_ratio']:>24.2f}")
     if len(rows) > 1:
-        print(f"peak memory, longest / shortest: {rows[-1]['peak_mib'] / rows[0]['peak_mib']:.3f}")
+        print(f"peak memory (whole process), longest / shortest: {rows[-1]['peak_mib'] / rows[0]['peak_mib']:.3f}")
+        if rows[0].get("render_peak_mib") and rows[-1].get("render_peak_mib"):
+            print(f"peak memory of the render (after loading), longest / shortest: "
+                  f"{rows[-1]['render_peak_mib'] / rows[0]['render_peak_mib']:.3f}")
 
 
 if __name__ == "__main__":
