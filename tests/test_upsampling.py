@@ -114,6 +114,8 @@ def test_an_image_upsampler_continues_from_its_export(upsampler_runs):
         run_stage(tmp, "bad3", "upsampler-image", data, {"image_model": str(image), "patch_size": 16})
     with pytest.raises(ValueError, match="not an upsampler-image export"):
         run_stage(tmp, "bad4", "upsampler-image", data, {"image_model": str(video), "patch_size": 16})
+    with pytest.raises(ValueError, match="not an upsampler-image export"):
+        run_stage(tmp, "bad6", "upsampler-image", data, {"image_model": str(tmp / "nowhere"), "patch_size": 16})
 
 
 def test_training_noise_levels_can_be_capped(upsampler_runs):

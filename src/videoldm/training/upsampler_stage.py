@@ -140,7 +140,8 @@ class UpsamplerImageStage(UpsamplerStage):
         unet_cfg = {"in_channels": channels + 3, "out_channels": channels, "num_class_embeds": m.max_noise_level,
                     **m.unet}
         if m.image_model:  # continue an upsampler-image export (e.g. on other data): its UNet and settings
-            index = json.loads((Path(m.image_model) / MODEL_INDEX).read_text())
+            index_file = Path(m.image_model) / MODEL_INDEX
+            index = json.loads(index_file.read_text()) if index_file.is_file() else {}
             if index.get("stage") != "upsampler-image":
                 raise ValueError(f"model.image_model: {m.image_model} is not an upsampler-image export")
             for key, ours in (("space", m.space), ("scale", m.scale), ("max_noise_level", m.max_noise_level),
