@@ -39,6 +39,7 @@ models: setup
 	test -d data/driving-32fps || $(V) data synth --kind driving --num 400 --frames 16 --size 64x128 --fps 32 --out data/driving-32fps
 	test -d data/driving-256 || $(V) data synth --kind driving --num 300 --frames 8 --size 256x512 --fps 8 --out data/driving-256
 	test -d data/camera-256 || $(V) data synth --kind camera --num 150 --frames 8 --size 256x512 --fps 8 --out data/camera-256
+	test -d data/camera-256b || $(V) data synth --kind camera --num 150 --frames 8 --size 256x512 --fps 8 --seed 2 --split train --out data/camera-256b
 	$(V) train configs/shapes/autoencoder.yaml --resume
 	test -d data/shapes-latents || $(V) cache-latents configs/shapes/image.yaml
 	$(V) train configs/shapes/image.yaml --resume
@@ -51,6 +52,9 @@ models: setup
 	$(V) train configs/driving/prediction.yaml --resume
 	$(V) train configs/driving/interpolation.yaml --resume
 	$(V) train configs/driving/upsampler-image.yaml --resume
+	$(V) train configs/driving/upsampler-image-photos.yaml --resume
+	$(V) train configs/driving/upsampler-image-lowlevels.yaml --resume
+	$(V) train configs/driving/upsampler-image-lowlevels-more.yaml --resume
 	$(V) train configs/driving/upsampler-video.yaml --resume
 	$(V) ship
 

@@ -25,7 +25,7 @@ SHIPPED_RUNS = {
     "driving/image": "runs/driving/image/final",
     "driving/prediction": "runs/driving/prediction/final",
     "driving/interpolation": "runs/driving/interpolation/final",
-    "driving/upsampler-image": "runs/driving/upsampler-image/final",
+    "driving/upsampler-image": "runs/driving/upsampler-image-lowlevels-more/final",  # the video upsampler's base
     "driving/upsampler-video": "runs/driving/upsampler-video/final",
     "shapes/image": "runs/shapes/image/final",
     "shapes/temporal": "runs/shapes/temporal/final",
