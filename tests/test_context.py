@@ -153,3 +153,40 @@ def test_a_model_with_another_context_design_starts_a_fresh_encoder(model, tmp_p
     assert all(torch.equal(a, b) for a, b in zip(carry.temporal_layers.state_dict().values(),
                                                  model.temporal_layers.state_dict().values()))
     assert all(p.abs().sum() == 0 for name, p in carry.context_encoder.projections.named_parameters())
+
+
+@torch.no_grad()
+def test_clean_context_feeds_given_frames_clean_at_timestep_zero():
+    """A given frame enters the image UNet as its clean latent at t = 0 (checked with alpha = 1, where a
+    frame's output is the image UNet's on that frame), so its noisy latent no longer matters anywhere."""
+    unet = make_unet()
+    model = randomize_temporal(VideoUNet.from_unet2d(unet, context_conditioning=True, clean_context=True)).eval()
+    randomize(model.context_encoder)
+    sample, t, text = inputs()
+    context, mask = torch.randn_like(sample), torch.tensor([[1, 1, 0, 0], [1, 0, 0, 0]])
+    images = model(sample, t, text, image_only=torch.ones(2, dtype=torch.bool), context=context, context_mask=mask).sample
+    expected = unet(context[0, :, 1][None], torch.tensor([0]), text[:1]).sample[0]
+    assert (images[0, :, 1] - expected).abs().max() < 1e-5
+    noisy_frame = unet(sample[0, :, 2][None], t[:1], text[:1]).sample[0]  # frame 2 is not given: unchanged
+    assert (images[0, :, 2] - noisy_frame).abs().max() < 1e-5
+    out = model(sample, t, text, context=context, context_mask=mask).sample
+    other = sample.clone()
+    other[0, :, :2] += 1.0  # the noisy latents of given frames are replaced: no effect
+    assert torch.equal(model(other, t, text, context=context, context_mask=mask).sample, out)
+    assert (out - model(sample, t, text).sample).abs().max() > 1e-4  # S = 0 is the plain noisy input
+    with pytest.raises(ValueError, match="context_conditioning"):
+        VideoUNet.from_unet2d(unet, clean_context=True)
+
+
+def test_clean_context_leaves_given_frames_out_of_the_loss():
+    from diffusers import DDPMScheduler
+
+    from videoldm.training.stages import diffusion_loss
+
+    scheduler = DDPMScheduler()
+    out, noise = torch.randn(2, 4, 3, 2, 2), torch.randn(2, 4, 3, 2, 2)
+    weights = torch.tensor([[0.0, 1, 1], [1, 1, 1]])
+    loss = diffusion_loss(out, scheduler, None, noise, None, weights)
+    per_frame = (out - noise).pow(2).mean(dim=(1, 3, 4))
+    assert torch.allclose(loss, (per_frame[0, 1:].sum() + per_frame[1].sum()) / 5)
+    assert torch.allclose(diffusion_loss(out, scheduler, None, noise, None), (out - noise).pow(2).mean())

@@ -141,3 +141,31 @@ def test_interpolation_keeps_the_keyframes_and_fills_between(chain):
         interpolate(VideoLDMPipeline.from_pretrained(temporal), keys)
     with pytest.raises(ValueError, match="keyframes"):
         interpolate(pipe, keys[:, :, :1])
+
+
+def test_a_clean_context_model_trains_without_its_given_frames_in_the_loss(chain):
+    tmp, data, image, temporal = chain
+    trainer = run(tmp, "pred-clean", "prediction", data, {
+        "image_model": str(image), "init_temporal": str(temporal), "context_frames": [2],
+        "context_dropout": 0.0, "temporal": {"clean_context": True}})
+    stage = trainer.stage
+    assert stage.clean_context and stage.video_unet.config.clean_context
+    from videoldm.training.data import _collate
+
+    batch = _collate([(*stage.dataset[i], i) for i in range(2)])
+
+    def spoiled(noisy, t, tokens, image_only, context=None, context_mask=None):  # wrong at the given frames only
+        out = stage.module(noisy, t, tokens, image_only, context, context_mask)
+        return out + 100.0 * context_mask[:, None, :, None, None]
+
+    with torch.no_grad():
+        assert torch.equal(stage.loss(spoiled, batch, seed=0)[0], stage.loss(stage.module, batch, seed=0)[0])
+    from videoldm.pipeline import VideoLDMPipeline
+
+    final = trainer.train()
+    pipe = VideoLDMPipeline.from_pretrained(final)
+    assert pipe.unet.config.clean_context
+    context = pipe.encode(torch.rand(1, 2, 3, 16, 16) * 2 - 1)
+    video = pipe(["a red circle moving left on a dark background"], num_frames=5, num_inference_steps=2,
+                 progress=False, output_type="latent", context=context).frames
+    assert torch.equal(video[:, :, :2], context)  # the given frames come back as given

@@ -69,6 +69,10 @@ class VideoUNet(TemporalAttachment):
         context_channels: width of that encoder's first level (doubling per level, at most the UNet's).
         context_carry: the encoder also gives every frame the nearest given frames' latents (see
             :mod:`videoldm.models.context`; an addition to the paper's c_S).
+        clean_context: the given frames also enter the UNet itself as they are, clean latents at
+            timestep 0, in place of their noisy latents (an addition to the paper's c_S): the spatial layers
+            turn them into the same features as any frame, which temporal attention can carry to the frames
+            to generate. The output at a given frame is then no prediction; training leaves it out of the loss.
     """
 
     base_attribute = "unet"
@@ -93,10 +97,13 @@ class VideoUNet(TemporalAttachment):
         context_conditioning: bool = False,
         context_channels: int = 64,
         context_carry: bool = False,
+        clean_context: bool = False,
     ):
         super().__init__()
         if attention_window is not None and attention_window < 1:
             raise ValueError(f"attention_window must be >= 1 or None, got {attention_window}")
+        if (context_carry or clean_context) and not context_conditioning:
+            raise ValueError("context_carry and clean_context need context_conditioning=True")
         self._set_up(UNet2DConditionModel.from_config(unet_config))
 
     # ----------------------------------------------------------------------------------------- build
@@ -252,14 +259,19 @@ class VideoUNet(TemporalAttachment):
                 raise ValueError(f"image_only must be a bool tensor of shape ({B},), got "
                                  f"{image_only.dtype} {tuple(image_only.shape)}")
             image_only = image_only.repeat_interleave(T)
+        injections = None
+        if self.context_encoder is not None:
+            context, context_mask = check_context(sample, context, context_mask)
+            injections = self.context_encoder(context, context_mask)
+            if self.config.clean_context:  # given frames in clean, at timestep 0
+                given = context_mask > 0
+                sample = torch.where(given[:, None, :, None, None], context.to(sample.dtype), sample)
+                timestep = torch.where(given.flatten(), torch.zeros_like(timestep), timestep)
+        elif context is not None or context_mask is not None:
+            raise ValueError("this model has no context encoder (context_conditioning=False): it takes no context")
         frames = sample.transpose(1, 2).reshape(B * T, C, H, W)
         unet_kwargs = {k: _per_frame(v, B, T) for k, v in unet_kwargs.items()}
         all_image_only = image_only is not None and bool(image_only.all())
-        injections = None
-        if self.context_encoder is not None:
-            injections = self.context_encoder(*check_context(sample, context, context_mask))
-        elif context is not None or context_mask is not None:
-            raise ValueError("this model has no context encoder (context_conditioning=False): it takes no context")
         with self._state.use(FrameContext(T, image_only, all_image_only, temporal_context, injections)):
             out = self.unet(frames, timestep, ehs, return_dict=False, **unet_kwargs)[0]
         out = out.view(B, T, -1, H, W).transpose(1, 2)

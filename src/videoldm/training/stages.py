@@ -70,8 +70,12 @@ def dataset_captions(dataset) -> list[str]:
     return [dataset.record(i).get("caption") or "" for i in range(len(dataset))]
 
 
-def diffusion_loss(model_output: torch.Tensor, scheduler: DDPMScheduler, latents, noise, timesteps) -> torch.Tensor:
-    """MSE to the scheduler's target: the noise (epsilon) or the velocity (v-prediction)."""
+def diffusion_loss(model_output: torch.Tensor, scheduler: DDPMScheduler, latents, noise, timesteps,
+                   frame_weights: torch.Tensor | None = None) -> torch.Tensor:
+    """MSE to the scheduler's target: the noise (epsilon) or the velocity (v-prediction).
+
+    ``frame_weights`` ``(B, T)`` for video latents ``(B, C, T, h, w)``: the mean over the frames weighted so
+    (a frame of weight 0, e.g. a given frame of a clean-context model, is no part of the loss)."""
     kind = scheduler.config.prediction_type
     if kind == "epsilon":
         target = noise
@@ -79,7 +83,11 @@ def diffusion_loss(model_output: torch.Tensor, scheduler: DDPMScheduler, latents
         target = scheduler.get_velocity(latents, noise, timesteps)
     else:
         raise ValueError(f"prediction_type {kind!r} is not supported for training (epsilon or v_prediction)")
-    return F.mse_loss(model_output.float(), target.float())
+    if frame_weights is None:
+        return F.mse_loss(model_output.float(), target.float())
+    per_frame = (model_output.float() - target.float()).pow(2).mean(dim=(1, 3, 4))  # (B, T)
+    w = frame_weights.to(per_frame)
+    return (per_frame * w).sum() / w.sum().clamp_min(1e-8)
 
 
 # ------------------------------------------------------------------------------------------ autoencoder
