@@ -141,3 +141,26 @@ def test_two_process_data_parallel_gradients_equal_one_process(tmp_path, clips):
     assert one["grads"].keys() == two["grads"].keys() and len(one["grads"]) > 10
     for name, g in one["grads"].items():
         assert torch.allclose(g, two["grads"][name], rtol=1e-4, atol=1e-7), name
+
+
+def test_a_latent_cache_gives_windows_of_the_recipe_length_reproducibly(tmp_path):
+    from videoldm.training.data import LatentCache
+
+    latents = torch.arange(3 * 16, dtype=torch.float32).view(3, 1, 16, 1, 1).expand(3, 4, 16, 2, 2).contiguous()
+    LatentCache.write(tmp_path / "cache", latents, [{"caption": f"c{i}"} for i in range(3)], {})
+    full = LatentCache(tmp_path / "cache")
+    assert torch.equal(full[1][0], latents[1])  # same length: the whole clip
+    short = LatentCache(tmp_path / "cache", num_frames=13, seed=0)
+    starts = set()
+    for epoch in range(8):
+        short.set_epoch(epoch)
+        clip, meta = short[2]
+        start = int(clip[0, 0, 0, 0]) - 32
+        assert clip.shape == (4, 13, 2, 2) and torch.equal(clip, latents[2, :, start:start + 13]) and meta["caption"] == "c2"
+        starts.add(start)
+        again = LatentCache(tmp_path / "cache", num_frames=13, seed=0)
+        again.set_epoch(epoch)
+        assert torch.equal(again[2][0], clip)  # the same window for the same (seed, epoch, clip)
+    assert len(starts) > 1
+    with pytest.raises(ValueError, match="16 frames"):
+        LatentCache(tmp_path / "cache", num_frames=20)

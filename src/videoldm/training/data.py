@@ -120,9 +120,13 @@ def make_loader(dataset: Dataset, seed: int, start: int, per_rank: int, rank: in
 
 
 class LatentCache(Dataset):
-    """Clips encoded once by the autoencoder: ``(C, T, h, w)`` latents (scaled) with caption and attributes."""
+    """Clips encoded once by the autoencoder: ``(C, T, h, w)`` latents (scaled) with caption and attributes.
 
-    def __init__(self, root: str | Path):
+    ``num_frames`` shorter than the cached clips: each item is a window of that many frames, its start drawn
+    per (seed, epoch, clip), so a recipe on shorter clips (e.g. 13 frames for interpolation) uses the cache too.
+    """
+
+    def __init__(self, root: str | Path, num_frames: int | None = None, seed: int = 0):
         root = Path(root)
         if not (root / LATENTS_FILE).is_file():
             raise FileNotFoundError(f"no latent cache in {root} (make one with `videoldm cache-latents`)")
@@ -131,12 +135,26 @@ class LatentCache(Dataset):
         if len(self.meta) != len(self.latents):
             raise ValueError(f"latent cache {root}: {len(self.latents)} latents but {len(self.meta)} metadata rows")
         self.info = json.loads((root / "cache.json").read_text()) if (root / "cache.json").is_file() else {}
+        cached = self.latents.shape[2]
+        if num_frames is not None and num_frames > cached:
+            raise ValueError(f"latent cache {root} holds clips of {cached} frames; data.num_frames is {num_frames}: "
+                             f"cache longer clips, or train on the videos (no data.latents)")
+        self.num_frames, self.seed, self.epoch = num_frames or cached, seed, 0
 
     def __len__(self):
         return len(self.latents)
 
+    def set_epoch(self, epoch: int) -> None:
+        self.epoch = int(epoch)
+
     def __getitem__(self, index: int):
-        return self.latents[index], self.meta[index]
+        clip = self.latents[index]
+        spare = clip.shape[1] - self.num_frames
+        if spare:
+            g = torch.Generator().manual_seed((self.seed * 1_000_003 + self.epoch) * 1_000_003 + index)
+            start = int(torch.randint(spare + 1, (), generator=g))
+            clip = clip[:, start:start + self.num_frames]
+        return clip, self.meta[index]
 
     @staticmethod
     def write(root: str | Path, latents: torch.Tensor, meta: list[dict], info: dict) -> None:

@@ -52,7 +52,7 @@ def build_dataset(config: TrainConfig, need_pixels: bool = False):
     """The latent cache when configured and present (unless pixels are needed), else the video folder."""
     data = config.data
     if data.latents and Path(data.latents).exists() and not need_pixels:
-        return LatentCache(data.latents)
+        return LatentCache(data.latents, num_frames=data.num_frames, seed=data.seed or 0)
     if not data.path:
         raise ValueError("data.path is not set (and no latent cache exists at data.latents)")
     paths = [data.path] if isinstance(data.path, str) else list(data.path)
