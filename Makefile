@@ -44,6 +44,8 @@ models: setup
 	test -d data/shapes-latents || $(V) cache-latents configs/shapes/image.yaml
 	$(V) train configs/shapes/image.yaml --resume
 	$(V) train configs/shapes/temporal.yaml --resume
+	$(V) train configs/shapes/prediction.yaml --resume
+	$(V) train configs/shapes/interpolation.yaml --resume
 	$(V) train configs/driving/autoencoder.yaml --resume
 	$(V) train configs/driving/autoencoder-finetune.yaml --resume
 	$(V) train configs/driving/decoder.yaml --resume
