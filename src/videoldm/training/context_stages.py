@@ -35,11 +35,6 @@ class ContextStage(TemporalStage):
     kind = ""
 
     def build_video_unet(self, unet: UNet2DConditionModel) -> VideoUNet:
-        model = self._build_context_unet(unet)
-        self.clean_context = model.config.clean_context
-        return model
-
-    def _build_context_unet(self, unet: UNet2DConditionModel) -> VideoUNet:
         m = self.config.model
         options = {**m.temporal, "context_conditioning": True}
         if not m.init_temporal:
@@ -70,7 +65,7 @@ class ContextStage(TemporalStage):
         noisy = self.scheduler.add_noise(latents, noise, t)
         out = model(noisy, t, tokens, None, latents, mask)
         # a clean-context model sees its given frames as they are: nothing to predict there
-        weights = 1 - mask if self.clean_context else None
+        weights = 1 - mask if self.video_unet.config.clean_context else None
         return diffusion_loss(out, self.scheduler, latents, noise, t, weights), {}
 
     def export_info(self) -> dict:

@@ -9,6 +9,7 @@ from __future__ import annotations
 import json
 from pathlib import Path
 
+import numpy as np
 import torch
 from safetensors.torch import load_file, save_file
 from torch.utils.data import DataLoader, Dataset
@@ -151,8 +152,7 @@ class LatentCache(Dataset):
         clip = self.latents[index]
         spare = clip.shape[1] - self.num_frames
         if spare:
-            g = torch.Generator().manual_seed((self.seed * 1_000_003 + self.epoch) * 1_000_003 + index)
-            start = int(torch.randint(spare + 1, (), generator=g))
+            start = int(np.random.default_rng([self.seed, self.epoch, index]).integers(spare + 1))  # as VideoFolderDataset
             clip = clip[:, start:start + self.num_frames]
         return clip, self.meta[index]
 
