@@ -119,3 +119,29 @@ def test_ship_command_collects_the_recipes_runs(chain, tmp_path):
     index = json.loads((tmp_path / "shipped" / "shapes" / "temporal" / "videoldm.json").read_text())
     assert index["image_model"] == "../image" and (tmp_path / "shipped" / "shapes" / "image" / "MODEL_CARD.md").is_file()
     assert main(["ship", "--runs", str(tmp_path), "--only", "driving/unicorn"]) == 2
+
+
+def test_model_card_lists_every_recipe_that_trained_the_weights(tmp_path):
+    """An upsampler trained further by a second recipe names both, in order; a frozen base of another
+    stage is not part of its training."""
+    from videoldm.shipping import model_card, recipe_chain
+
+    def run(name, stage, steps, model):
+        folder = tmp_path / "runs" / name
+        (folder / "final").mkdir(parents=True)
+        config = {"stage": stage, "source": f"configs/{name}.yaml", "model": model, "data": {"batch_size": 2}}
+        (folder / "config.json").write_text(json.dumps(config))
+        rows = "".join(f"{i + 1},0.5,4.0\n" for i in range(steps))  # 0.5 s per step
+        (folder / "log.csv").write_text("step,loss,samples_per_s\n" + rows)
+        return folder
+
+    first = run("up-a", "upsampler-image", 120, {})
+    second = run("up-b", "upsampler-image", 60, {"image_model": "runs/up-a/final"})
+    video = run("up-video", "upsampler-video", 30, {"image_model": "runs/up-b/final"})
+    assert recipe_chain(second, tmp_path) == [first, second]
+    assert recipe_chain(video, tmp_path) == [video]
+    card = model_card("driving/upsampler-image", second / "final", {"stage": "upsampler-image"}, None, tmp_path)
+    assert "videoldm train configs/up-a.yaml && videoldm train configs/up-b.yaml" in card
+    assert "180 steps and 1.5 min in all" in card
+    assert "1. `configs/up-a.yaml`: 120 steps, 1.0 min" in card
+    assert "&&" not in model_card("driving/upsampler-video", video / "final", {"stage": "upsampler-video"}, None, tmp_path)

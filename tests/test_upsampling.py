@@ -78,9 +78,10 @@ def upsampler_runs(tmp_path_factory):
     write_dataset(make_generator("driving", frames=4, size=(32, 64), fps=8, seed=0), tmp / "clips", num=3)
     data = {"path": str(tmp / "clips"), "num_frames": 4, "fps": None, "size": [32, 64], "batch_size": 2}
     image = run_stage(tmp, "up-image", "upsampler-image", {**data, "frames_per_clip": 2},
-                      {"unet": PIXEL_UNET, "patch_size": 16, "residual_scale": 4.0}, sample_steps=2).train()
-    video = run_stage(tmp, "up-video", "upsampler-video", data, {"image_model": str(image), "patch_size": 16},
+                      {"unet": PIXEL_UNET, "patch_size": 16, "residual_scale": 4.0, "sampling_steps": 3},
                       sample_steps=2).train()
+    video = run_stage(tmp, "up-video", "upsampler-video", data, {"image_model": str(image), "patch_size": 16,
+                                                                "sampling_steps": 2}, sample_steps=2).train()
     return tmp, data, image, video
 
 
@@ -98,6 +99,21 @@ def test_upsampler_stages_export_what_loads(upsampler_runs):
         run_stage(tmp, "bad", "upsampler-video", data, {"image_model": str(video)})
     with pytest.raises(ValueError, match="multiple of the scale"):
         run_stage(tmp, "bad2", "upsampler-image", data, {"unet": PIXEL_UNET, "patch_size": 18})
+
+
+def test_an_upsampler_samples_with_the_steps_its_recipe_set_unless_told_otherwise(upsampler_runs):
+    tmp, data, image, video = upsampler_runs
+    low = torch.rand(1, 2, 3, 8, 16) * 2 - 1
+    for folder, own in ((image, 3), (video, 2)):
+        up = Upsampler.from_pretrained(folder)
+        calls = []
+        handle = up.image_unet.register_forward_hook(lambda *_: calls.append(1))
+        up(low, progress=False)
+        assert (up.sampling_steps, len(calls)) == (own, own)  # one tile, one chunk, no guidance: a call per step
+        calls.clear()
+        up(low, num_inference_steps=1, progress=False)
+        assert len(calls) == 1
+        handle.remove()
 
 
 

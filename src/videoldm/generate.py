@@ -64,9 +64,10 @@ def interpolation_passes(fps: float | None, base_fps: float, factor: int, availa
 
 def driving_video(models: str | Path, daytime: str = "day", crowdedness: str = "medium", seconds: float = 2.0,
                   fps: float | None = None, steps: int = 25, guidance: float = 3.0, seed: int = 0,
-                  upsample: bool = False, progress: bool = True) -> VideoOutput:
+                  upsample: bool = False, progress: bool = True, upsample_steps: int | None = None) -> VideoOutput:
     """A driving clip: keyframes (continued clip to clip for longer videos), interpolation to ``fps``, the
-    temporal decoder, and optionally the 4x video upsampler."""
+    temporal decoder, and optionally the 4x video upsampler (``upsample_steps``: None, the upsampler's own
+    default; ``steps`` is for the diffusion models that generate the frames)."""
     from .pipeline import VideoLDMPipeline
     from .stack import VideoLDMStack
 
@@ -90,11 +91,11 @@ def driving_video(models: str | Path, daytime: str = "day", crowdedness: str = "
                   else num_frames, num_clips=clips, interpolations=passes, num_inference_steps=steps,
                   guidance_scale=guidance, seed=seed, progress=progress)
     if upsample:
-        video = upsample_video(model_folder(models, "driving/upsampler-video"), video, steps, seed, progress)
+        video = upsample_video(model_folder(models, "driving/upsampler-video"), video, upsample_steps, seed, progress)
     return video
 
 
-def upsample_video(folder: Path, video: VideoOutput, steps: int, seed: int, progress: bool) -> VideoOutput:
+def upsample_video(folder: Path, video: VideoOutput, steps: int | None, seed: int, progress: bool) -> VideoOutput:
     from .upsampling import Upsampler
 
     upsampler = Upsampler.from_pretrained(folder)

@@ -32,10 +32,12 @@ SHIPPED_RUNS = {
 }
 
 
-def ship(exports: dict[str, str | Path], out: str | Path, metrics: dict[str, str] | None = None) -> Path:
+def ship(exports: dict[str, str | Path], out: str | Path, metrics: dict[str, str] | None = None,
+         root: str | Path = ".") -> Path:
     """``exports``: shipped name (e.g. ``"driving/prediction"``) -> exported folder (``runs/.../final``).
 
-    ``metrics``: shipped name -> a line of measured results for its card. Returns ``out``.
+    ``metrics``: shipped name -> a line of measured results for its card. ``root``: where the recipes ran
+    (their relative paths start there), to follow a run back to the runs it continued. Returns ``out``.
     """
     out = Path(out)
     sources = {name: Path(src).resolve() for name, src in exports.items()}
@@ -57,7 +59,7 @@ def ship(exports: dict[str, str | Path], out: str | Path, metrics: dict[str, str
                 raise ValueError(f"{name} refers to {referenced} ({key}), which is not among the shipped models")
             index[key] = os.path.relpath(out / by_source[referenced], target)
         (target / MODEL_INDEX).write_text(json.dumps(index, indent=2))
-        (target / "MODEL_CARD.md").write_text(model_card(name, src, index, (metrics or {}).get(name)))
+        (target / "MODEL_CARD.md").write_text(model_card(name, src, index, (metrics or {}).get(name), Path(root)))
     return out
 
 
@@ -76,9 +78,43 @@ def run_summary(run_dir: Path) -> dict:
             "final_loss": sum(last) / len(last) if last else float("nan"), "config": config}
 
 
-def model_card(name: str, src: Path, index: dict, metrics: str | None) -> str:
+def earlier_run(config: dict, root: Path) -> Path | None:
+    """The run whose weights this run continued (None if it started fresh): ``pretrained`` (an autoencoder
+    trained further), ``init_temporal`` (temporal layers taken over), or ``image_model`` when it is a run of
+    the same stage (an upsampler trained further); an ``image_model`` of another stage is a frozen base,
+    named in ``videoldm.json`` instead. Relative paths are read from ``root``, where the recipes ran."""
+    model = config.get("model", {})
+    for key in ("pretrained", "init_temporal", "image_model"):
+        path = model.get(key)
+        if not path:
+            continue
+        earlier = (root / path).parent  # an absolute path stays itself
+        if not (earlier / "config.json").is_file():
+            continue
+        if key == "image_model":
+            stage = json.loads((earlier / "config.json").read_text()).get("stage")
+            if stage != config.get("stage"):
+                continue
+        return earlier
+    return None
+
+
+def recipe_chain(run_dir: Path, root: Path) -> list[Path]:
+    """The runs that trained these weights, oldest first (one, unless a recipe continued another)."""
+    chain = [run_dir]
+    while len(chain) < 32:
+        config = run_summary(chain[0]).get("config", {})
+        earlier = earlier_run(config, root)
+        if earlier is None or earlier.resolve() in (r.resolve() for r in chain):
+            break
+        chain.insert(0, earlier)
+    return chain
+
+
+def model_card(name: str, src: Path, index: dict, metrics: str | None, root: Path = Path(".")) -> str:
     run_dir = src.parent
     s = run_summary(run_dir)
+    chain = recipe_chain(run_dir, root)
     config = s.get("config", {})
     data = config.get("data", {})
     recipe = config.get("source") or "(recipe not recorded)"
@@ -86,12 +122,22 @@ def model_card(name: str, src: Path, index: dict, metrics: str | None) -> str:
     paths = ", ".join(paths) if isinstance(paths, list) else paths
     lines = [f"# {name}", "", f"Stage `{index.get('stage')}` of the Video LDM stack, trained on this project's CPU "
              "machine (2 cores) with the project's own recipe.", "",
-             f"- Recipe: `{recipe}`; retrain with `videoldm train {recipe}`",
+             f"- Recipe: `{recipe}`; retrain with `videoldm train {recipe}`" if len(chain) == 1 else
+             f"- Recipe: `{recipe}`, continuing the runs listed below",
              f"- Data: `{paths}` ({data.get('num_frames')} frames at {data.get('fps')} fps, size {data.get('size')}), "
              "made by `videoldm data synth` (commands in the recipe's header)"]
     if s:
         lines += [f"- Steps: {s['steps']}; training time: {s['seconds'] / 60:.1f} min (sum of step times); "
                   f"final loss (mean of the last 50 steps): {s['final_loss']:.4f}"]
+    if len(chain) > 1:  # the recipe continued the weights of earlier runs: list them all, oldest first
+        summaries = [run_summary(r) for r in chain]
+        recipes = [x.get("config", {}).get("source") or f"{r} (recipe not recorded)" for r, x in zip(chain, summaries)]
+        total = sum(x.get("seconds", 0.0) for x in summaries)
+        lines += [f"- Trained by {len(chain)} recipes in turn, each continuing the one before (retrain with "
+                  f"`{' && '.join(f'videoldm train {r}' for r in recipes)}`); "
+                  f"{sum(x.get('steps', 0) for x in summaries)} steps and {total / 60:.1f} min in all:"]
+        lines += [f"  {i + 1}. `{r}`: {x.get('steps', 0)} steps, {x.get('seconds', 0.0) / 60:.1f} min"
+                  for i, (r, x) in enumerate(zip(recipes, summaries))]
     if metrics:
         lines += [f"- Measured: {metrics}"]
     lines += ["", "Files: the export as `videoldm train` wrote it (`videoldm.json` says what it holds and what it "

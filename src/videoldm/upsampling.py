@@ -141,7 +141,7 @@ class Upsampler:
     def __init__(self, unet: UNet2DConditionModel | VideoUNet, scheduler_config: dict, space: str = "pixel",
                  scale: int = 4, vae=None, text=None, noise_level: int = 20, max_noise_level: int = 350,
                  low_res_scheduler_config: dict | None = None, fps: float | None = None, residual: bool = False,
-                 residual_scale: float = 1.0):
+                 residual_scale: float = 1.0, sampling_steps: int = 25):
         if space not in SPACES:
             raise ValueError(f"space must be one of {SPACES}, got {space!r}")
         image_unet = unet.unet if isinstance(unet, VideoUNet) else unet
@@ -153,6 +153,7 @@ class Upsampler:
         self.noise_level = int(noise_level)
         self.augmentation = NoiseAugmentation(max_noise_level, low_res_scheduler_config)
         self.fps = fps
+        self.sampling_steps = int(sampling_steps)  # the default of __call__: what the export was measured best at
         if residual and space != "pixel":
             raise ValueError("residual upsampling (adding to the bicubic upsampled input) is a pixel-space option")
         self.residual = residual  # the model generates the difference to the bicubic upsampled input,
@@ -205,7 +206,8 @@ class Upsampler:
         upsampler = cls(unet, scheduler.config, base_index["space"], base_index["scale"], vae, None,
                         base_index["noise_level"], base_index["max_noise_level"], base_index.get("low_res_scheduler"),
                         base_index.get("fps"), base_index.get("residual", False),
-                        base_index.get("residual_scale", 1.0))
+                        base_index.get("residual_scale", 1.0),
+                        index.get("sampling_steps", base_index.get("sampling_steps", 25)))
         if index["stage"] == "upsampler-video":
             upsampler = upsampler.video(temporal_layers=root / index["temporal_layers"])
         return upsampler
@@ -247,7 +249,7 @@ class Upsampler:
         return self.text(["" if uncond else (p or "") for p in prompts])
 
     @torch.no_grad()
-    def __call__(self, low_res: torch.Tensor, prompt: str | list | None = None, *, num_inference_steps: int = 25,
+    def __call__(self, low_res: torch.Tensor, prompt: str | list | None = None, *, num_inference_steps: int | None = None,
                  noise_level: int | None = None, guidance_scale: float = 1.0, sampler: str = "ddim", seed: int = 0,
                  tile_size: int | None = None, tile_overlap: int = 32, frames_per_chunk: int = 8,
                  frame_by_frame: bool = False, output_type: str = "pt", progress: bool = True) -> VideoOutput:
@@ -256,12 +258,14 @@ class Upsampler:
         ``tile_size``: sample the output in tiles of this many pixels (latent space: latent pixels) with
         ``tile_overlap``; None: whole frames. Frames go through in chunks of ``frames_per_chunk``.
         ``frame_by_frame``: a video upsampler with alpha = 1 (the image upsampler, frame by frame).
+        ``num_inference_steps``: None takes the model's own default (``sampling_steps``, from its recipe).
         """
         if output_type not in OUTPUT_TYPES:
             raise ValueError(f"output_type must be one of {OUTPUT_TYPES}, got {output_type!r}")
         if low_res.ndim != 5 or low_res.shape[2] != 3:
             raise ValueError(f"low_res must be frames (B, T, 3, h, w) in [-1, 1], got {tuple(low_res.shape)}")
         B, T, _, h, w = low_res.shape
+        num_inference_steps = self.sampling_steps if num_inference_steps is None else num_inference_steps
         prompts = prompt if isinstance(prompt, list) else [prompt] * B
         level = self.noise_level if noise_level is None else int(noise_level)
         if not 0 <= level < self.augmentation.max_noise_level:

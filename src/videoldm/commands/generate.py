@@ -32,6 +32,9 @@ def add_command(subparsers) -> None:
     p.add_argument("--steps", type=int, default=25, help="sampling steps per stage (default 25)")
     p.add_argument("--guidance", type=float, default=3.0, help="classifier-free guidance scale (default 3)")
     p.add_argument("--upsample", action="store_true", help="driving: 4x video upsampler at the end")
+    p.add_argument("--upsample-steps", type=int,
+                   help="sampling steps of the upsampler (default: its own, from its recipe; --steps is for the "
+                        "models that generate the frames)")
     p.add_argument("--size", help="text video: HxW (up to 4x the trained size; default the trained size)")
     p.add_argument("--base", help="your image model: a diffusers Stable Diffusion folder (needs --temporal)")
     p.add_argument("--temporal", help="a temporal-layer folder for --base")
@@ -59,7 +62,7 @@ def run_ship(args) -> int:
     unknown = [n for n in names if n not in SHIPPED_RUNS]
     if unknown:
         raise ValueError(f"unknown model(s) {', '.join(unknown)}; shipped: {', '.join(SHIPPED_RUNS)}")
-    out = ship({n: Path(args.runs) / SHIPPED_RUNS[n] for n in names}, args.out or SHIPPED)
+    out = ship({n: Path(args.runs) / SHIPPED_RUNS[n] for n in names}, args.out or SHIPPED, root=args.runs)
     for name in names:
         print(out / name)
     return 0
@@ -78,7 +81,8 @@ def run(args) -> int:
     start = time.perf_counter()
     if want_driving:
         video = driving_video(models, args.daytime or "day", args.crowdedness or "medium", args.seconds, args.fps,
-                              args.steps, args.guidance, args.seed, args.upsample)
+                              args.steps, args.guidance, args.seed, args.upsample,
+                              upsample_steps=args.upsample_steps)
         written += write_outputs(video, out, "driving")
     if want_text:
         size = tuple(int(v) for v in args.size.split("x")) if args.size else None

@@ -145,6 +145,9 @@ class UpsamplerModelConfig:
     # upsampler-video: the upsampler-image export under the temporal layers; upsampler-image: one to continue
     image_model: str = ""
     temporal: dict = field(default_factory=dict)
+    # the sampling steps the export takes by default: a residual upsampler is measured best at few (1 on the
+    # driving and camera clips, docs/upsampling.md), a diffusion model generating whole frames at more
+    sampling_steps: int = 25
 
 
 MODEL_CONFIGS = {"autoencoder": AutoencoderModelConfig, "image": ImageModelConfig, "temporal": TemporalModelConfig,

@@ -168,7 +168,7 @@ class UpsamplerImageStage(UpsamplerStage):
         m = self.config.model
         return Upsampler(self.unet, self.scheduler.config, m.space, m.scale, self.vae, None, m.noise_level,
                          m.max_noise_level, fps=self.config.data.fps, residual=self.residual,
-                         residual_scale=self.residual_scale)
+                         residual_scale=self.residual_scale, sampling_steps=m.sampling_steps)
 
     def export(self, directory: Path) -> None:
         m = self.config.model
@@ -177,7 +177,7 @@ class UpsamplerImageStage(UpsamplerStage):
         index = {"stage": "upsampler-image", "unet": "unet", "scheduler": "scheduler", "space": m.space,
                  "scale": m.scale, "noise_level": m.noise_level, "max_noise_level": m.max_noise_level,
                  "residual": self.residual, "residual_scale": self.residual_scale,
-                 "patch_size": m.patch_size, "fps": self.config.data.fps}
+                 "patch_size": m.patch_size, "fps": self.config.data.fps, "sampling_steps": m.sampling_steps}
         if self.vae is not None:
             self.vae.save_pretrained(directory / "vae")
             index["vae"] = "vae"
@@ -197,6 +197,7 @@ class UpsamplerVideoStage(UpsamplerStage):
             setattr(m, key, index[key])
         self.base = base
         self.video_upsampler = base.video(**m.temporal)
+        self.video_upsampler.sampling_steps = m.sampling_steps
         self.vae, self.augmentation, self.residual = base.vae, base.augmentation, base.residual
         self.residual_scale = base.residual_scale
         self.scheduler = DDPMScheduler.from_config(base.scheduler_config)
@@ -210,5 +211,5 @@ class UpsamplerVideoStage(UpsamplerStage):
         self.video_upsampler.unet.save_temporal_layers(directory / "temporal_layers")
         index = {"stage": "upsampler-video", "image_model": reference(self.config.model.image_model, directory),
                  "temporal_layers": "temporal_layers", "num_frames": self.config.data.num_frames,
-                 "fps": self.config.data.fps}
+                 "fps": self.config.data.fps, "sampling_steps": self.config.model.sampling_steps}
         (directory / MODEL_INDEX).write_text(json.dumps(index, indent=2))
