@@ -4,8 +4,8 @@ Each length renders in its own child process (`videoldm.rollout`: prediction mod
 model, decoded clip by clip and appended to the mp4). Memory is the process's peak resident set, in total,
 and the render's own peak: the peak counter is restarted once the models are loaded (Linux), since loading's
 transients otherwise set the peak and vary between processes. The parent then reads both videos back and reports
-the frame change at clip boundaries against inside clips, and the acceleration of tracked cars at
-boundaries against elsewhere (driving).
+the frame change at clip boundaries against inside clips, and the acceleration of tracked objects at
+boundaries against elsewhere: cars (driving), or the shapes the caption names (shapes, with --prompt).
 
     MALLOC_MMAP_THRESHOLD_=33554432 MALLOC_TRIM_THRESHOLD_=2147483647 MALLOC_TOP_PAD_=536870912 \\
         python benchmarks/bench_rollout.py runs/driving/prediction/final \\
@@ -100,6 +100,7 @@ def main() -> None:
 
     from videoldm.long_evaluation import read_video, rollout_joins
     from videoldm.metrics.driving_tracking import daytime_of
+    from videoldm.metrics.shapes_tracking import shape_colours
 
     out = Path(args.out)
     out.mkdir(parents=True, exist_ok=True)
@@ -117,19 +118,21 @@ def main() -> None:
         if done.returncode:
             sys.exit(f"rollout of {seconds:g} s failed:\n{done.stderr[-3000:]}")
         result = json.loads(done.stdout.strip().splitlines()[-1])
-        result["joins"] = rollout_joins(read_video(video), result["clip_starts"], daytime_of(result["prompt"]))
+        prompt = result["prompt"]
+        colours = shape_colours(prompt) if isinstance(prompt, str) else None  # a caption: track its shapes
+        result["joins"] = rollout_joins(read_video(video), result["clip_starts"], daytime_of(prompt), colours)
         rows.append(result)
         print(f"{seconds:g} s: {result['frames']} frames at {result['fps']:g} fps, {result['clips']} clips, "
               f"{result['wall_s']:.0f} s, peak {result['peak_mib']:.0f} MiB", flush=True)
     (out / "results.json").write_text(json.dumps(rows, indent=2))
     print(f"\n{'video s':>8}{'frames':>8}{'fps':>6}{'clips':>7}{'wall s':>8}{'peak MiB':>10}{'at start':>10}"
-          f"{'render peak':>13}{'growth':>8}{'change joins/inside':>21}{'car accel joins/inside':>24}")
+          f"{'render peak':>13}{'growth':>8}{'change joins/inside':>21}{'track accel joins/inside':>26}")
     for r in rows:
         j, render = r["joins"], r.get("render_peak_mib")
         print(f"{r['seconds']:>8.1f}{r['frames']:>8}{r['fps']:>6g}{r['clips']:>7}{r['wall_s']:>8.0f}{r['peak_mib']:>10.0f}"
               f"{r['before_render_mib']:>10.0f}{render if render is not None else float('nan'):>13.0f}"
               f"{r.get('render_growth_mib', float('nan')):>8.0f}"
-              f"{j['change_ratio']:>21.2f}{j['car_acceleration_ratio']:>24.2f}")
+              f"{j['change_ratio']:>21.2f}{j['track_acceleration_ratio']:>26.2f}")
     if len(rows) > 1:
         print(f"peak memory (whole process), longest / shortest: {rows[-1]['peak_mib'] / rows[0]['peak_mib']:.3f}")
         if rows[0].get("render_peak_mib") and rows[-1].get("render_peak_mib"):

@@ -34,6 +34,29 @@ def test_rollout_joins_finds_a_jump_at_the_boundary():
     assert rollout_joins(jumped, [0, 8, 16])["change_ratio"] > 3
 
 
+def test_rollout_joins_track_the_shapes_a_caption_names():
+    """A red circle moving at constant speed: no acceleration anywhere; one that jumps where clip 2 starts:
+    its acceleration at the join stands out."""
+    from videoldm.data.synthetic.shapes import BACKGROUNDS, COLORS, shape_mask
+    from videoldm.long_evaluation import rollout_joins
+    from videoldm.metrics.shapes_tracking import shape_colours
+
+    def video(jump: float):
+        ys, xs = np.mgrid[0:32, 0:48] + 0.5
+        frames = np.empty((24, 32, 48, 3), np.uint8)
+        for t in range(24):
+            x = 8 + 1.0 * t + (jump if t >= 8 else 0.0)
+            frames[t] = np.where(shape_mask("circle", xs - x, ys - 16, 4)[..., None], COLORS["red"], BACKGROUNDS["dark"])
+        return frames
+
+    colours = shape_colours(PROMPT)
+    smooth = rollout_joins(video(0.0), [0, 8, 16], colours=colours)
+    assert smooth["tracked"] == "shapes" and smooth["objects_per_frame"] == 1.0
+    assert smooth["track_samples_at_joins"] > 0 and smooth["track_acceleration_at_joins"] < 0.2
+    jumped = rollout_joins(video(6.0), [0, 8, 16], colours=colours)
+    assert jumped["track_acceleration_at_joins"] > 2.0 and jumped["track_acceleration_ratio"] > 5
+
+
 def test_pipeline_context_starts_the_clip_with_the_given_latents(chain):
     from videoldm.pipeline import VideoLDMPipeline
 

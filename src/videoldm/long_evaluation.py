@@ -5,7 +5,8 @@
   the same with S = 0 (same noise), which should give an unrelated frame.
 - :func:`evaluate_interpolation`: frames generated between keyframes taken from real clips against the
   true in-between frames (PSNR), next to linear blending of the keyframes.
-- :func:`rollout_joins`: a rollout's frame change and car trajectories at clip boundaries against inside clips.
+- :func:`rollout_joins`: a rollout's frame change and object trajectories (cars, or the shapes a caption
+  names) at clip boundaries against inside clips.
 """
 from __future__ import annotations
 
@@ -18,6 +19,7 @@ import torch
 from .data.io import write_gif
 from .metrics import psnr
 from .metrics.driving_tracking import track_cars
+from .metrics.shapes_tracking import track_shapes
 from .metrics.trajectory import second_differences
 from .metrics.video import as_videos
 from .training.sampling_io import video_grid
@@ -123,19 +125,24 @@ def evaluate_interpolation(pipeline, clips: torch.Tensor, prompts: list, factor:
     return summary
 
 
-def rollout_joins(frames, clip_starts: list[int], daytime: str | None = None) -> dict:
-    """Frame change and car-track acceleration at a rollout's clip boundaries against inside its clips.
+def rollout_joins(frames, clip_starts: list[int], daytime: str | None = None, colours: list[str] | None = None) -> dict:
+    """Frame change and object-track acceleration at a rollout's clip boundaries against inside its clips.
 
     ``frames``: one video (anything ``as_videos`` takes for a single video, e.g. ``(T, H, W, 3)`` uint8);
     ``clip_starts``: the frame index where each clip's frames begin (``rollout(...)["clip_starts"]``).
-    A boundary pair is (start - 1, start); a boundary triple for the track acceleration is any of the
-    three frames around it that contains the boundary pair.
+    The objects tracked are cars (driving, lit for ``daytime``), or with ``colours`` the shapes of those
+    colours (``shapes``: ``shape_colours(caption)``). A boundary pair is (start - 1, start); a boundary
+    triple for the track acceleration is any of the three frames around it that contains the boundary pair.
     """
     x = as_videos(np.asarray(frames)[None])
     change = _frame_change(x)
     joins = [s - 1 for s in clip_starts if 0 < s < x.shape[1]]
     inside = np.setdiff1d(np.arange(len(change)), joins)
-    tracks, counts, _ = track_cars(x[0], daytime)
+    if colours:
+        tracks, _ = track_shapes(x[0], colours)
+        counts = sum((~np.isnan(track).any(-1)).astype(int) for track in tracks)  # shapes found per frame
+    else:
+        tracks, counts, _ = track_cars(x[0], daytime)
     at_join, elsewhere = [], []
     for track in tracks:  # second differences at t use frames t-1, t, t+1
         t = np.arange(1, len(track) - 1)
@@ -145,13 +152,15 @@ def rollout_joins(frames, clip_starts: list[int], daytime: str | None = None) ->
         at_join.extend(acc[touches])
         elsewhere.extend(acc[~touches])
     mean = lambda v: float(np.mean(v)) if len(v) else float("nan")  # noqa: E731
+    ratio = lambda a, b: a / b if b else (float("nan") if not a else float("inf"))  # noqa: E731
     summary = {"frames": int(x.shape[1]), "clips": len(clip_starts),
                "change_at_joins": mean(change[joins]), "change_inside": mean(change[inside]),
-               "change_ratio": mean(change[joins]) / mean(change[inside]),
-               "car_acceleration_at_joins": mean(at_join), "car_acceleration_inside": mean(elsewhere),
-               "car_samples_at_joins": len(at_join), "car_samples_inside": len(elsewhere),
-               "cars_per_frame": float(counts.mean())}
-    summary["car_acceleration_ratio"] = summary["car_acceleration_at_joins"] / summary["car_acceleration_inside"]
+               "change_ratio": ratio(mean(change[joins]), mean(change[inside])),
+               "tracked": "shapes" if colours else "cars",
+               "track_acceleration_at_joins": mean(at_join), "track_acceleration_inside": mean(elsewhere),
+               "track_samples_at_joins": len(at_join), "track_samples_inside": len(elsewhere),
+               "objects_per_frame": float(counts.mean()) if len(counts) else 0.0}
+    summary["track_acceleration_ratio"] = ratio(summary["track_acceleration_at_joins"], summary["track_acceleration_inside"])
     return summary
 
 

@@ -175,13 +175,16 @@ def run_interpolation(args) -> int:
 def run_rollout(args) -> int:
     from videoldm.long_evaluation import read_video, rollout_joins
     from videoldm.metrics.driving_tracking import daytime_of
+    from videoldm.metrics.shapes_tracking import shape_colours
 
     sidecar = Path(args.video).with_suffix(".json")
     if not sidecar.is_file():
         raise FileNotFoundError(f"{sidecar} not found: evaluate-rollout reads the clip boundaries `videoldm rollout` "
                                 "writes beside its video")
     info = json.loads(sidecar.read_text())
-    summary = rollout_joins(read_video(args.video), info["clip_starts"], daytime_of(info.get("prompt")))
+    prompt = info.get("prompt")
+    colours = shape_colours(prompt) if isinstance(prompt, str) else None  # a caption: track its shapes
+    summary = rollout_joins(read_video(args.video), info["clip_starts"], daytime_of(prompt), colours)
     print(json.dumps(summary, indent=2))
     return 0
 
