@@ -50,6 +50,7 @@ models: setup
 	$(V) train configs/driving/autoencoder-finetune.yaml --resume
 	$(V) train configs/driving/decoder.yaml --resume
 	$(V) train configs/driving/autoencoder-roads.yaml --resume
+	$(V) train configs/driving/decoder-roads.yaml --resume
 	test -d data/driving-latents || $(V) cache-latents configs/driving/image.yaml
 	$(V) train configs/driving/image.yaml --resume
 	$(V) train configs/driving/prediction.yaml --resume

@@ -147,7 +147,7 @@ def format_decoder_summary(summary: dict) -> str:
 
 # ---------------------------------------------------------------------------------------- upsampler
 @torch.no_grad()
-def evaluate_upsampler(upsampler, clips, num_inference_steps: int = 25, noise_level: int | None = None,
+def evaluate_upsampler(upsampler, clips, num_inference_steps: int | None = None, noise_level: int | None = None,
                        seed: int = 0, tile_size: int | None = None, out_dir: str | Path | None = None,
                        fps: float = 8.0, gifs: int = 4) -> dict:
     """``clips``: true high-resolution videos ``(N, 3, T, H, W)`` in [-1, 1]; each is downsampled by the
@@ -170,7 +170,7 @@ def evaluate_upsampler(upsampler, clips, num_inference_steps: int = 25, noise_le
     summary = {name: {"psnr": psnr(x.transpose(1, 2), clips), "temporal_error": temporal_error(x.transpose(1, 2), clips)}
                for name, x in results.items()}
     summary["settings"] = {"clips": int(clips.shape[0]), "frames": int(clips.shape[2]), "size": list(clips.shape[-2:]),
-                           "scale": upsampler.scale, "steps": num_inference_steps,
+                           "scale": upsampler.scale, "steps": num_inference_steps or upsampler.sampling_steps,
                            "noise_level": upsampler.noise_level if noise_level is None else noise_level, "seed": seed}
     if out_dir is not None:
         out = Path(out_dir)
@@ -200,7 +200,7 @@ ABLATION_KEYS = SUMMARY_KEYS + ("cars_per_frame", "count_changes")
 @torch.no_grad()
 def evaluate_ablation(pipeline, prompts: list, kind: str, upsampler=None, out_dir: str | Path | None = None,
                       num_frames: int = 16, num_inference_steps: int = 25, guidance_scale: float = 3.0,
-                      upsampler_steps: int = 20, seed: int = 0, batch_size: int = 8, fps: float = 8.0,
+                      upsampler_steps: int | None = None, seed: int = 0, batch_size: int = 8, fps: float = 8.0,
                       gifs: int = 4, progress: bool = True) -> dict:
     """The paper's ablation in miniature: the same prompts and noise through ever more of the stack.
 
@@ -240,7 +240,8 @@ def evaluate_ablation(pipeline, prompts: list, kind: str, upsampler=None, out_di
         summary[row] = {k: report[k] / (scale if k == "jerk" else 1) for k in ABLATION_KEYS if k in report}
         summary[row]["size"] = list(frames.shape[-2:])
     summary["settings"] = {"num_prompts": len(prompts), "num_frames": num_frames, "steps": num_inference_steps,
-                           "guidance_scale": guidance_scale, "upsampler_steps": upsampler_steps if upsampler else None,
+                           "guidance_scale": guidance_scale,
+                           "upsampler_steps": (upsampler_steps or upsampler.sampling_steps) if upsampler else None,
                            "seed": seed}
     if out_dir is not None:
         out = Path(out_dir)

@@ -20,8 +20,8 @@ REFERENCE_KEYS = ("image_model", "autoencoder")
 
 # what ships, from which run of the project's recipes (`make models` trains them in this order)
 SHIPPED_RUNS = {
-    "driving/autoencoder": "runs/driving/autoencoder-finetune/final",
-    "driving/decoder": "runs/driving/decoder/final",
+    "driving/autoencoder": "runs/driving/autoencoder-roads/final",  # the driving diffusion models' latents
+    "driving/decoder": "runs/driving/decoder-roads/final",
     "driving/image": "runs/driving/image/final",
     "driving/prediction": "runs/driving/prediction/final",
     "driving/interpolation": "runs/driving/interpolation/final",
