@@ -80,12 +80,14 @@ def run_summary(run_dir: Path) -> dict:
 
 def earlier_run(config: dict, root: Path) -> Path | None:
     """The run whose weights this run continued (None if it started fresh): ``pretrained`` (an autoencoder
-    trained further), ``init_temporal`` (temporal layers taken over), or ``image_model`` when it is a run of
+    trained further), ``unet.pretrained`` (an image model trained further, or on a new style),
+    ``init_temporal`` (temporal layers taken over), or ``image_model`` when it is a run of
     the same stage (an upsampler trained further); an ``image_model`` of another stage is a frozen base,
     named in ``videoldm.json`` instead. Relative paths are read from ``root``, where the recipes ran."""
     model = config.get("model", {})
-    for key in ("pretrained", "init_temporal", "image_model"):
-        path = model.get(key)
+    unet = model.get("unet") if isinstance(model.get("unet"), dict) else {}
+    for key in ("pretrained", "unet.pretrained", "init_temporal", "image_model"):
+        path = unet.get("pretrained") if key == "unet.pretrained" else model.get(key)
         if not path:
             continue
         earlier = (root / path).parent  # an absolute path stays itself
