@@ -164,3 +164,32 @@ def test_a_latent_cache_gives_windows_of_the_recipe_length_reproducibly(tmp_path
     assert len(starts) > 1
     with pytest.raises(ValueError, match="16 frames"):
         LatentCache(tmp_path / "cache", num_frames=20)
+
+
+def test_a_checkpoint_exports_as_the_final_model_would(tmp_path, clips):
+    """`train --export-checkpoint`: the last checkpoint's export equals `final/` (both the EMA weights of
+    the same step), and the run folder is left as it was."""
+    from safetensors.torch import load_file
+
+    from videoldm.cli import main
+
+    path = recipe(tmp_path, clips, max_steps=6)
+    assert main(["train", str(path)]) == 0
+    run_dir = tmp_path / "run"
+    before = sorted(p.relative_to(run_dir) for p in run_dir.rglob("*"))
+    out = main_export(path, run_dir / "checkpoint-00000006", tmp_path / "exported")
+    assert sorted(p.relative_to(run_dir) for p in run_dir.rglob("*")) == before
+    assert json.loads((out / "videoldm.json").read_text())["stage"] == "autoencoder"
+    final = load_file(run_dir / "final" / "vae" / "diffusion_pytorch_model.safetensors")
+    got = load_file(out / "vae" / "diffusion_pytorch_model.safetensors")
+    assert final.keys() == got.keys() and all(torch.equal(final[k], got[k]) for k in final)
+    earlier = load_file(main_export(path, run_dir / "checkpoint-00000003", tmp_path / "at3") / "vae" /
+                        "diffusion_pytorch_model.safetensors")
+    assert any(not torch.equal(final[k], earlier[k]) for k in final)  # another step, other weights
+
+
+def main_export(path, checkpoint, out):
+    from videoldm.cli import main
+
+    assert main(["train", str(path), "--export-checkpoint", str(checkpoint), "--out", str(out)]) == 0
+    return out

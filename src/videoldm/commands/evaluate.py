@@ -95,7 +95,7 @@ def add_command(subparsers) -> None:
     it.set_defaults(func=run_interpolation)
 
     ro = subparsers.add_parser(
-        "evaluate-rollout", help="frame change and car tracks at a rollout's clip boundaries vs inside clips",
+        "evaluate-rollout", help="frame change and car (or shape) tracks at a rollout's clip boundaries vs inside clips",
         description="Read a video written by `videoldm rollout` and its JSON sidecar (clip boundaries); report the "
                     "frame-to-frame change at boundaries against inside clips, and the acceleration of tracked "
                     "cars (driving) at boundaries against elsewhere.",

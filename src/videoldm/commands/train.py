@@ -17,6 +17,7 @@ examples:
   videoldm train configs/shapes/autoencoder.yaml
   videoldm train configs/shapes/image.yaml --set run.max_steps=200 --set data.batch_size=16
   videoldm train configs/shapes/temporal.yaml --resume          # continue from the latest checkpoint
+  videoldm train configs/shapes/image.yaml --export-checkpoint runs/shapes/image/checkpoint-00002500 --out /tmp/m
   videoldm cache-latents configs/shapes/temporal.yaml          # encode the clips once, to data.latents
   accelerate launch --multi_gpu --num_processes 2 -m videoldm train configs/shapes/temporal.yaml
 
@@ -32,6 +33,10 @@ def add_command(subparsers) -> None:
                    help="continue from CHECKPOINT, or from the run folder's latest checkpoint")
     p.add_argument("--set", action="append", default=[], metavar="SECTION.KEY=VALUE",
                    help="override a recipe value (YAML syntax), e.g. --set run.max_steps=100")
+    p.add_argument("--export-checkpoint", metavar="CHECKPOINT",
+                   help="do not train: export CHECKPOINT (its EMA weights, as `final/` would be) to --out, to "
+                        "evaluate a run while it trains")
+    p.add_argument("--out", help="with --export-checkpoint: the folder to write (default: CHECKPOINT/export)")
     p.set_defaults(func=run_train)
 
     c = subparsers.add_parser("cache-latents", help="encode a recipe's clips with its autoencoder, once",
@@ -48,6 +53,16 @@ def run_train(args) -> int:
     from videoldm.training.config import load_config
     from videoldm.training.trainer import train
 
+    if args.export_checkpoint:
+        from pathlib import Path
+
+        from videoldm.training.trainer import Trainer
+
+        trainer = Trainer(load_config(args.config, args.set))
+        trainer.resume(args.export_checkpoint)
+        out = trainer.export(args.out or Path(args.export_checkpoint) / "export", samples=False)
+        print(f"exported step {trainer.step}: {out}")
+        return 0
     final = train(load_config(args.config, args.set), resume=args.resume)
     print(f"done: {final}")
     return 0

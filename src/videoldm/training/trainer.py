@@ -151,14 +151,16 @@ class Trainer:
         return iter(make_loader(self.stage.dataset, data.seed, self.position, data.batch_size,
                                 acc.process_index, acc.num_processes, data.num_workers))
 
-    def export(self) -> Path:
-        """Writes the trained model (EMA weights when there is an EMA) to ``output_dir/final``."""
-        final = self.run_dir / "final"
+    def export(self, directory: str | Path | None = None, samples: bool = True) -> Path:
+        """Writes the trained model (EMA weights when there is an EMA) to ``directory`` (default
+        ``output_dir/final``), with samples in ``output_dir/samples`` unless ``samples`` is False."""
+        final = Path(directory) if directory else self.run_dir / "final"
         if self.accelerator.is_main_process:
             final.mkdir(parents=True, exist_ok=True)
             with self._ema_weights():
                 self.stage.export(final)
-                self.stage.sample(self.run_dir / "samples", self.step)
+                if samples:
+                    self.stage.sample(self.run_dir / "samples", self.step)
         self.accelerator.wait_for_everyone()
         return final
 
