@@ -98,6 +98,20 @@ def test_evaluation_reports_both_models(exports, tmp_path):
     assert (tmp_path / "coherence.json").is_file() and (tmp_path / "video.gif").is_file()
 
 
+def test_evaluate_samples_beyond_the_trained_size_and_length(exports, tmp_path, capsys):
+    """`videoldm evaluate --size --frames`: 2x the trained 16x16 frames and more frames than trained."""
+    from videoldm.cli import main
+
+    data = exports[0] / "clips"
+    out = tmp_path / "big"
+    assert main(["evaluate", str(exports[3]), "--data", str(data), "--num", "1", "--frames", "7", "--steps", "2",
+                 "--size", "32x32", "--out", str(out)]) == 0
+    settings = json.loads((out / "coherence.json").read_text())["settings"]
+    assert settings["size"] == [32, 32] and settings["num_frames"] == 7
+    assert main(["evaluate", str(exports[3]), "--data", str(data), "--num", "1", "--size", "20x32"]) == 2
+    assert "multiples of 16" in capsys.readouterr().err
+
+
 def test_pipeline_with_the_temporal_decoder(exports):
     from videoldm.pipeline import VideoLDMPipeline
 

@@ -19,8 +19,12 @@ SUMMARY_KEYS = ("found_fraction", "caption_match", "jerk", "flicker", "backgroun
 
 def evaluate_coherence(pipeline, prompts: list, kind: str, out_dir: str | Path | None = None, num_frames: int = 16,
                        num_inference_steps: int = 25, guidance_scale: float = 3.0, seed: int = 0,
-                       batch_size: int = 8, fps: float = 8.0, gifs: int = 8) -> dict:
-    """Returns ``{"video": report, "frame_by_frame": report, "ratios": ...}`` and writes GIFs and JSON."""
+                       batch_size: int = 8, fps: float = 8.0, gifs: int = 8,
+                       latent_size: tuple[int, int] | None = None) -> dict:
+    """Returns ``{"video": report, "frame_by_frame": report, "ratios": ...}`` and writes GIFs and JSON.
+
+    ``num_frames`` and ``latent_size`` (default: the trained size) may exceed what the model was trained
+    on: the layers are convolutional in space and time, and temporal attention uses relative positions."""
     results = {}
     for mode in ("video", "frame_by_frame"):
         videos = []
@@ -28,7 +32,7 @@ def evaluate_coherence(pipeline, prompts: list, kind: str, out_dir: str | Path |
             chunk = prompts[start:start + batch_size]
             frames = pipeline(chunk, num_frames=num_frames, num_inference_steps=num_inference_steps,
                               guidance_scale=guidance_scale, seed=seed + start, frame_by_frame=mode != "video",
-                              progress=False).frames
+                              progress=False, latent_size=latent_size).frames
             videos.append(frames)
         videos = torch.cat(videos)  # (N, T, 3, H, W)
         results[mode] = coherence_report(videos.transpose(1, 2), kind, prompts)
@@ -37,7 +41,8 @@ def evaluate_coherence(pipeline, prompts: list, kind: str, out_dir: str | Path |
     summary = {mode: {k: results[mode][k] for k in SUMMARY_KEYS if k in results[mode]} for mode in results}
     summary["jerk_ratio"] = summary["video"]["jerk"] / summary["frame_by_frame"]["jerk"]
     summary["settings"] = {"num_prompts": len(prompts), "num_frames": num_frames, "steps": num_inference_steps,
-                           "guidance_scale": guidance_scale, "seed": seed}
+                           "guidance_scale": guidance_scale, "seed": seed,
+                           "size": list(videos.shape[-2:])}
     if out_dir is not None:
         Path(out_dir).mkdir(parents=True, exist_ok=True)
         (Path(out_dir) / "coherence.json").write_text(json.dumps(summary, indent=2))

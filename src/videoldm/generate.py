@@ -125,9 +125,7 @@ def text_video(models: str | Path | None, prompt: str = DEFAULT_PROMPT, seconds:
     if size is not None:
         f = 2 ** (len(pipe.vae.config.block_out_channels) - 1)
         trained_size = pipe.latent_size
-        if size[0] % (8 * f) or size[1] % (8 * f):
-            raise ValueError(f"--size {size[0]}x{size[1]}: height and width must be multiples of {8 * f}")
-        latent = (size[0] // f, size[1] // f)
+        latent = pipe.latent_size_for(size)
         if trained_size and (latent[0] > 4 * trained_size[0] or latent[1] > 4 * trained_size[1]):
             raise ValueError(f"--size {size[0]}x{size[1]} is more than 4x the trained "
                              f"{trained_size[0] * f}x{trained_size[1] * f}")

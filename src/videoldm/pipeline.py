@@ -135,6 +135,14 @@ class VideoLDMPipeline:
         mask[:, :S] = 1
         return {"context": full, "context_mask": mask}
 
+    def latent_size_for(self, size: tuple[int, int]) -> tuple[int, int]:
+        """The latent ``(h, w)`` that decodes to frames of ``size`` = (height, width) pixels. The UNet halves
+        the latent twice or more, so a size must be a multiple of 8 x the autoencoder's downsampling."""
+        f = 2 ** (len(self.vae.config.block_out_channels) - 1)
+        if size[0] % (8 * f) or size[1] % (8 * f):
+            raise ValueError(f"size {size[0]}x{size[1]}: height and width must be multiples of {8 * f}")
+        return size[0] // f, size[1] // f
+
     @torch.no_grad()
     def encode(self, frames: torch.Tensor) -> torch.Tensor:
         """Frames ``(B, T, 3, H, W)`` in [-1, 1] -> scaled latents ``(B, C, T, h, w)`` (the distribution's mean)."""

@@ -27,6 +27,8 @@ def add_command(subparsers) -> None:
     p.add_argument("--guidance", type=float, default=3.0)
     p.add_argument("--seed", type=int, default=0)
     p.add_argument("--image-model", help="another image export to put the temporal layers on (e.g. a new style)")
+    p.add_argument("--size", help="HxW pixels to sample at (default: the trained size; e.g. 2x it, with --frames "
+                                  "4x the trained length, to test the model beyond what it was trained on)")
     p.add_argument("--out", help="folder for coherence.json and GIFs")
     p.set_defaults(func=run)
 
@@ -237,8 +239,10 @@ def run(args) -> int:
 
     pipeline = VideoLDMPipeline.from_pretrained(args.model, image_model=args.image_model)
     prompts = _prompts(args.data, args.num, pipeline)
+    latent = pipeline.latent_size_for(tuple(int(v) for v in args.size.lower().split("x"))) if args.size else None
     summary = evaluate_coherence(pipeline, prompts, args.kind, args.out, num_frames=args.frames,
-                                 num_inference_steps=args.steps, guidance_scale=args.guidance, seed=args.seed)
+                                 num_inference_steps=args.steps, guidance_scale=args.guidance, seed=args.seed,
+                                 latent_size=latent)
     print(format_summary(summary))
     return 0
 
