@@ -99,8 +99,6 @@ def main() -> None:
         return
 
     from videoldm.long_evaluation import read_video, rollout_joins
-    from videoldm.metrics.driving_tracking import daytime_of
-    from videoldm.metrics.shapes_tracking import shape_colours
 
     out = Path(args.out)
     out.mkdir(parents=True, exist_ok=True)
@@ -118,9 +116,7 @@ def main() -> None:
         if done.returncode:
             sys.exit(f"rollout of {seconds:g} s failed:\n{done.stderr[-3000:]}")
         result = json.loads(done.stdout.strip().splitlines()[-1])
-        prompt = result["prompt"]
-        colours = shape_colours(prompt) if isinstance(prompt, str) else None  # a caption: track its shapes
-        result["joins"] = rollout_joins(read_video(video), result["clip_starts"], daytime_of(prompt), colours)
+        result["joins"] = rollout_joins(read_video(video), result["clip_starts"], result["prompt"])
         rows.append(result)
         print(f"{seconds:g} s: {result['frames']} frames at {result['fps']:g} fps, {result['clips']} clips, "
               f"{result['wall_s']:.0f} s, peak {result['peak_mib']:.0f} MiB", flush=True)

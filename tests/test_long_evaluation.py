@@ -39,7 +39,6 @@ def test_rollout_joins_track_the_shapes_a_caption_names():
     its acceleration at the join stands out."""
     from videoldm.data.synthetic.shapes import BACKGROUNDS, COLORS, shape_mask
     from videoldm.long_evaluation import rollout_joins
-    from videoldm.metrics.shapes_tracking import shape_colours
 
     def video(jump: float):
         ys, xs = np.mgrid[0:32, 0:48] + 0.5
@@ -49,12 +48,13 @@ def test_rollout_joins_track_the_shapes_a_caption_names():
             frames[t] = np.where(shape_mask("circle", xs - x, ys - 16, 4)[..., None], COLORS["red"], BACKGROUNDS["dark"])
         return frames
 
-    colours = shape_colours(PROMPT)
-    smooth = rollout_joins(video(0.0), [0, 8, 16], colours=colours)
+    smooth = rollout_joins(video(0.0), [0, 8, 16], PROMPT)
     assert smooth["tracked"] == "shapes" and smooth["objects_per_frame"] == 1.0
     assert smooth["track_samples_at_joins"] > 0 and smooth["track_acceleration_at_joins"] < 0.2
-    jumped = rollout_joins(video(6.0), [0, 8, 16], colours=colours)
+    jumped = rollout_joins(video(6.0), [0, 8, 16], PROMPT)
     assert jumped["track_acceleration_at_joins"] > 2.0 and jumped["track_acceleration_ratio"] > 5
+    for prompt in ({"daytime": "night"}, "driving on a highway at night", None):  # names no shape: cars
+        assert rollout_joins(video(0.0), [0, 8, 16], prompt)["tracked"] == "cars"
 
 
 def test_pipeline_context_starts_the_clip_with_the_given_latents(chain):

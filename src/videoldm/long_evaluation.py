@@ -18,8 +18,8 @@ import torch
 
 from .data.io import write_gif
 from .metrics import psnr
-from .metrics.driving_tracking import track_cars
-from .metrics.shapes_tracking import track_shapes
+from .metrics.driving_tracking import daytime_of, track_cars
+from .metrics.shapes_tracking import shape_colours, track_shapes
 from .metrics.trajectory import second_differences
 from .metrics.video import as_videos
 from .training.sampling_io import video_grid
@@ -125,24 +125,26 @@ def evaluate_interpolation(pipeline, clips: torch.Tensor, prompts: list, factor:
     return summary
 
 
-def rollout_joins(frames, clip_starts: list[int], daytime: str | None = None, colours: list[str] | None = None) -> dict:
+def rollout_joins(frames, clip_starts: list[int], description=None) -> dict:
     """Frame change and object-track acceleration at a rollout's clip boundaries against inside its clips.
 
     ``frames``: one video (anything ``as_videos`` takes for a single video, e.g. ``(T, H, W, 3)`` uint8);
     ``clip_starts``: the frame index where each clip's frames begin (``rollout(...)["clip_starts"]``).
-    The objects tracked are cars (driving, lit for ``daytime``), or with ``colours`` the shapes of those
-    colours (``shapes``: ``shape_colours(caption)``). A boundary pair is (start - 1, start); a boundary
-    triple for the track acceleration is any of the three frames around it that contains the boundary pair.
+    ``description``: the rollout's prompt (caption or attributes). The objects tracked are the shapes it
+    names (``shapes``), or else cars, lit for the daytime it names (driving). A boundary pair is
+    (start - 1, start); a boundary triple for the track acceleration is any of the three frames around it
+    that contains the boundary pair.
     """
     x = as_videos(np.asarray(frames)[None])
     change = _frame_change(x)
     joins = [s - 1 for s in clip_starts if 0 < s < x.shape[1]]
     inside = np.setdiff1d(np.arange(len(change)), joins)
+    colours = shape_colours(description, strict=False) if description is not None else []
     if colours:
         tracks, _ = track_shapes(x[0], colours)
         counts = sum((~np.isnan(track).any(-1)).astype(int) for track in tracks)  # shapes found per frame
     else:
-        tracks, counts, _ = track_cars(x[0], daytime)
+        tracks, counts, _ = track_cars(x[0], daytime_of(description))
     at_join, elsewhere = [], []
     for track in tracks:  # second differences at t use frames t-1, t, t+1
         t = np.arange(1, len(track) - 1)

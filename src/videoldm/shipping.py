@@ -70,12 +70,18 @@ def run_summary(run_dir: Path) -> dict:
         return {}
     with open(log) as f:
         rows = list(csv.DictReader(f))
-    config = json.loads((run_dir / "config.json").read_text()) if (run_dir / "config.json").is_file() else {}
+    config = run_config(run_dir)
     batch = config.get("data", {}).get("batch_size", 1) * config.get("run", {}).get("grad_accum", 1)
     seconds = sum(batch / float(r["samples_per_s"]) for r in rows if r.get("samples_per_s"))
     last = [float(r["loss"]) for r in rows[-50:] if r.get("loss")]
     return {"steps": int(rows[-1]["step"]) if rows else 0, "seconds": seconds,
             "final_loss": sum(last) / len(last) if last else float("nan"), "config": config}
+
+
+def run_config(run_dir: Path) -> dict:
+    """The resolved recipe a run wrote to ``config.json`` ({} if none)."""
+    path = run_dir / "config.json"
+    return json.loads(path.read_text()) if path.is_file() else {}
 
 
 def earlier_run(config: dict, root: Path) -> Path | None:
@@ -86,18 +92,13 @@ def earlier_run(config: dict, root: Path) -> Path | None:
     named in ``videoldm.json`` instead. Relative paths are read from ``root``, where the recipes ran."""
     model = config.get("model", {})
     unet = model.get("unet") if isinstance(model.get("unet"), dict) else {}
-    for key in ("pretrained", "unet.pretrained", "init_temporal", "image_model"):
-        path = unet.get("pretrained") if key == "unet.pretrained" else model.get(key)
-        if not path:
+    continued = [model.get("pretrained"), unet.get("pretrained"), model.get("init_temporal")]
+    for path, same_stage_only in [(p, False) for p in continued] + [(model.get("image_model"), True)]:
+        earlier = (root / path).parent if path else None  # an absolute path stays itself
+        if earlier is None or not (earlier / "config.json").is_file():
             continue
-        earlier = (root / path).parent  # an absolute path stays itself
-        if not (earlier / "config.json").is_file():
-            continue
-        if key == "image_model":
-            stage = json.loads((earlier / "config.json").read_text()).get("stage")
-            if stage != config.get("stage"):
-                continue
-        return earlier
+        if not same_stage_only or run_config(earlier).get("stage") == config.get("stage"):
+            return earlier
     return None
 
 
@@ -105,8 +106,7 @@ def recipe_chain(run_dir: Path, root: Path) -> list[Path]:
     """The runs that trained these weights, oldest first (one, unless a recipe continued another)."""
     chain = [run_dir]
     while len(chain) < 32:
-        config = run_summary(chain[0]).get("config", {})
-        earlier = earlier_run(config, root)
+        earlier = earlier_run(run_config(chain[0]), root)
         if earlier is None or earlier.resolve() in (r.resolve() for r in chain):
             break
         chain.insert(0, earlier)

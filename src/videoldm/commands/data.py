@@ -32,7 +32,8 @@ kinds:
   camera   smooth pans and zooms over scikit-image's sample photos; per-frame crop windows"""
 
 
-def _size(text: str) -> tuple[int, int]:
+def size_arg(text: str) -> tuple[int, int]:
+    """argparse type for every ``HxW`` option of the commands: a clear usage error for anything else."""
     from videoldm.data.sampling import parse_size
 
     try:
@@ -70,7 +71,7 @@ def add_command(subparsers) -> None:
     s.add_argument("--kind", required=True, choices=["driving", "shapes", "camera"], help="which dataset")
     s.add_argument("--num", type=_positive(int), required=True, help="number of clips")
     s.add_argument("--frames", type=_positive(int), default=16, help="frames per clip (default 16)")
-    s.add_argument("--size", type=_size, default=None,
+    s.add_argument("--size", type=size_arg, default=None,
                    help="HxW, even numbers (default 128x256 for driving and camera, 64x64 for shapes)")
     s.add_argument("--fps", type=_positive(float), default=8.0, help="frame rate of the written files (default 8)")
     s.add_argument("--out", required=True, type=Path, help="output folder (created)")

@@ -9,6 +9,8 @@ import argparse
 import json
 from pathlib import Path
 
+from .data import size_arg
+
 
 def add_command(subparsers) -> None:
     p = subparsers.add_parser(
@@ -27,7 +29,7 @@ def add_command(subparsers) -> None:
     p.add_argument("--guidance", type=float, default=3.0)
     p.add_argument("--seed", type=int, default=0)
     p.add_argument("--image-model", help="another image export to put the temporal layers on (e.g. a new style)")
-    p.add_argument("--size", help="HxW pixels to sample at (default: the trained size; e.g. 2x it, with --frames "
+    p.add_argument("--size", type=size_arg, help="HxW pixels to sample at (default: the trained size; e.g. 2x it, with --frames "
                                   "4x the trained length, to test the model beyond what it was trained on)")
     p.add_argument("--out", help="folder for coherence.json and GIFs")
     p.set_defaults(func=run)
@@ -66,7 +68,7 @@ def add_command(subparsers) -> None:
     d.add_argument("--data", required=True, help="folder of held-out videos")
     d.add_argument("--num", type=int, default=16, help="number of clips (the folder's first N)")
     d.add_argument("--frames", type=int, default=48, help="frames per clip (longer than a chunk, to see seams)")
-    d.add_argument("--size", default=None, help="HxW to resize to (default: the videos' own)")
+    d.add_argument("--size", type=size_arg, default=None, help="HxW to resize to (default: the videos' own)")
     d.add_argument("--chunk", type=int, default=16, help="frames per decoding chunk")
     d.add_argument("--overlaps", type=int, nargs="+", default=[4, 0], help="chunk overlaps to measure")
     d.add_argument("--out", help="folder for decoder.json and decoder.gif")
@@ -100,7 +102,7 @@ def add_command(subparsers) -> None:
         "evaluate-rollout", help="frame change and car (or shape) tracks at a rollout's clip boundaries vs inside clips",
         description="Read a video written by `videoldm rollout` and its JSON sidecar (clip boundaries); report the "
                     "frame-to-frame change at boundaries against inside clips, and the acceleration of tracked "
-                    "cars (driving) at boundaries against elsewhere.",
+                    "objects (the shapes the prompt names, or else cars) at boundaries against elsewhere.",
         epilog="example:\n  videoldm evaluate-rollout drive.mp4", formatter_class=argparse.RawDescriptionHelpFormatter)
     ro.add_argument("video", help="an mp4 written by `videoldm rollout` (with VIDEO.json beside it)")
     ro.set_defaults(func=run_rollout)
@@ -176,17 +178,13 @@ def run_interpolation(args) -> int:
 
 def run_rollout(args) -> int:
     from videoldm.long_evaluation import read_video, rollout_joins
-    from videoldm.metrics.driving_tracking import daytime_of
-    from videoldm.metrics.shapes_tracking import shape_colours
 
     sidecar = Path(args.video).with_suffix(".json")
     if not sidecar.is_file():
         raise FileNotFoundError(f"{sidecar} not found: evaluate-rollout reads the clip boundaries `videoldm rollout` "
                                 "writes beside its video")
     info = json.loads(sidecar.read_text())
-    prompt = info.get("prompt")
-    colours = shape_colours(prompt) if isinstance(prompt, str) else None  # a caption: track its shapes
-    summary = rollout_joins(read_video(args.video), info["clip_starts"], daytime_of(prompt), colours)
+    summary = rollout_joins(read_video(args.video), info["clip_starts"], info.get("prompt"))
     print(json.dumps(summary, indent=2))
     return 0
 
@@ -200,8 +198,7 @@ def run_decoder(args) -> int:
 
     decoder = load_temporal_decoder(args.decoder)
     original = load_original_autoencoder(args.decoder)
-    size = tuple(int(v) for v in args.size.split("x")) if args.size else None
-    dataset = VideoFolderDataset(args.data, num_frames=args.frames, fps=None, size=size, start=0, crop="center")
+    dataset = VideoFolderDataset(args.data, num_frames=args.frames, fps=None, size=args.size, start=0, crop="center")
     if len(dataset) == 0:
         raise ValueError(f"no readable videos in {args.data}")
     clips = torch.stack([dataset[i][0] for i in range(min(args.num, len(dataset)))])
@@ -239,7 +236,7 @@ def run(args) -> int:
 
     pipeline = VideoLDMPipeline.from_pretrained(args.model, image_model=args.image_model)
     prompts = _prompts(args.data, args.num, pipeline)
-    latent = pipeline.latent_size_for(tuple(int(v) for v in args.size.lower().split("x"))) if args.size else None
+    latent = pipeline.latent_size_for(args.size) if args.size else None
     summary = evaluate_coherence(pipeline, prompts, args.kind, args.out, num_frames=args.frames,
                                  num_inference_steps=args.steps, guidance_scale=args.guidance, seed=args.seed,
                                  latent_size=latent)

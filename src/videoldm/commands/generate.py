@@ -5,6 +5,8 @@ import argparse
 import time
 from pathlib import Path
 
+from .data import size_arg
+
 
 def add_command(subparsers) -> None:
     from videoldm.generate import DEFAULT_PROMPT
@@ -35,7 +37,7 @@ def add_command(subparsers) -> None:
     p.add_argument("--upsample-steps", type=int,
                    help="sampling steps of the upsampler (default: its own, from its recipe; --steps is for the "
                         "models that generate the frames)")
-    p.add_argument("--size", help="text video: HxW (up to 4x the trained size; default the trained size)")
+    p.add_argument("--size", type=size_arg, help="text video: HxW (up to 4x the trained size; default the trained size)")
     p.add_argument("--base", help="your image model: a diffusers Stable Diffusion folder (needs --temporal)")
     p.add_argument("--temporal", help="a temporal-layer folder for --base")
     p.add_argument("--models", help="folder of the shipped models (default: the ones installed with videoldm)")
@@ -85,10 +87,9 @@ def run(args) -> int:
                               upsample_steps=args.upsample_steps)
         written += write_outputs(video, out, "driving")
     if want_text:
-        size = tuple(int(v) for v in args.size.split("x")) if args.size else None
         video = text_video(models, args.prompt or DEFAULT_PROMPT, args.seconds,
                            args.fps if not want_driving else None, args.steps, args.guidance, args.seed, args.base,
-                           args.temporal, size)
+                           args.temporal, args.size)
         written += write_outputs(video, out, "text")
     for path in written:
         print(path)

@@ -3,6 +3,8 @@ from __future__ import annotations
 
 import argparse
 
+from .data import size_arg
+
 EPILOG = """examples:
   videoldm inflate --base sd15                      # Stable Diffusion 1.5 architecture
   videoldm inflate --base sd21 --latent 40x64 --frames 16
@@ -11,16 +13,6 @@ EPILOG = """examples:
   videoldm inflate --base tiny --save temporal/      # also write fresh temporal layers (safetensors + json)
 
 Counting runs on the meta device: no weights are read or allocated, so full-size models are instant."""
-
-
-def parse_size(text: str) -> tuple[int, int]:
-    try:
-        h, w = (int(v) for v in text.lower().split("x"))
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"expected HxW, e.g. 64x64, got '{text}'") from None
-    if h <= 0 or w <= 0:
-        raise argparse.ArgumentTypeError(f"sizes must be positive, got '{text}'")
-    return h, w
 
 
 def add_command(subparsers) -> None:
@@ -34,7 +26,7 @@ def add_command(subparsers) -> None:
                    help="architecture name (sd15, sd21, sdxl, x4-upscaler, tiny), a UNet config.json, a diffusers "
                         "model or pipeline folder, or a single-file .safetensors checkpoint")
     p.add_argument("--config", help="architecture of a single-file checkpoint (a name, config.json or folder)")
-    p.add_argument("--latent", type=parse_size, default=(64, 64), help="latent size HxW (default 64x64)")
+    p.add_argument("--latent", type=size_arg, default=(64, 64), help="latent size HxW (default 64x64)")
     p.add_argument("--frames", type=int, default=16, help="frames per clip (default 16)")
     p.add_argument("--window", type=int, default=None, help="temporal attention window, frames either side")
     p.add_argument("--spatial-kernel", type=int, default=1, help="spatial kernel of the 3D convolutions (default 1)")

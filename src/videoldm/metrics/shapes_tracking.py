@@ -30,17 +30,19 @@ _CAPTION = re.compile(r"\b(" + "|".join(COLORS) + r")\s+(\w+)\s+moving\b")
 _EIGHT = np.ones((3, 3), bool)
 
 
-def shape_colours(description) -> list[str]:
+def shape_colours(description, strict: bool = True) -> list[str]:
     """The colour names of the shapes, from a caption ("a red circle moving left and ...") or the attributes dict."""
-    return [colour for colour, _ in asked_shapes(description)]
+    return [colour for colour, _ in asked_shapes(description, strict)]
 
 
-def asked_shapes(description) -> list[tuple[str, str]]:
-    """(colour, shape) of every shape a caption ("a red circle moving left and ...") or attributes dict names."""
+def asked_shapes(description, strict: bool = True) -> list[tuple[str, str]]:
+    """(colour, shape) of every shape a caption ("a red circle moving left and ...") or attributes dict names.
+
+    ``strict``: a description naming no shape is an error; otherwise it gives ``[]`` (e.g. a driving prompt)."""
     if isinstance(description, dict):
-        return [(s["color"], s["shape"]) for s in description["shapes"]]
+        return [(s["color"], s["shape"]) for s in (description["shapes"] if strict else description.get("shapes", []))]
     found = _CAPTION.findall(str(description))
-    if not found:
+    if not found and strict:
         raise ValueError(f"no '<colour> <shape> moving' phrase with a palette colour in caption {description!r}")
     return found
 
