@@ -1,5 +1,6 @@
 """The main job on a tiny shipped tree: `videoldm generate`, and `ship` that builds the tree."""
 import json
+import os
 
 import pytest
 
@@ -46,6 +47,30 @@ def test_ship_makes_a_self_contained_tree_with_model_cards(shipped, tmp_path):
     assert "Steps: 2" in card and "jerk ratio 0.27" in card and "Recipe" in card
     with pytest.raises(ValueError, match="not among the shipped models"):
         ship({"driving/prediction": runs["driving/prediction"]}, tmp_path / "partial")
+
+
+def test_shipped_weights_are_half_precision_and_generate_as_the_float32_export_does(shipped, tmp_path):
+    """float16 files at half the bytes; the models load as float32 and sample what the full-precision tree does,
+    to within float16's rounding of the weights."""
+    import numpy as np
+    from safetensors.torch import load_file
+
+    from videoldm.generate import text_video
+    from videoldm.shipping import ship, tree_size
+
+    tree, runs = shipped
+    names = ["shapes/image", "shapes/temporal"]
+    full = ship({n: runs[n] for n in names}, tmp_path / "full", half=False)
+    weights = tree / "shapes" / "image" / "unet" / "diffusion_pytorch_model.safetensors"
+    assert {str(t.dtype) for t in load_file(weights).values()} == {"torch.float16"}
+    assert "stored as float16" in (tree / "shapes" / "image" / "MODEL_CARD.md").read_text()
+    size = {n: tree_size(tree / n) for n in names}
+    assert all(0.45 < size[n] / tree_size(full / n) < 0.6 for n in names)
+    videos = [text_video(models, "a red circle", seconds=0.5, steps=3, seed=1, progress=False)
+              for models in (tree, full)]
+    half_frames, full_frames = (v.frames.float().numpy() for v in videos)  # in [-1, 1]
+    assert half_frames.shape == full_frames.shape
+    assert np.abs(half_frames - full_frames).mean() < 0.02
 
 
 def test_generate_writes_both_videos_and_explains_what_it_cannot_do(shipped, tmp_path):
@@ -111,9 +136,15 @@ def test_ship_command_collects_the_recipes_runs(chain, tmp_path):
 
     from videoldm.cli import main
 
+    from videoldm.shipping import SHIPPED_RUNS
+
     ctmp, _, image, temporal = chain
-    for name, src in (("image", image), ("temporal", temporal)):
-        shutil.copytree(src, tmp_path / "runs" / "shapes" / name / "final")
+    for name, src in (("shapes/image", image), ("shapes/temporal", temporal)):
+        shutil.copytree(src, tmp_path / SHIPPED_RUNS[name])
+    index_file = tmp_path / SHIPPED_RUNS["shapes/temporal"] / "videoldm.json"
+    index = json.loads(index_file.read_text())  # as the recipe wrote it: the image run, relative to this export
+    index["image_model"] = os.path.relpath(tmp_path / SHIPPED_RUNS["shapes/image"], index_file.parent)
+    index_file.write_text(json.dumps(index))
     assert main(["ship", "--runs", str(tmp_path), "--only", "shapes/image", "shapes/temporal",
                  "--out", str(tmp_path / "shipped")]) == 0
     index = json.loads((tmp_path / "shipped" / "shapes" / "temporal" / "videoldm.json").read_text())

@@ -5,6 +5,9 @@ autoencoder) by a path relative to itself. :func:`ship` copies a set of exports 
 rewrites those references to point inside the new tree, so the tree can move as a whole; a reference to
 a model that is not shipped is an error. Each copy gets a ``MODEL_CARD.md`` written from its run folder:
 the recipe, the data, the steps, the training time and the final loss.
+
+Weights ship in half precision (as Stable Diffusion's ``fp16`` variants do): half the bytes, and every
+loader here (diffusers, transformers, the temporal-layer files) casts them back to the float32 models.
 """
 from __future__ import annotations
 
@@ -13,6 +16,9 @@ import json
 import os
 import shutil
 from pathlib import Path
+
+import torch
+from safetensors.torch import load_file, save_file
 
 from .training.stages import MODEL_INDEX
 
@@ -27,17 +33,18 @@ SHIPPED_RUNS = {
     "driving/interpolation": "runs/driving/interpolation/final",
     "driving/upsampler-image": "runs/driving/upsampler-image-lowlevels-more/final",  # the video upsampler's base
     "driving/upsampler-video": "runs/driving/upsampler-video/final",
-    "shapes/image": "runs/shapes/image/final",
+    "shapes/image": "runs/shapes/image-more/final",  # shapes/image trained 8000 steps further
     "shapes/temporal": "runs/shapes/temporal/final",
 }
 
 
 def ship(exports: dict[str, str | Path], out: str | Path, metrics: dict[str, str] | None = None,
-         root: str | Path = ".") -> Path:
+         root: str | Path = ".", half: bool = True) -> Path:
     """``exports``: shipped name (e.g. ``"driving/prediction"``) -> exported folder (``runs/.../final``).
 
     ``metrics``: shipped name -> a line of measured results for its card. ``root``: where the recipes ran
-    (their relative paths start there), to follow a run back to the runs it continued. Returns ``out``.
+    (their relative paths start there), to follow a run back to the runs it continued. ``half``: store
+    the weights as float16. Returns ``out``.
     """
     out = Path(out)
     sources = {name: Path(src).resolve() for name, src in exports.items()}
@@ -50,6 +57,9 @@ def ship(exports: dict[str, str | Path], out: str | Path, metrics: dict[str, str
         if target.exists():
             shutil.rmtree(target)
         shutil.copytree(src, target)
+        if half:
+            for weights in target.rglob("*.safetensors"):
+                to_half(weights)
         index = json.loads((target / MODEL_INDEX).read_text())
         for key in REFERENCE_KEYS:
             if key not in index:
@@ -59,8 +69,24 @@ def ship(exports: dict[str, str | Path], out: str | Path, metrics: dict[str, str
                 raise ValueError(f"{name} refers to {referenced} ({key}), which is not among the shipped models")
             index[key] = os.path.relpath(out / by_source[referenced], target)
         (target / MODEL_INDEX).write_text(json.dumps(index, indent=2))
-        (target / "MODEL_CARD.md").write_text(model_card(name, src, index, (metrics or {}).get(name), Path(root)))
+        (target / "MODEL_CARD.md").write_text(model_card(name, src, index, (metrics or {}).get(name), Path(root), half))
     return out
+
+
+def to_half(path: Path) -> None:
+    """Rewrite a safetensors file with its float32 tensors as float16, refusing values float16 cannot hold."""
+    tensors = load_file(path)
+    for name, tensor in tensors.items():
+        if tensor.dtype == torch.float32:
+            if tensor.abs().max() > torch.finfo(torch.float16).max:
+                raise ValueError(f"{path}: {name} holds values beyond float16's range; ship it with half=False")
+            tensors[name] = tensor.half()
+    save_file(tensors, path, metadata={"format": "pt"})
+
+
+def tree_size(folder: str | Path) -> int:
+    """Bytes of every file under ``folder``."""
+    return sum(p.stat().st_size for p in Path(folder).rglob("*") if p.is_file())
 
 
 def run_summary(run_dir: Path) -> dict:
@@ -113,7 +139,7 @@ def recipe_chain(run_dir: Path, root: Path) -> list[Path]:
     return chain
 
 
-def model_card(name: str, src: Path, index: dict, metrics: str | None, root: Path = Path(".")) -> str:
+def model_card(name: str, src: Path, index: dict, metrics: str | None, root: Path = Path("."), half: bool = True) -> str:
     run_dir = src.parent
     s = run_summary(run_dir)
     chain = recipe_chain(run_dir, root)
@@ -143,5 +169,6 @@ def model_card(name: str, src: Path, index: dict, metrics: str | None, root: Pat
     if metrics:
         lines += [f"- Measured: {metrics}"]
     lines += ["", "Files: the export as `videoldm train` wrote it (`videoldm.json` says what it holds and what it "
-              "builds on, by a path relative to this folder)."]
+              "builds on, by a path relative to this folder)" + (", its weights stored as float16 and loaded as float32."
+                                                     if half else ".")]
     return "\n".join(lines) + "\n"

@@ -53,20 +53,24 @@ def add_command(subparsers) -> None:
     s.add_argument("--runs", default=".", help="folder the runs/ paths are relative to (default: here)")
     s.add_argument("--out", help="destination (default: the installed videoldm/shipped)")
     s.add_argument("--only", nargs="+", help="ship only these names (e.g. shapes/image shapes/temporal)")
+    s.add_argument("--full-precision", action="store_true",
+                   help="keep the weights in float32 (default: stored as float16, half the size, loaded as float32)")
     s.set_defaults(func=run_ship)
 
 
 def run_ship(args) -> int:
     from videoldm.generate import SHIPPED
-    from videoldm.shipping import SHIPPED_RUNS, ship
+    from videoldm.shipping import SHIPPED_RUNS, ship, tree_size
 
     names = args.only or list(SHIPPED_RUNS)
     unknown = [n for n in names if n not in SHIPPED_RUNS]
     if unknown:
         raise ValueError(f"unknown model(s) {', '.join(unknown)}; shipped: {', '.join(SHIPPED_RUNS)}")
-    out = ship({n: Path(args.runs) / SHIPPED_RUNS[n] for n in names}, args.out or SHIPPED, root=args.runs)
+    out = ship({n: Path(args.runs) / SHIPPED_RUNS[n] for n in names}, args.out or SHIPPED, root=args.runs,
+               half=not args.full_precision)
     for name in names:
-        print(out / name)
+        print(f"{out / name}  {tree_size(out / name) / 2 ** 20:.1f} MiB")
+    print(f"{tree_size(out) / 2 ** 20:.1f} MiB in all")
     return 0
 
 
