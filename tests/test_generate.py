@@ -93,6 +93,7 @@ def test_generate_writes_both_videos_and_explains_what_it_cannot_do(shipped, tmp
     assert main(["generate", *common, "--prompt", "a purple unicorn", "--out", str(tmp_path / "c")]) == 2
     assert main(["generate", *common, "--prompt", "a red circle", "--seconds", "9", "--out", str(tmp_path / "c")]) == 2
     assert main(["generate", "--models", str(tmp_path / "nothing"), "--out", str(tmp_path / "c")]) == 2
+    assert main(["generate", *common, "--daytime", "day", "--size", "32x64", "--out", str(tmp_path / "c")]) == 2
 
 
 def test_unknown_words_are_named_with_the_vocabulary(shipped):

@@ -37,7 +37,9 @@ def add_command(subparsers) -> None:
     p.add_argument("--upsample-steps", type=int,
                    help="sampling steps of the upsampler (default: its own, from its recipe; --steps is for the "
                         "models that generate the frames)")
-    p.add_argument("--size", type=size_arg, help="text video: HxW (up to 4x the trained size; default the trained size)")
+    p.add_argument("--size", type=size_arg,
+                   help="text video only: HxW, multiples of 32 for the shipped model, up to 4x the trained 64x64 "
+                        "(default the trained size)")
     p.add_argument("--base", help="your image model: a diffusers Stable Diffusion folder (needs --temporal)")
     p.add_argument("--temporal", help="a temporal-layer folder for --base")
     p.add_argument("--models", help="folder of the shipped models (default: the ones installed with videoldm)")
@@ -78,8 +80,11 @@ def run(args) -> int:
     from videoldm.generate import DEFAULT_PROMPT, SHIPPED, driving_video, text_video, write_outputs
 
     models = Path(args.models) if args.models else SHIPPED
-    want_text = args.prompt is not None or args.base is not None
+    want_text = args.prompt is not None or args.base is not None or args.size is not None
     want_driving = args.daytime is not None or args.crowdedness is not None or args.upsample
+    if args.size is not None and want_driving:
+        raise ValueError("--size is for the text video; the driving models make their trained size "
+                         "(--upsample gives it 4x larger)")
     if not want_text and not want_driving:
         want_text = want_driving = True
     out = Path(args.out)
