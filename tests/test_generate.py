@@ -177,3 +177,28 @@ def test_model_card_lists_every_recipe_that_trained_the_weights(tmp_path):
     assert "180 steps and 1.5 min in all" in card
     assert "1. `configs/up-a.yaml`: 120 steps, 1.0 min" in card
     assert "&&" not in model_card("driving/upsampler-video", video / "final", {"stage": "upsampler-video"}, None, tmp_path)
+
+
+def test_make_models_trains_every_shipped_run_after_the_runs_it_needs():
+    """The Makefile's `models` target, read as a recipe list: each shipped run is some recipe's output, and
+    every run a recipe builds on (image model, autoencoder, weights it continues) is trained before it."""
+    import re
+    from pathlib import Path
+
+    import yaml
+
+    from videoldm.shipping import SHIPPED_RUNS
+
+    root = Path(__file__).resolve().parents[1]
+    recipes = re.findall(r"\$\(V\) train (\S+\.yaml)", (root / "Makefile").read_text().split("\nmodels:")[1])
+    trained: set[str] = set()
+    for recipe in recipes:
+        config = yaml.safe_load((root / recipe).read_text())
+        model = config.get("model", {})
+        unet = model.get("unet") if isinstance(model.get("unet"), dict) else {}
+        needs = [model.get(k) for k in ("image_model", "autoencoder", "pretrained", "init_temporal")]
+        for need in filter(None, needs + [unet.get("pretrained")]):
+            assert str(Path(need).parent) in trained, f"{recipe} needs {need}, not trained before it"
+        trained.add(config["run"]["output_dir"])
+    for name, run in SHIPPED_RUNS.items():
+        assert str(Path(run).parent) in trained, f"{name} ships {run}, which `make models` does not train"
