@@ -43,6 +43,10 @@ def test_ship_makes_a_self_contained_tree_with_model_cards(shipped, tmp_path):
     index = json.loads((tree / "driving" / "prediction" / "videoldm.json").read_text())
     assert index["image_model"] == "../image"
     assert json.loads((tree / "driving" / "decoder" / "videoldm.json").read_text())["autoencoder"] == "../autoencoder"
+    # the image model's copy of the shipped autoencoder is stored once; a VAE of its own (shapes) stays
+    assert json.loads((tree / "driving" / "image" / "videoldm.json").read_text())["vae"] == "../autoencoder/vae"
+    assert not (tree / "driving" / "image" / "vae").exists()
+    assert json.loads((tree / "shapes" / "image" / "videoldm.json").read_text())["vae"] == "vae"
     card = (tree / "shapes" / "temporal" / "MODEL_CARD.md").read_text()
     assert "Steps: 2" in card and "jerk ratio 0.27" in card and "Recipe" in card
     with pytest.raises(ValueError, match="not among the shipped models"):

@@ -57,10 +57,14 @@ def ship(exports: dict[str, str | Path], out: str | Path, metrics: dict[str, str
         if target.exists():
             shutil.rmtree(target)
         shutil.copytree(src, target)
+        index = json.loads((target / MODEL_INDEX).read_text())
+        shared = shipped_copy_of_vae(src, index, sources)
+        if shared is not None:  # the image model's own copy of a shipped autoencoder: refer to that one instead
+            shutil.rmtree(target / index["vae"])
+            index["vae"] = os.path.relpath(out / shared, target)
         if half:
             for weights in target.rglob("*.safetensors"):
                 to_half(weights)
-        index = json.loads((target / MODEL_INDEX).read_text())
         for key in REFERENCE_KEYS:
             if key not in index:
                 continue
@@ -71,6 +75,24 @@ def ship(exports: dict[str, str | Path], out: str | Path, metrics: dict[str, str
         (target / MODEL_INDEX).write_text(json.dumps(index, indent=2))
         (target / "MODEL_CARD.md").write_text(model_card(name, src, index, (metrics or {}).get(name), Path(root), half))
     return out
+
+
+def shipped_copy_of_vae(src: Path, index: dict, sources: dict[str, Path]) -> str | None:
+    """Where a shipped autoencoder holds the same VAE weights as the export ``src`` (its path under the
+    shipped tree, e.g. ``"driving/autoencoder/vae"``), or None. An image model's export carries a copy of the
+    autoencoder it was trained on; shipping both would store the same megabytes twice."""
+    if index.get("stage") == "autoencoder" or not index.get("vae"):
+        return None
+    weights = sorted((src / index["vae"]).glob("*.safetensors"))
+    for name, other in sources.items():
+        other_index = json.loads((other / MODEL_INDEX).read_text())
+        if other_index.get("stage") != "autoencoder" or other == src:
+            continue
+        candidates = sorted((other / other_index["vae"]).glob("*.safetensors"))
+        if weights and [w.name for w in weights] == [c.name for c in candidates] and all(
+                w.read_bytes() == c.read_bytes() for w, c in zip(weights, candidates)):
+            return f"{name}/{other_index['vae']}"
+    return None
 
 
 def to_half(path: Path) -> None:
