@@ -61,11 +61,14 @@ def child(args) -> dict:
     fps = pipe.fps or 8.0  # keyframe rate; interpolation keeps the duration
     clips = max(1, 1 + math.ceil((args.seconds[0] * fps - args.frames) / (args.frames - args.context)))
     prompt = {"daytime": args.daytime, "crowdedness": args.crowdedness} if pipe.conditioning == "attributes" else args.prompt
+    trace = []  # the render's peak RSS so far, after each clip: a longer render's first clips are a shorter one
     start = time.perf_counter()
     result = rollout(pipe, prompt, clips, args.video, num_frames=args.frames, context_frames=args.context,
                      guidance_scale=args.guidance, num_inference_steps=args.steps, seed=args.seed,
-                     interpolator=interpolator, interpolation_steps=args.interpolation_steps, progress=False)
+                     interpolator=interpolator, interpolation_steps=args.interpolation_steps, progress=False,
+                     on_clip_end=lambda k, frames: trace.append(rss_mib("VmHWM") if render_peak else None))
     result["wall_s"] = time.perf_counter() - start
+    result["render_peak_after_clip_mib"] = trace
     peak = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
     result.update(peak_mib=peak / 1024, growth_mib=(peak - loaded) / 1024, prompt=prompt,
                   before_render_mib=before_render, render_peak_mib=rss_mib("VmHWM") if render_peak else None)
@@ -134,6 +137,13 @@ def main() -> None:
         if rows[0].get("render_peak_mib") and rows[-1].get("render_peak_mib"):
             print(f"peak memory of the render (after loading), longest / shortest: "
                   f"{rows[-1]['render_peak_mib'] / rows[0]['render_peak_mib']:.3f}")
+    # within one process: the longest render's peak once it had rendered as many clips as each shorter one
+    trace = rows[-1].get("render_peak_after_clip_mib") or []
+    if trace and trace[-1] is not None:
+        for r in rows[:-1]:
+            at = trace[r["clips"] - 1]
+            print(f"longest render's peak after {r['clips']} clips ({r['seconds']:.0f} s) / at its end "
+                  f"({rows[-1]['seconds']:.0f} s): {at:.0f} / {trace[-1]:.0f} MiB = {trace[-1] / at:.3f}")
 
 
 if __name__ == "__main__":

@@ -96,8 +96,10 @@ def test_rollout_writes_every_clip_and_a_resumed_render_equals_an_uninterrupted_
     pipe = VideoLDMPipeline.from_pretrained(final)
     kw = dict(num_frames=5, context_frames=2, num_inference_steps=2, seed=4, progress=False)
     prompt = "a red circle moving left on a dark background"
-    whole = rollout(pipe, prompt, 3, tmp_path / "whole.mp4", **kw)
+    written = []
+    whole = rollout(pipe, prompt, 3, tmp_path / "whole.mp4", on_clip_end=lambda k, n: written.append((k, n)), **kw)
     assert whole["frames"] == 5 + 2 * 3 and read_frames(tmp_path / "whole.mp4").shape == (11, 16, 16, 3)
+    assert written == [(0, 5), (1, 8), (2, 11)]  # called as each clip is in the file
     rollout(pipe, prompt, 2, tmp_path / "cut.mp4", state_dir=tmp_path / "state", **kw)  # "interrupted" after 2
     resumed = rollout(pipe, prompt, 3, tmp_path / "cut.mp4", state_dir=tmp_path / "state", **kw)
     assert resumed["resumed_clips"] == 2

@@ -28,7 +28,7 @@ def rollout(pipeline, prompt, num_clips: int, out: str | Path, *, num_frames: in
             guidance_scale: float = 3.0, num_inference_steps: int = 25, sampler: str = "ddim", seed: int = 0,
             state_dir: str | Path | None = None, fps: float | None = None, interpolator=None,
             interpolation_guidance: float = 2.0, interpolation_steps: int | None = None,
-            progress: bool = True) -> dict:
+            on_clip_end=None, progress: bool = True) -> dict:
     """Renders ``num_clips`` clips of ``num_frames`` frames into the mp4 ``out``; returns what it did.
 
     ``prompt``: a caption, or an attribute dict for attribute models. The video has
@@ -37,7 +37,8 @@ def rollout(pipeline, prompt, num_clips: int, out: str | Path, *, num_frames: in
     are decoded again from the saved latents) and goes on. ``interpolator``: an interpolation pipeline;
     each clip's frames are then interpolated (from the previous clip's last frame on) before decoding, and
     the video has ``k`` times the frames and the frame rate (``interpolation_steps``: its sampling steps,
-    default ``num_inference_steps``). Returns the file, frames, seconds, fps, and ``clip_starts``: the
+    default ``num_inference_steps``). ``on_clip_end(k, frames_written)``: called once each clip is in the
+    file (progress, or memory traces). Returns the file, frames, seconds, fps, and ``clip_starts``: the
     frame where each clip's new frames begin.
     """
     unet = pipeline.unet
@@ -85,6 +86,8 @@ def rollout(pipeline, prompt, num_clips: int, out: str | Path, *, num_frames: in
             clip_starts.append(writer.frames)
             writer.write(to_uint8(frames if previous is None else frames[known:]))
             previous = latents
+            if on_clip_end is not None:
+                on_clip_end(k, writer.frames)
         written = writer.frames
     return {"path": str(out), "frames": written, "seconds": written / fps, "fps": fps, "clips": num_clips,
             "resumed_clips": resumed, "clip_starts": clip_starts}
