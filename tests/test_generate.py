@@ -150,10 +150,16 @@ def test_ship_command_collects_the_recipes_runs(chain, tmp_path):
     index = json.loads(index_file.read_text())  # as the recipe wrote it: the image run, relative to this export
     index["image_model"] = os.path.relpath(tmp_path / SHIPPED_RUNS["shapes/image"], index_file.parent)
     index_file.write_text(json.dumps(index))
+    (tmp_path / "configs").mkdir()  # the measured lines for the cards, as the project keeps them
+    (tmp_path / "configs" / "shipped-metrics.yaml").write_text("shapes/temporal: jerk 0.21x the image model's\n")
     assert main(["ship", "--runs", str(tmp_path), "--only", "shapes/image", "shapes/temporal",
                  "--out", str(tmp_path / "shipped")]) == 0
     index = json.loads((tmp_path / "shipped" / "shapes" / "temporal" / "videoldm.json").read_text())
     assert index["image_model"] == "../image" and (tmp_path / "shipped" / "shapes" / "image" / "MODEL_CARD.md").is_file()
+    card = (tmp_path / "shipped" / "shapes" / "temporal" / "MODEL_CARD.md").read_text()
+    assert "- Measured: jerk 0.21x the image model's" in card
+    assert main(["ship", "--runs", str(tmp_path), "--only", "shapes/image", "--metrics", str(tmp_path / "no.yaml"),
+                 "--out", str(tmp_path / "shipped")]) == 2
     assert main(["ship", "--runs", str(tmp_path), "--only", "driving/unicorn"]) == 2
 
 

@@ -55,12 +55,16 @@ def add_command(subparsers) -> None:
     s.add_argument("--runs", default=".", help="folder the runs/ paths are relative to (default: here)")
     s.add_argument("--out", help="destination (default: the installed videoldm/shipped)")
     s.add_argument("--only", nargs="+", help="ship only these names (e.g. shapes/image shapes/temporal)")
+    s.add_argument("--metrics", help="YAML of a measured line per shipped name, for the model cards (default: "
+                                     "configs/shipped-metrics.yaml under --runs, if there)")
     s.add_argument("--full-precision", action="store_true",
                    help="keep the weights in float32 (default: stored as float16, half the size, loaded as float32)")
     s.set_defaults(func=run_ship)
 
 
 def run_ship(args) -> int:
+    import yaml
+
     from videoldm.generate import SHIPPED
     from videoldm.shipping import SHIPPED_RUNS, ship, tree_size
 
@@ -68,8 +72,12 @@ def run_ship(args) -> int:
     unknown = [n for n in names if n not in SHIPPED_RUNS]
     if unknown:
         raise ValueError(f"unknown model(s) {', '.join(unknown)}; shipped: {', '.join(SHIPPED_RUNS)}")
-    out = ship({n: Path(args.runs) / SHIPPED_RUNS[n] for n in names}, args.out or SHIPPED, root=args.runs,
-               half=not args.full_precision)
+    metrics_file = Path(args.metrics) if args.metrics else Path(args.runs) / "configs" / "shipped-metrics.yaml"
+    if args.metrics and not metrics_file.is_file():
+        raise FileNotFoundError(f"--metrics {metrics_file}: no such file")
+    metrics = yaml.safe_load(metrics_file.read_text()) if metrics_file.is_file() else {}
+    out = ship({n: Path(args.runs) / SHIPPED_RUNS[n] for n in names}, args.out or SHIPPED, metrics=metrics,
+               root=args.runs, half=not args.full_precision)
     for name in names:
         print(f"{out / name}  {tree_size(out / name) / 2 ** 20:.1f} MiB")
     print(f"{tree_size(out) / 2 ** 20:.1f} MiB in all")
