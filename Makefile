@@ -1,4 +1,4 @@
-# One-command set-up. `make demo` sets up and runs the main job; `make test` sets up and runs the tests.
+# One-command set-up. `make demo` sets up and runs the main job (a driving and a text-to-video clip); `make test` sets up and runs the tests.
 PYTHON ?= python3
 VENV   ?= .venv
 PY     := $(VENV)/bin/python
@@ -21,7 +21,7 @@ $(VENV)/.installed: pyproject.toml Makefile
 setup: $(VENV)/.installed
 
 demo: setup
-	$(VENV)/bin/videoldm inflate --base sd15 --latent 64x64 --frames 16
+	$(VENV)/bin/videoldm generate --out videoldm-output
 
 test: setup
 	$(PY) -m pytest -q
