@@ -2,6 +2,7 @@
 import json
 from pathlib import Path
 
+import numpy as np
 import pytest
 import torch
 
@@ -142,7 +143,13 @@ def test_evaluate_decoder_command_reports_both_decoders_and_seams(exports, tmp_p
     summary = json.loads((tmp_path / "decoder.json").read_text())
     assert set(summary["chunked"]) == {"overlap_1", "overlap_0"}
     assert summary["image_decoder"]["temporal_error"] > 0 and (tmp_path / "decoder.gif").is_file()
-    assert "temporal_decoder" in capsys.readouterr().out
+    per_clip = summary["per_clip"]  # the clips' own figures average to the overall ones
+    assert np.mean(per_clip["baseline_temporal_error"]) == pytest.approx(summary["image_decoder"]["temporal_error"])
+    assert np.mean(per_clip["temporal_temporal_error"]) == pytest.approx(summary["temporal_decoder"]["temporal_error"])
+    assert summary["clips_with_less_flicker"] == sum(
+        t < b for t, b in zip(per_clip["temporal_temporal_error"], per_clip["baseline_temporal_error"]))
+    out = capsys.readouterr().out
+    assert "temporal_decoder" in out and f"on {summary['clips_with_less_flicker']} of 2 clips" in out
 
 
 def test_a_whole_decoder_export_is_measured_against_the_untouched_image_decoder(exports, tmp_path):

@@ -105,6 +105,15 @@ def evaluate_decoder(decoder, clips, chunk_size: int = 16, overlaps=(4, 0), out_
         first = torch.cat([original.decode(zi.transpose(0, 1)).sample.transpose(0, 1)[None] for zi in z])
         summary["original_decoder"] = {"psnr": psnr(first.clamp(-1, 1), clips),
                                        "temporal_error": temporal_error(first.clamp(-1, 1), clips)}
+    # per clip: whether the gain is on most clips or a few; the baseline is the untouched image decoder
+    baseline = first if original is not None else image
+    per_clip = {"baseline_temporal_error": [temporal_error(b[None], c[None]) for b, c in zip(baseline, clips)],
+                "temporal_temporal_error": [temporal_error(w[None], c[None]) for w, c in zip(whole, clips)],
+                "baseline_psnr": [psnr(b[None], c[None]) for b, c in zip(baseline, clips)],
+                "temporal_psnr": [psnr(w[None], c[None]) for w, c in zip(whole, clips)]}
+    summary["per_clip"] = per_clip
+    summary["clips_with_less_flicker"] = sum(
+        t < b for t, b in zip(per_clip["temporal_temporal_error"], per_clip["baseline_temporal_error"]))
     truth = as_videos(clips)
 
     def pair_errors(frames):  # |Δx̂ - Δx| per frame pair t -> t+1, averaged over clips and pixels
@@ -147,6 +156,9 @@ def format_decoder_summary(summary: dict) -> str:
     for name, s in summary["chunked"].items():
         lines.append(f"{'chunked ' + name:<22}{s['psnr']:>10.2f}{s['temporal_error']:>16.5f}{s['seam_error']:>12.5f}"
                      f"{s['other_error']:>11.5f}{s['seam_ratio']:>7.2f}{s['seam_vs_whole']:>15.2f}")
+    if "clips_with_less_flicker" in summary:
+        lines.append("temporal decoder flickers less than the untouched image decoder on "
+                     f"{summary['clips_with_less_flicker']} of {summary['settings']['clips']} clips")
     return "\n".join(lines)
 
 
