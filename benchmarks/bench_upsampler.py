@@ -71,7 +71,7 @@ def child(args) -> dict:
 
 
 def main() -> None:
-    from videoldm.commands.inflate import parse_size
+    from videoldm.commands.data import size_arg as parse_size
 
     p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     p.add_argument("model", help="an upsampler export (upsampler-video, or upsampler-image)")
