@@ -28,7 +28,7 @@ from torch.utils.flop_counter import FlopCounterMode
 from torch.utils._pytree import tree_flatten
 
 from videoldm import VideoUNet
-from videoldm.commands.inflate import parse_size
+from videoldm.commands.data import size_arg as parse_size
 from videoldm.models.loading import resolve_unet_config
 
 ALLOCATOR = {"MALLOC_MMAP_THRESHOLD_": "33554432", "MALLOC_TRIM_THRESHOLD_": "2147483647",
@@ -161,16 +161,20 @@ def report(stats: dict, args) -> None:
     print(f"VideoUNet multiply-adds: {mac_ratio:.3f}x the image UNet's (target: time ratio <= {1.1 * mac_ratio:.2f})\n")
     head = f"{'model':<12}{'params':>9}{'temporal':>10}{'MACs x':>8}{'time s':>9}{'x image':>9}{'peak MiB':>10}" \
            f"{'x image':>9}" \
-           f"{'extra s/100M temporal':>23}{'extra MiB/100M temporal':>25}"
+           f"{'extra s/100M temporal':>23}{'extra MiB/100M temporal':>25}{'extra ms/GMAC':>15}"
     print(head)
     print("-" * len(head))
     for name, s in stats.items():
         tm = statistics.median(s["times"])
         per_t = "" if not s["temporal"] else f"{(tm - t0) / (s['temporal'] / 1e8):>23.3f}"
         per_m = "" if not s["temporal"] else f"{(s['peak'] - m0) / 2**20 / (s['temporal'] / 1e8):>25.1f}"
+        # time per multiply-add the temporal layers add: how fast they run, apart from how many there are
+        extra_macs = s["macs"] - base["macs"]
+        per_mac = "" if not s["temporal"] or extra_macs <= 0 else f"{(tm - t0) / (extra_macs / 1e9) * 1e3:>15.2f}"
         print(f"{name:<12}{s['params'] / 1e6:>8.1f}M{s['temporal'] / 1e6:>9.1f}M{s['macs'] / base['macs']:>8.2f}"
               f"{tm:>9.2f}{tm / t0:>9.2f}"
-              f"{s['peak'] / 2**20:>10.0f}{s['peak'] / m0:>9.2f}{per_t:>23}{per_m:>25}")
+              f"{s['peak'] / 2**20:>10.0f}{s['peak'] / m0:>9.2f}{per_t:>23}{per_m:>25}{per_mac:>15}")
+    print(f"\nimage UNet: {t0 / (base['macs'] / 1e9) * 1e3:.2f} ms per GMAC")
 
 
 if __name__ == "__main__":
