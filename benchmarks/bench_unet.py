@@ -106,6 +106,9 @@ def main() -> None:
     p.add_argument("--repeats", type=int, default=5)
     p.add_argument("--threads", type=int, default=min(2, os.cpu_count() or 1))
     p.add_argument("--skip", nargs="*", default=[], choices=["animatediff", "svd"])
+    p.add_argument("--layer-times", action="store_true",
+                   help="also time VideoUNet's temporal layers by kind (forward hooks, no profiler: "
+                        "torch.profiler slows some large matrix products several-fold)")
     args = p.parse_args()
     missing = [k for k, v in ALLOCATOR.items() if os.environ.get(k) != v]
     if missing:
@@ -150,6 +153,49 @@ def main() -> None:
                 call(model)
                 stats[name]["times"].append(time.perf_counter() - start)
     report(stats, args)
+    if args.layer_times:
+        layer_times(video, lambda: video(x, t, ehs), args.repeats)
+
+
+def layer_times(video: VideoUNet, call, repeats: int) -> dict[str, tuple[float, float]]:
+    """Seconds and multiply-adds per kind of temporal layer (summed over the network), median of repeats."""
+    kinds = {key: type(layer).__name__ for key, layer in video.temporal_layers.items()}
+    spent: dict[str, float] = {}
+    started: dict[str, float] = {}
+
+    def hooks(key):
+        def pre(module, args):
+            started[key] = time.perf_counter()
+
+        def post(module, args, output):
+            spent[kinds[key]] = spent.get(kinds[key], 0.0) + time.perf_counter() - started[key]
+        return pre, post
+
+    handles = []
+    for key, layer in video.temporal_layers.items():
+        pre, post = hooks(key)
+        handles += [layer.register_forward_pre_hook(pre), layer.register_forward_hook(post)]
+    with torch.inference_mode():
+        with FlopCounterMode(display=False) as flops:
+            call()
+        macs: dict[str, float] = {}
+        for name, counts in flops.get_flop_counts().items():
+            parts = name.split(".")  # "VideoUNet.temporal_layers.<key>" is one whole layer
+            if len(parts) == 3 and parts[1] == "temporal_layers" and parts[2] in kinds:
+                macs[kinds[parts[2]]] = macs.get(kinds[parts[2]], 0.0) + sum(counts.values()) / 2
+        runs = []
+        for _ in range(repeats):
+            spent.clear()
+            gc.collect()
+            call()
+            runs.append(dict(spent))
+    for handle in handles:
+        handle.remove()
+    result = {kind: (macs[kind], statistics.median(r[kind] for r in runs)) for kind in sorted(macs)}
+    print("\nVideoUNet temporal layers, by kind (forward hooks; median of repeats)")
+    for kind, (n, seconds) in result.items():
+        print(f"  {kind:<20} {n / 1e9:>7.1f} GMAC {seconds:>7.3f} s {n / 1e9 / seconds:>7.1f} GMAC/s")
+    return result
 
 
 def report(stats: dict, args) -> None:

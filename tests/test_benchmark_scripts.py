@@ -21,3 +21,35 @@ def test_every_name_a_benchmark_imports_from_videoldm_exists(script):
             submodule = hasattr(module, "__path__") and importlib.util.find_spec(f"{node.module}.{alias.name}")
             assert hasattr(module, alias.name) or submodule, \
                 f"{script.name}:{node.lineno}: {node.module} has no {alias.name}"
+
+
+def test_bench_unet_layer_times_count_every_temporal_multiply_add(capsys):
+    """The per-kind split must add up to what the temporal layers add over the image UNet."""
+    import torch
+    from diffusers import UNet2DConditionModel
+    from torch.utils.flop_counter import FlopCounterMode
+
+    from videoldm import VideoUNet
+    from videoldm.models.loading import resolve_unet_config
+
+    spec = importlib.util.spec_from_file_location("bench_unet", SCRIPTS[0].parent / "bench_unet.py")
+    bench = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(bench)
+    torch.manual_seed(0)
+    unet = UNet2DConditionModel.from_config(resolve_unet_config("tiny")).eval()
+    video = VideoUNet.from_unet2d(unet).eval()
+    cfg = unet.config
+    x = torch.randn(1, cfg.in_channels, 4, 8, 8)
+    ehs = torch.randn(1, 5, cfg.cross_attention_dim)
+    t = torch.full((1,), 10)
+    result = bench.layer_times(video, lambda: video(x, t, ehs), repeats=2)
+
+    assert set(result) == {"TemporalTransformer", "TemporalResBlock"}
+    with torch.inference_mode(), FlopCounterMode(display=False) as image_flops:
+        unet(x.transpose(1, 2).flatten(0, 1), t.repeat(4), ehs.repeat_interleave(4, 0))
+    with torch.inference_mode(), FlopCounterMode(display=False) as video_flops:
+        video(x, t, ehs)
+    added = (video_flops.get_total_flops() - image_flops.get_total_flops()) / 2
+    assert sum(macs for macs, _ in result.values()) == pytest.approx(added, rel=1e-9)
+    assert all(seconds > 0 for _, seconds in result.values())
+    assert "TemporalTransformer" in capsys.readouterr().out
