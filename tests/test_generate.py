@@ -100,6 +100,28 @@ def test_generate_writes_both_videos_and_explains_what_it_cannot_do(shipped, tmp
     assert main(["generate", *common, "--daytime", "day", "--size", "32x64", "--out", str(tmp_path / "c")]) == 2
 
 
+def test_requests_that_cannot_make_a_video_fail_first_with_a_message(tmp_path, capsys):
+    """Checked before any model is loaded (the models folder here does not even exist) and before sampling."""
+    from videoldm.cli import main
+    from videoldm.sampling import sample
+
+    nothing = ["--models", str(tmp_path / "nothing"), "--out", str(tmp_path / "out")]
+    for args, message in [(["--seconds", "0"], "--seconds must be above 0"),
+                          (["--seconds", "-1"], "--seconds must be above 0"),
+                          (["--steps", "0"], "--steps must be at least 1"),
+                          (["--temporal", str(tmp_path)], "--temporal goes with --base")]:
+        assert main(["generate", *nothing, *args]) == 2
+        assert message in capsys.readouterr().err
+    assert not (tmp_path / "out").exists()
+    occupied = tmp_path / "a-file"
+    occupied.write_text("keep me")
+    assert main(["generate", "--models", str(tmp_path / "nothing"), "--out", str(occupied)]) == 2
+    assert f"--out {occupied}: cannot make this output folder" in capsys.readouterr().err
+    assert occupied.read_text() == "keep me"
+    with pytest.raises(ValueError, match="num_inference_steps must be a whole number >= 1"):
+        sample(lambda *a, **k: None, None, (1, 4, 8, 8), num_inference_steps=0)
+
+
 def test_unknown_words_are_named_with_the_vocabulary(shipped):
     from videoldm.generate import check_prompt
     from videoldm.pipeline import VideoLDMPipeline

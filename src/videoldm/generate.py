@@ -51,6 +51,16 @@ def check_prompt(pipeline, prompt: str) -> None:
                          f"{', '.join(known)} (e.g. '{DEFAULT_PROMPT}')")
 
 
+def check_request(seconds: float, steps: int, base: str | None = None, temporal: str | None = None) -> None:
+    """Fails before any model is loaded on a request that cannot make a video."""
+    if temporal is not None and base is None:
+        raise ValueError("--temporal goes with --base: the image model those temporal layers were trained for")
+    if not seconds > 0:
+        raise ValueError(f"--seconds must be above 0, got {seconds:g}")
+    if steps < 1:
+        raise ValueError(f"--steps must be at least 1, got {steps}")
+
+
 def interpolation_passes(fps: float | None, base_fps: float, factor: int, available: bool) -> int:
     """How many x``factor`` interpolation passes turn ``base_fps`` into ``fps``; an error lists what works."""
     if fps is None or fps == base_fps:
@@ -71,6 +81,9 @@ def driving_video(models: str | Path, daytime: str = "day", crowdedness: str = "
     from .pipeline import VideoLDMPipeline
     from .stack import VideoLDMStack
 
+    check_request(seconds, steps)
+    if upsample_steps is not None and upsample_steps < 1:
+        raise ValueError(f"--upsample-steps must be at least 1, got {upsample_steps}")
     if daytime not in DAYTIMES or crowdedness not in CROWDEDNESS:
         raise ValueError(f"the driving model takes --daytime {'/'.join(DAYTIMES)} and --crowdedness "
                          f"{'/'.join(CROWDEDNESS)}; got {daytime!r}, {crowdedness!r}")
@@ -109,6 +122,7 @@ def text_video(models: str | Path | None, prompt: str = DEFAULT_PROMPT, seconds:
     """A text-to-video clip from the shipped `shapes` model, or from ``base`` + ``temporal``."""
     from .pipeline import VideoLDMPipeline
 
+    check_request(seconds, steps, base, temporal)
     if base is not None:
         pipe = load_base(base, temporal)
     else:
@@ -168,4 +182,4 @@ def write_outputs(video: VideoOutput, out: Path, name: str) -> list[Path]:
 
 
 __all__ = ["SHIPPED", "DEFAULT_PROMPT", "driving_video", "text_video", "load_base", "check_prompt",
-           "interpolation_passes", "write_outputs"]
+           "check_request", "interpolation_passes", "write_outputs"]

@@ -121,6 +121,8 @@ def sample(
 
     Returns: the final latents, float32, on ``device``.
     """
+    if int(num_inference_steps) != num_inference_steps or num_inference_steps < 1:
+        raise ValueError(f"num_inference_steps must be a whole number >= 1, got {num_inference_steps}")
     if isinstance(generator, int):
         generator = torch.Generator().manual_seed(generator)
     device = torch.device(device or getattr(model, "device", "cpu"))

@@ -85,9 +85,10 @@ def run_ship(args) -> int:
 
 
 def run(args) -> int:
-    from videoldm.generate import DEFAULT_PROMPT, SHIPPED, driving_video, text_video, write_outputs
+    from videoldm.generate import DEFAULT_PROMPT, SHIPPED, check_request, driving_video, text_video, write_outputs
 
     models = Path(args.models) if args.models else SHIPPED
+    check_request(args.seconds, args.steps, args.base, args.temporal)
     want_text = args.prompt is not None or args.base is not None or args.size is not None
     want_driving = args.daytime is not None or args.crowdedness is not None or args.upsample
     if args.size is not None and want_driving:
@@ -96,6 +97,10 @@ def run(args) -> int:
     if not want_text and not want_driving:
         want_text = want_driving = True
     out = Path(args.out)
+    try:  # before any sampling: a render is not lost to an output folder that cannot be made
+        out.mkdir(parents=True, exist_ok=True)
+    except OSError as err:
+        raise ValueError(f"--out {out}: cannot make this output folder ({err.strerror})") from None
     written = []
     start = time.perf_counter()
     if want_driving:
