@@ -123,6 +123,14 @@ def test_rollout_writes_every_clip_and_a_resumed_render_equals_an_uninterrupted_
                  "--out", str(tmp_path / "cli.mp4")]) == 0
     assert read_frames(tmp_path / "cli.mp4").shape[0] == 5 + 3
     assert main(["rollout", str(final), "--clips", "2", "--out", str(tmp_path / "y.mp4")]) == 2  # no --prompt
+    # refused before sampling: a length of nothing, a file that would not be what its name says, a folder
+    # that cannot be made (a file stands where it would go)
+    (tmp_path / "a-file").write_text("keep me")
+    for bad in (["--seconds", "0", "--out", str(tmp_path / "z.mp4")], ["--out", str(tmp_path / "z.gif")],
+                ["--out", str(tmp_path / "a-file" / "z.mp4")]):
+        assert main(["rollout", str(final), "--prompt", prompt, "--frames", "5", "--steps", "2", *bad]) == 2
+    assert not (tmp_path / "z.mp4").exists() and not (tmp_path / "z.gif").exists()
+    assert (tmp_path / "a-file").read_text() == "keep me"
 
 
 def test_interpolation_keeps_the_keyframes_and_fills_between(chain):

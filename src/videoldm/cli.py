@@ -44,7 +44,7 @@ def main(argv: list[str] | None = None) -> int:
         return 0
     try:
         return int(args.func(args) or 0)
-    except (ValueError, FileNotFoundError) as err:
+    except (ValueError, OSError) as err:  # bad input or a file system refusing: one line, not a traceback
         print(f"videoldm {args.command}: error: {err}", file=sys.stderr)
         return 2
 

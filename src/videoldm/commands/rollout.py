@@ -46,6 +46,11 @@ def run(args) -> int:
     from videoldm.pipeline import VideoLDMPipeline
     from videoldm.rollout import rollout
 
+    if args.seconds is not None and not args.seconds > 0:
+        raise ValueError(f"--seconds must be above 0, got {args.seconds:g}")
+    if Path(args.out).suffix.lower() != ".mp4":
+        raise ValueError(f"--out {args.out}: the rollout is written as mp4 frame by frame; give a .mp4 path "
+                         "(make a GIF from it afterwards if you need one)")
     pipe = VideoLDMPipeline.from_pretrained(args.model, temporal_decoder=args.decoder)
     interpolator = VideoLDMPipeline.from_pretrained(args.interpolator) if args.interpolator else None
     if pipe.conditioning == "attributes":
@@ -59,7 +64,7 @@ def run(args) -> int:
     clips = args.clips
     if clips is None:
         fps = pipe.fps or 8.0
-        seconds = args.seconds or 2 * args.frames / fps
+        seconds = args.seconds if args.seconds is not None else 2 * args.frames / fps
         clips = max(1, 1 + math.ceil((seconds * fps - args.frames) / (args.frames - args.context)))
     result = rollout(pipe, prompt, clips, args.out, num_frames=args.frames, context_frames=args.context,
                      guidance_scale=args.guidance, num_inference_steps=args.steps, seed=args.seed,
