@@ -118,6 +118,12 @@ def test_requests_that_cannot_make_a_video_fail_first_with_a_message(tmp_path, c
     assert main(["generate", "--models", str(tmp_path / "nothing"), "--out", str(occupied)]) == 2
     assert f"--out {occupied}: cannot make this output folder" in capsys.readouterr().err
     assert occupied.read_text() == "keep me"
+    # the evaluations write their folder at the end of their work: they make it first, or stop at once
+    for command in ("evaluate", "evaluate-ablation", "evaluate-decoder", "evaluate-prediction",
+                    "evaluate-interpolation", "evaluate-upsampler"):
+        assert main([command, str(tmp_path / "no-model"), "--data", str(tmp_path / "no-data"),
+                     "--out", str(occupied / "results")]) == 2
+        assert f"--out {occupied / 'results'}: cannot make this output folder" in capsys.readouterr().err
     with pytest.raises(ValueError, match="num_inference_steps must be a whole number >= 1"):
         sample(lambda *a, **k: None, None, (1, 4, 8, 8), num_inference_steps=0)
 

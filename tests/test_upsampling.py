@@ -200,6 +200,17 @@ def test_concat_conditioning_appends_the_low_res_channels():
     assert seen["x"].shape == (1, 7, 2, 8, 8) and seen["x"][:, 4:].eq(1).all()
 
 
+def test_upsample_command_refuses_what_it_could_not_write_before_any_work(tmp_path, capsys):
+    """The model does not exist here: each error must come before it is even looked for."""
+    from videoldm.cli import main
+
+    start = ["upsample", str(tmp_path / "low.mp4"), "--model", str(tmp_path / "no-model")]
+    assert main([*start, "--out", str(tmp_path / "up.txt")]) == 2
+    assert "export writes .mp4 or .gif, got up.txt" in capsys.readouterr().err
+    assert main([*start, "--chunk", "0", "--out", str(tmp_path / "up.mp4")]) == 2
+    assert "--chunk must be at least 1" in capsys.readouterr().err
+
+
 def test_upsample_and_evaluate_upsampler_commands(upsampler_runs, tmp_path):
     from videoldm.cli import main
     from videoldm.data.io import write_mp4

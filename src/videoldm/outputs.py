@@ -53,11 +53,18 @@ class VideoOutput(BaseOutput):
         """Writes video ``index`` to ``path``: H.264 mp4 or animated GIF, by the suffix."""
         from .data.io import write_gif, write_mp4
 
-        path = Path(path)
+        path = check_export_path(path)
         frames = _uint8(self.frames[index])
         if path.suffix.lower() == ".gif":
             return write_gif(path, frames, self.fps)
-        if path.suffix.lower() == ".mp4":
-            path.parent.mkdir(parents=True, exist_ok=True)
-            return write_mp4(path, frames, self.fps)
+        path.parent.mkdir(parents=True, exist_ok=True)
+        return write_mp4(path, frames, self.fps)
+
+
+def check_export_path(path: str | Path) -> Path:
+    """``path`` as a Path if :meth:`VideoOutput.export` can write it (.mp4 or .gif); check it before
+    long work, so that a render is not lost to a file name."""
+    path = Path(path)
+    if path.suffix.lower() not in (".mp4", ".gif"):
         raise ValueError(f"export writes .mp4 or .gif, got {path.name}")
+    return path

@@ -264,6 +264,8 @@ class Upsampler:
             raise ValueError(f"output_type must be one of {OUTPUT_TYPES}, got {output_type!r}")
         if low_res.ndim != 5 or low_res.shape[2] != 3:
             raise ValueError(f"low_res must be frames (B, T, 3, h, w) in [-1, 1], got {tuple(low_res.shape)}")
+        if frames_per_chunk < 1:
+            raise ValueError(f"frames_per_chunk must be at least 1, got {frames_per_chunk}")
         B, T, _, h, w = low_res.shape
         num_inference_steps = self.sampling_steps if num_inference_steps is None else num_inference_steps
         prompts = prompt if isinstance(prompt, list) else [prompt] * B

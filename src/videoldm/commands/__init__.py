@@ -1,1 +1,26 @@
 """CLI subcommands, one module each."""
+from __future__ import annotations
+
+import functools
+from pathlib import Path
+
+
+def output_folder(path: str | Path) -> Path:
+    """Makes the output folder ``path``, or fails with a one-line reason: called before long work, so
+    that a render or an evaluation is never lost to a folder that cannot be made at the end."""
+    path = Path(path)
+    try:
+        path.mkdir(parents=True, exist_ok=True)
+    except OSError as err:
+        raise ValueError(f"--out {path}: cannot make this output folder ({err.strerror})") from None
+    return path
+
+
+def folder_first(run):
+    """A command whose ``--out`` is a folder: make it before running the command."""
+    @functools.wraps(run)
+    def wrapped(args):
+        if getattr(args, "out", None):
+            output_folder(args.out)
+        return run(args)
+    return wrapped

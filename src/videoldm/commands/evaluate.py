@@ -9,6 +9,7 @@ import argparse
 import json
 from pathlib import Path
 
+from . import folder_first
 from .data import size_arg
 
 
@@ -154,6 +155,7 @@ def _clips_and_prompts(args, conditioning: str, size=None):
     return clips, prompts
 
 
+@folder_first
 def run_prediction(args) -> int:
     from videoldm.long_evaluation import evaluate_prediction
     from videoldm.pipeline import VideoLDMPipeline
@@ -165,6 +167,7 @@ def run_prediction(args) -> int:
     return 0
 
 
+@folder_first
 def run_interpolation(args) -> int:
     from videoldm.long_evaluation import evaluate_interpolation
     from videoldm.pipeline import VideoLDMPipeline
@@ -189,6 +192,7 @@ def run_rollout(args) -> int:
     return 0
 
 
+@folder_first
 def run_decoder(args) -> int:
     import torch
 
@@ -216,6 +220,7 @@ def _prompts(data: str, num: int, pipeline) -> list:
     return [r["caption"] if pipeline.conditioning == "text" else r["attributes"] for r in rows]
 
 
+@folder_first
 def run_ablation(args) -> int:
     from videoldm.evaluation import evaluate_ablation, format_ablation
     from videoldm.pipeline import VideoLDMPipeline
@@ -230,6 +235,7 @@ def run_ablation(args) -> int:
     return 0
 
 
+@folder_first
 def run(args) -> int:
     from videoldm.evaluation import evaluate_coherence, format_summary
     from videoldm.pipeline import VideoLDMPipeline
@@ -244,6 +250,7 @@ def run(args) -> int:
     return 0
 
 
+@folder_first
 def run_upsampler(args) -> int:
     import torch
 

@@ -5,6 +5,7 @@ import argparse
 import time
 from pathlib import Path
 
+from . import output_folder
 from .data import size_arg
 
 
@@ -96,11 +97,7 @@ def run(args) -> int:
                          "(--upsample gives it 4x larger)")
     if not want_text and not want_driving:
         want_text = want_driving = True
-    out = Path(args.out)
-    try:  # before any sampling: a render is not lost to an output folder that cannot be made
-        out.mkdir(parents=True, exist_ok=True)
-    except OSError as err:
-        raise ValueError(f"--out {out}: cannot make this output folder ({err.strerror})") from None
+    out = output_folder(args.out)  # before any sampling
     written = []
     start = time.perf_counter()
     if want_driving:

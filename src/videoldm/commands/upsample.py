@@ -36,9 +36,12 @@ def run(args) -> int:
     import torch
 
     from videoldm.long_evaluation import read_video
-    from videoldm.outputs import VideoOutput
+    from videoldm.outputs import VideoOutput, check_export_path
     from videoldm.upsampling import Upsampler
 
+    check_export_path(args.out)  # before the upsampling, not after it
+    if args.chunk < 1:
+        raise ValueError(f"--chunk must be at least 1, got {args.chunk}")
     upsampler = Upsampler.from_pretrained(args.model, temporal_layers=args.temporal)
     frames = torch.from_numpy(read_video(args.video)).permute(0, 3, 1, 2)[None].float() / 127.5 - 1
     out = upsampler(frames, args.prompt, num_inference_steps=args.steps, noise_level=args.noise_level,
