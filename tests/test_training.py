@@ -204,3 +204,80 @@ def main_export(path, checkpoint, out):
 
     assert main(["train", str(path), "--export-checkpoint", str(checkpoint), "--out", str(out)]) == 0
     return out
+
+
+def test_ctrl_c_finishes_the_step_saves_it_and_the_resumed_run_matches(tmp_path, clips):
+    """SIGINT mid-step: that step completes, is checkpointed (checkpoint_every is off), the handler is put
+    back, and resuming gives the uninterrupted run's losses."""
+    from videoldm.training.trainer import Trainer, TrainingInterrupted, train
+
+    def config(name):
+        return load_config(recipe(tmp_path / name, clips, max_steps=6, checkpoint_every=0))
+
+    straight = train(config("a"))
+    expected = losses(straight.parent)
+
+    trainer = Trainer(config("b"))
+    loss = trainer.stage.loss
+
+    def interrupted_loss(*args, **kwargs):
+        if trainer.stage.step == 2:  # computing step 3
+            os.kill(os.getpid(), signal.SIGINT)
+        return loss(*args, **kwargs)
+
+    trainer.stage.loss = interrupted_loss
+    before = signal.getsignal(signal.SIGINT)
+    with pytest.raises(TrainingInterrupted, match="SIGINT at step 3") as stopped:
+        trainer.train()
+    assert signal.getsignal(signal.SIGINT) is before
+    run_dir = tmp_path / "b" / "run"
+    assert stopped.value.checkpoint == run_dir / "checkpoint-00000003"
+    assert sorted(losses(run_dir)) == [1, 2, 3] and not (run_dir / "final").exists()
+    train(config("b"), resume=True)
+    got = losses(run_dir)
+    assert sorted(got) == list(range(1, 7))
+    for step in range(1, 7):
+        assert got[step] == pytest.approx(expected[step], rel=1e-5, abs=1e-7), step
+
+
+def wait_for_steps(proc, run_dir, steps: int, timeout: float = 180) -> None:
+    """Until the run has logged ``steps`` steps (or the process ended, or ``timeout`` seconds passed)."""
+    log, deadline = run_dir / "log.csv", time.time() + timeout
+    while proc.poll() is None and time.time() < deadline:
+        if log.exists() and len(log.read_text().splitlines()) > steps:  # a header line, then one per step
+            break
+        time.sleep(0.05)
+
+
+def test_sigterm_stops_the_train_command_with_a_checkpoint_and_how_to_go_on(tmp_path, clips):
+    """A scheduler's preemption: exit code 128 + 15, the last logged step is checkpointed, the message
+    gives the command that goes on."""
+    path = recipe(tmp_path, clips, max_steps=5000, checkpoint_every=0)
+    run_dir = tmp_path / "run"
+    proc = run_cli(str(path), "--set", "run.log_every=1")
+    wait_for_steps(proc, run_dir, 2)
+    proc.send_signal(signal.SIGTERM)
+    assert proc.wait(timeout=120) == 128 + signal.SIGTERM
+    err = proc.stderr.read().decode()
+    step = max(losses(run_dir))
+    assert 2 <= step < 5000
+    assert (run_dir / f"checkpoint-{step:08d}").is_dir()
+    assert f"SIGTERM at step {step}" in err and f"videoldm train {path} --set run.log_every=1 --resume" in err
+
+
+def test_sigterm_to_a_two_process_run_stops_both_at_one_step_with_a_checkpoint(tmp_path, clips):
+    """torchrun forwards SIGTERM to every worker; they agree on the step to stop at (no rank waits for a
+    collective the other left), and the main process saves it."""
+    path = recipe(tmp_path, clips, max_steps=5000, checkpoint_every=0)
+    run_dir = tmp_path / "run"
+    env = {**os.environ, "OMP_NUM_THREADS": "1"}
+    proc = subprocess.Popen([sys.executable, "-m", "torch.distributed.run", "--standalone", "--nproc_per_node=2",
+                             "-m", "videoldm", "train", str(path), "--set", "data.batch_size=1"],
+                            cwd=REPO, env=env, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
+    wait_for_steps(proc, run_dir, 2)
+    proc.send_signal(signal.SIGTERM)
+    proc.wait(timeout=120)  # torchrun's own exit status reports the signal it got
+    err = proc.stderr.read().decode()
+    step = max(losses(run_dir))
+    assert (run_dir / f"checkpoint-{step:08d}").is_dir(), err[-3000:]
+    assert err.count(f"SIGTERM at step {step}: checkpoint") == 1

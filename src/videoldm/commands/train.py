@@ -2,6 +2,8 @@
 from __future__ import annotations
 
 import argparse
+import shlex
+import sys
 
 EPILOG = """stages (the `stage:` key of the recipe):
   autoencoder   train a diffusers AutoencoderKL from scratch on video frames
@@ -63,7 +65,15 @@ def run_train(args) -> int:
         out = trainer.export(args.out or Path(args.export_checkpoint) / "export", samples=False)
         print(f"exported step {trainer.step}: {out}")
         return 0
-    final = train(load_config(args.config, args.set), resume=args.resume)
+    from videoldm.training.trainer import TrainingInterrupted
+
+    try:
+        final = train(load_config(args.config, args.set), resume=args.resume)
+    except TrainingInterrupted as stopped:
+        if stopped.checkpoint is not None:  # the main process wrote it and reports it
+            again = " ".join(["videoldm train", shlex.quote(args.config), *(f"--set {shlex.quote(s)}" for s in args.set)])
+            print(f"videoldm train: {stopped.summary}; go on with: {again} --resume", file=sys.stderr)
+        return 128 + stopped.signum  # the shell's convention for "ended by this signal"
     print(f"done: {final}")
     return 0
 

@@ -10,6 +10,8 @@ import contextlib
 import csv
 import gc
 import json
+import signal
+import threading
 import time
 from pathlib import Path
 
@@ -31,6 +33,50 @@ from .upsampler_stage import UpsamplerImageStage, UpsamplerVideoStage
 STAGES = {"autoencoder": AutoencoderStage, "image": ImageStage, "temporal": TemporalStage, "decoder": DecoderStage,
           "prediction": PredictionStage, "interpolation": InterpolationStage,
           "upsampler-image": UpsamplerImageStage, "upsampler-video": UpsamplerVideoStage}
+
+
+class TrainingInterrupted(Exception):
+    """SIGINT or SIGTERM arrived: the step in progress was finished and checkpointed, nothing is lost."""
+
+    def __init__(self, signum: int, step: int, checkpoint: Path | None):
+        self.signum, self.step, self.checkpoint = signum, step, checkpoint
+        self.summary = f"{signal.Signals(signum).name} at step {step}: checkpoint {checkpoint} saved"
+        super().__init__(f"{self.summary}; resume from it to go on")
+
+
+class StopSignals:
+    """Turns the first SIGINT (Ctrl-C) or SIGTERM (a scheduler's preemption) into a request to stop after
+    the current step; a second one acts as usual. All processes of a run stop at the same step."""
+
+    SIGNALS = (signal.SIGINT, signal.SIGTERM)
+
+    def __init__(self):
+        self.received: int | None = None
+        self._previous: dict = {}
+
+    def __enter__(self):
+        if threading.current_thread() is threading.main_thread():  # only there can Python take signals
+            self._previous = {s: signal.signal(s, self._handle) for s in self.SIGNALS}
+        return self
+
+    def __exit__(self, *exc):
+        self._restore()
+
+    def _handle(self, signum, frame):
+        self.received = signum
+        self._restore()
+
+    def _restore(self):
+        for s, handler in self._previous.items():
+            signal.signal(s, handler)
+        self._previous = {}
+
+    def agreed(self, accelerator: Accelerator) -> int | None:
+        """The signal to stop on, if any process received one (a collective: call it on every process)."""
+        if accelerator.num_processes == 1:
+            return self.received
+        flags = accelerator.gather(torch.tensor([self.received or 0], device=accelerator.device))
+        return max(flags.tolist()) or None
 
 
 class Trainer:
@@ -101,6 +147,15 @@ class Trainer:
         bar = tqdm(total=run.max_steps, initial=self.step, disable=not acc.is_local_main_process,
                    desc=f"{self.config.stage}", dynamic_ncols=True)
         self.model.train()
+        with StopSignals() as signals:
+            self._loop(batches, logger, bar, signals, global_batch)
+        bar.close()
+        logger.close()
+        self.save()
+        return self.export()
+
+    def _loop(self, batches, logger, bar, signals: StopSignals, global_batch: int) -> None:
+        run, acc = self.config.run, self.accelerator
         while self.step < run.max_steps:
             start = time.perf_counter()
             self.stage.step = self.step
@@ -119,15 +174,16 @@ class Trainer:
                          every=run.log_every)
             bar.set_postfix(loss=f"{total:.4f}", samples_s=f"{global_batch * run.grad_accum / seconds:.1f}")
             bar.update(1)
-            if run.checkpoint_every and self.step % run.checkpoint_every == 0:
-                self.save()
+            stop = signals.agreed(acc)
+            if stop or (run.checkpoint_every and self.step % run.checkpoint_every == 0):
+                saved = self.save()
+            if stop:
+                bar.close()
+                logger.close()
+                raise TrainingInterrupted(stop, self.step, saved)
             if run.sample_every and self.step % run.sample_every == 0 and acc.is_main_process:
                 with self._ema_weights():
                     self.stage.sample(self.run_dir / "samples", self.step)
-        bar.close()
-        logger.close()
-        self.save()
-        return self.export()
 
     def backward(self, batches) -> tuple[float, dict]:
         """Accumulates the gradients of one optimizer step (``grad_accum`` global batches); returns the
@@ -240,10 +296,11 @@ def train(config: TrainConfig, resume: bool | str = False) -> Path:
     trainer = Trainer(config)
     if resume:
         trainer.resume(None if resume is True else resume)
-    final = trainer.train()
-    del trainer
-    leave_process_group()
-    return final
+    try:
+        return trainer.train()
+    finally:
+        del trainer
+        leave_process_group()
 
 
 def leave_process_group() -> None:
