@@ -128,6 +128,18 @@ def test_requests_that_cannot_make_a_video_fail_first_with_a_message(tmp_path, c
         sample(lambda *a, **k: None, None, (1, 4, 8, 8), num_inference_steps=0)
 
 
+def test_ctrl_c_ends_a_command_with_one_line_and_the_shells_code(tmp_path, monkeypatch, capsys):
+    import videoldm.generate
+    from videoldm.cli import main
+
+    def pressed_ctrl_c(*args, **kwargs):
+        raise KeyboardInterrupt
+
+    monkeypatch.setattr(videoldm.generate, "driving_video", pressed_ctrl_c)
+    assert main(["generate", "--daytime", "day", "--out", str(tmp_path / "out")]) == 130
+    assert capsys.readouterr().err.strip() == "videoldm generate: interrupted"
+
+
 def test_unknown_words_are_named_with_the_vocabulary(shipped):
     from videoldm.generate import check_prompt
     from videoldm.pipeline import VideoLDMPipeline

@@ -47,6 +47,9 @@ def main(argv: list[str] | None = None) -> int:
     except (ValueError, OSError) as err:  # bad input or a file system refusing: one line, not a traceback
         print(f"videoldm {args.command}: error: {err}", file=sys.stderr)
         return 2
+    except KeyboardInterrupt:  # Ctrl-C: what was finished is on disk (train checkpoints, rollout --state)
+        print(f"videoldm {args.command}: interrupted", file=sys.stderr)
+        return 130
 
 
 if __name__ == "__main__":
