@@ -88,6 +88,22 @@ def test_pipeline_samples_reproducibly_and_alpha_one_is_the_image_model(exports)
                           atol=1e-5)
 
 
+def test_pipeline_takes_one_prompt_bare_and_refuses_what_cannot_be_a_video(exports):
+    import math
+
+    from videoldm.pipeline import VideoLDMPipeline
+
+    pipe = VideoLDMPipeline.from_pretrained(exports[3])
+    prompt = "a red circle moving left on a dark background"
+    one = pipe(prompt, num_frames=2, num_inference_steps=2, seed=1, progress=False).frames
+    assert torch.equal(one, pipe([prompt], num_frames=2, num_inference_steps=2, seed=1, progress=False).frames)
+    for kwargs, message in [({"prompts": []}, "no prompts"), ({"num_frames": 0}, "num_frames must be"),
+                            ({"num_frames": -3}, "num_frames must be"), ({"latent_size": (0, 8)}, "latent_size must"),
+                            ({"guidance_scale": math.nan}, "guidance_scale must be a finite")]:
+        with pytest.raises(ValueError, match=message):
+            pipe(**{"prompts": [prompt], "num_frames": 2, "num_inference_steps": 2, "progress": False, **kwargs})
+
+
 def test_evaluation_reports_both_models(exports, tmp_path):
     from videoldm.evaluation import evaluate_coherence
     from videoldm.pipeline import VideoLDMPipeline

@@ -77,11 +77,12 @@ class VideoLDMPipeline:
             return self.conditioner([{} if uncond else p for p in prompts])
 
     @torch.no_grad()
-    def __call__(self, prompts: list, num_frames: int = 16, latent_size: tuple[int, int] | None = None,
+    def __call__(self, prompts: list | str | dict | None, num_frames: int = 16, latent_size: tuple[int, int] | None = None,
                  num_inference_steps: int = 25, guidance_scale: float = 3.0, sampler: str = "ddim",
                  seed: int | torch.Generator = 0, frame_by_frame: bool = False, progress: bool = True,
                  output_type: str = "pt", context: torch.Tensor | None = None) -> VideoOutput:
-        """Samples one video per prompt (a caption, or an attribute dict for attribute models).
+        """Samples one video per prompt (a caption, or an attribute dict for attribute models; a single one
+        needs no list).
 
         ``frame_by_frame=True`` forces alpha = 1: the image model alone, frame by frame, with the same
         noise: the baseline a video model is compared with (decoded by the image decoder too).
@@ -94,8 +95,16 @@ class VideoLDMPipeline:
         """
         if output_type not in OUTPUT_TYPES:
             raise ValueError(f"output_type must be one of {OUTPUT_TYPES}, got {output_type!r}")
+        if prompts is None or isinstance(prompts, (str, dict)):  # one video, as diffusers pipelines take it
+            prompts = [prompts]
+        if len(prompts) == 0:
+            raise ValueError("no prompts: give one prompt (or None for an unconditional model) per video")
+        if int(num_frames) != num_frames or num_frames < 1:
+            raise ValueError(f"num_frames must be a whole number >= 1, got {num_frames}")
         cfg = self.image_unet.config
         h, w = latent_size or self.latent_size or (cfg.sample_size, cfg.sample_size)
+        if h < 1 or w < 1:
+            raise ValueError(f"latent_size must be positive, got {h}x{w}")
         B = len(prompts)
         shape = (B, cfg.in_channels, num_frames, h, w)
         cond, uncond = self.tokens(prompts), self.tokens(prompts, uncond=True)

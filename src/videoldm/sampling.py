@@ -7,6 +7,7 @@ classifier-free guidance runs the conditional and unconditional halves as one do
 from __future__ import annotations
 
 import inspect
+import math
 from collections.abc import Mapping
 
 import torch
@@ -123,6 +124,8 @@ def sample(
     """
     if int(num_inference_steps) != num_inference_steps or num_inference_steps < 1:
         raise ValueError(f"num_inference_steps must be a whole number >= 1, got {num_inference_steps}")
+    if not math.isfinite(guidance_scale):
+        raise ValueError(f"guidance_scale must be a finite number, got {guidance_scale}")
     if isinstance(generator, int):
         generator = torch.Generator().manual_seed(generator)
     device = torch.device(device or getattr(model, "device", "cpu"))
