@@ -77,7 +77,7 @@ def test_shipped_weights_are_half_precision_and_generate_as_the_float32_export_d
     assert np.abs(half_frames - full_frames).mean() < 0.02
 
 
-def test_generate_writes_both_videos_and_explains_what_it_cannot_do(shipped, tmp_path):
+def test_generate_writes_both_videos_and_explains_what_it_cannot_do(shipped, tmp_path, capsys):
     from videoldm.cli import main
     from videoldm.long_evaluation import read_video
 
@@ -98,6 +98,10 @@ def test_generate_writes_both_videos_and_explains_what_it_cannot_do(shipped, tmp
     assert main(["generate", *common, "--prompt", "a red circle", "--seconds", "9", "--out", str(tmp_path / "c")]) == 2
     assert main(["generate", "--models", str(tmp_path / "nothing"), "--out", str(tmp_path / "c")]) == 2
     assert main(["generate", *common, "--daytime", "day", "--size", "32x64", "--out", str(tmp_path / "c")]) == 2
+    # a video that could not be held in memory is refused before sampling, pointing to the streaming command
+    too_long = ["--models", str(tree), "--daytime", "day", "--seconds", "1e9", "--out", str(tmp_path / "c")]
+    assert main(["generate", *too_long]) == 2
+    assert "videoldm rollout" in capsys.readouterr().err
 
 
 def test_requests_that_cannot_make_a_video_fail_first_with_a_message(tmp_path, capsys):

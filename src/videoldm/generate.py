@@ -16,6 +16,7 @@ from __future__ import annotations
 
 import json
 import math
+import os
 import re
 from pathlib import Path
 
@@ -61,6 +62,17 @@ def check_request(seconds: float, steps: int, base: str | None = None, temporal:
         raise ValueError(f"--steps must be at least 1, got {steps}")
 
 
+def check_memory(frames: int, height: int, width: int) -> None:
+    """The finished video is held in memory (as float32) before it is written: refuse one that cannot fit,
+    before hours of sampling, and point to the command that streams to disk."""
+    need = frames * 3 * height * width * 4
+    have = os.sysconf("SC_PAGE_SIZE") * os.sysconf("SC_PHYS_PAGES") if hasattr(os, "sysconf") else None
+    if have and need > have / 2:
+        raise ValueError(f"{frames} frames of {height}x{width} take {need / 2 ** 30:.1f} GiB as float32, more than "
+                         f"half of this machine's {have / 2 ** 30:.0f} GiB: ask for fewer seconds, or render long "
+                         "videos with `videoldm rollout` (frames go to the mp4 as they come; --state resumes)")
+
+
 def interpolation_passes(fps: float | None, base_fps: float, factor: int, available: bool) -> int:
     """How many x``factor`` interpolation passes turn ``base_fps`` into ``fps``; an error lists what works."""
     if fps is None or fps == base_fps:
@@ -99,6 +111,12 @@ def driving_video(models: str | Path, daytime: str = "day", crowdedness: str = "
     num_frames = keyframes.info.get("num_frames") or 16
     total = max(2, round(seconds * base_fps))
     clips = 1 if total <= num_frames else 1 + math.ceil((total - num_frames) / (num_frames - 2))
+    frames = min(num_frames, total) if clips == 1 else num_frames + (clips - 1) * (num_frames - 2)
+    for _ in range(passes):
+        frames = (frames - 1) * k + 1
+    f = 2 ** (len(keyframes.vae.config.block_out_channels) - 1)
+    h, w = (side * f * (4 if upsample else 1) for side in keyframes.latent_size or (num_frames, num_frames))
+    check_memory(frames, h, w)
     stack = VideoLDMStack(keyframes, interpolator)
     video = stack({"daytime": daytime, "crowdedness": crowdedness}, num_frames=min(num_frames, total) if clips == 1
                   else num_frames, num_clips=clips, interpolations=passes, num_inference_steps=steps,
