@@ -1,6 +1,7 @@
 """The trainer: strict configs, exact resume after kill -9, data-parallel gradients equal to one process."""
 import json
 import os
+import re
 import signal
 import subprocess
 import sys
@@ -79,6 +80,20 @@ def test_unknown_key_wrong_type_and_missing_dataset_fail_before_training(tmp_pat
     missing["data"]["path"] = str(tmp_path / "nowhere")
     with pytest.raises(FileNotFoundError, match="nowhere"):
         Trainer(parse_config(missing))
+
+
+@pytest.mark.parametrize("key, value", [("data.batch_size", 0), ("optim.lr", -1e-4), ("optim.warmup_steps", -3),
+                                        ("optim.ema_decay", 1.5), ("optim.betas", [0.9]), ("run.max_steps", 0),
+                                        ("run.grad_accum", 0), ("run.checkpoint_every", -5), ("run.keep_last", -1)])
+def test_values_that_cannot_train_are_refused_by_name(key, value):
+    bad = json.loads(json.dumps(TINY_AE))
+    section, name = key.split(".")
+    bad[section][name] = value
+    with pytest.raises(ValueError, match=f"^{re.escape(key)} must be .*; got {re.escape(repr(value))}$"):
+        parse_config(bad)
+    ok = json.loads(json.dumps(TINY_AE))
+    ok["optim"]["ema_decay"] = None  # an optional setting left off passes
+    parse_config(ok)
 
 
 def test_latent_channel_mismatch_is_an_error_before_training(tmp_path, clips):

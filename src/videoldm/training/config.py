@@ -227,7 +227,40 @@ def parse_config(values: dict, source: str | None = None) -> TrainConfig:
         raise ValueError(f"run.mixed_precision must be no, bf16 or fp16; got {config.run.mixed_precision!r}")
     if config.optim.schedule not in ("constant", "cosine", "linear"):
         raise ValueError(f"optim.schedule must be constant, cosine or linear; got {config.optim.schedule!r}")
+    _check_ranges(config)
     return config
+
+
+# key -> (the test a value must pass, what it means); None always passes (an optional setting left off)
+RANGES = {
+    "data.batch_size": (lambda v: v >= 1, "at least 1"),
+    "data.frames_per_clip": (lambda v: v >= 1, "at least 1"),
+    "data.num_workers": (lambda v: v >= 0, "0 or more"),
+    "optim.lr": (lambda v: v > 0, "above 0"),
+    "optim.weight_decay": (lambda v: v >= 0, "0 or more"),
+    "optim.betas": (lambda v: len(v) == 2 and all(0 <= b < 1 for b in v), "two numbers in [0, 1)"),
+    "optim.warmup_steps": (lambda v: v >= 0, "0 or more"),
+    "optim.max_grad_norm": (lambda v: v > 0, "above 0 (or null: no clipping)"),
+    "optim.ema_decay": (lambda v: 0 <= v < 1, "in [0, 1) (or null: no EMA)"),
+    "run.max_steps": (lambda v: v >= 1, "at least 1"),
+    "run.grad_accum": (lambda v: v >= 1, "at least 1"),
+    "run.log_every": (lambda v: v >= 1, "at least 1"),
+    "run.sample_every": (lambda v: v >= 0, "0 (only at the end) or more"),
+    "run.checkpoint_every": (lambda v: v >= 0, "0 (only at the end) or more"),
+    "run.keep_last": (lambda v: v >= 0, "0 (keep all) or more"),
+    "run.num_samples": (lambda v: v >= 0, "0 or more"),
+    "run.sample_steps": (lambda v: v >= 1, "at least 1"),
+}
+
+
+def _check_ranges(config: TrainConfig) -> None:
+    """Values of the right type that cannot train (a batch of 0 hung; a negative warm-up, an EMA decay of
+    1.5 or 0 steps trained nothing or garbage, and said `done`)."""
+    for key, (ok, meaning) in RANGES.items():
+        section, name = key.split(".")
+        value = getattr(getattr(config, section), name)
+        if value is not None and not ok(value):
+            raise ValueError(f"{key} must be {meaning}; got {value!r}")
 
 
 def load_config(path: str | Path, overrides: list[str] = ()) -> TrainConfig:
