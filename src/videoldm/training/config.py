@@ -254,7 +254,7 @@ RANGES = {
 
 
 def _check_ranges(config: TrainConfig) -> None:
-    """Values of the right type that cannot train (a batch of 0 hung; a negative warm-up, an EMA decay of
+    """Values of the right type that cannot train (a batch of 0 failed deep in the loop; a negative warm-up, an EMA decay of
     1.5 or 0 steps trained nothing or garbage, and said `done`)."""
     for key, (ok, meaning) in RANGES.items():
         section, name = key.split(".")
