@@ -254,8 +254,8 @@ RANGES = {
 
 
 def _check_ranges(config: TrainConfig) -> None:
-    """Values of the right type that cannot train (a batch of 0 failed deep in the loop; a negative warm-up, an EMA decay of
-    1.5 or 0 steps trained nothing or garbage, and said `done`)."""
+    """Values of the right type that cannot train: a batch of 0 failed deep in the loop; a negative warm-up,
+    an EMA decay of 1.5 or 0 steps trained nothing or garbage, and said `done`."""
     for key, (ok, meaning) in RANGES.items():
         section, name = key.split(".")
         value = getattr(getattr(config, section), name)
