@@ -1,6 +1,7 @@
 """CLI subcommands, one module each."""
 from __future__ import annotations
 
+import argparse
 import functools
 from pathlib import Path
 
@@ -24,3 +25,16 @@ def folder_first(run):
             output_folder(args.out)
         return run(args)
     return wrapped
+
+
+def positive(kind):
+    """An argparse type: a number of ``kind`` above 0 (a count of clips, frames, steps)."""
+    def parse(text):
+        try:
+            value = kind(text)
+        except ValueError:
+            raise argparse.ArgumentTypeError(f"expected a number, got '{text}'") from None
+        if value <= 0:
+            raise argparse.ArgumentTypeError(f"must be positive, got '{text}'")
+        return value
+    return parse

@@ -9,6 +9,8 @@ import time
 from collections import Counter
 from pathlib import Path
 
+from . import positive
+
 EPILOG = """examples:
   videoldm data synth --kind driving --num 200 --frames 16 --size 128x256 --fps 8 --out data/driving
   videoldm data synth --kind shapes --num 500 --size 64x64 --out data/shapes            # train split
@@ -42,17 +44,6 @@ def size_arg(text: str) -> tuple[int, int]:
         raise argparse.ArgumentTypeError(str(err)) from None
 
 
-def _positive(kind):
-    def parse(text):
-        try:
-            v = kind(text)
-        except ValueError:
-            raise argparse.ArgumentTypeError(f"expected a number, got '{text}'") from None
-        if v <= 0:
-            raise argparse.ArgumentTypeError(f"must be positive, got '{text}'")
-        return v
-    return parse
-
 
 def add_command(subparsers) -> None:
     from videoldm.data.synthetic.base import DATASET_CRF
@@ -69,11 +60,11 @@ def add_command(subparsers) -> None:
     s = sub.add_parser("synth", help="write a procedural dataset (driving, shapes, camera) as mp4 + manifest.jsonl",
                        description=SYNTH_HELP, epilog=EPILOG, formatter_class=argparse.RawDescriptionHelpFormatter)
     s.add_argument("--kind", required=True, choices=["driving", "shapes", "camera"], help="which dataset")
-    s.add_argument("--num", type=_positive(int), required=True, help="number of clips")
-    s.add_argument("--frames", type=_positive(int), default=16, help="frames per clip (default 16)")
+    s.add_argument("--num", type=positive(int), required=True, help="number of clips")
+    s.add_argument("--frames", type=positive(int), default=16, help="frames per clip (default 16)")
     s.add_argument("--size", type=size_arg, default=None,
                    help="HxW, even numbers (default 128x256 for driving and camera, 64x64 for shapes)")
-    s.add_argument("--fps", type=_positive(float), default=8.0, help="frame rate of the written files (default 8)")
+    s.add_argument("--fps", type=positive(float), default=8.0, help="frame rate of the written files (default 8)")
     s.add_argument("--out", required=True, type=Path, help="output folder (created)")
     s.add_argument("--seed", type=int, default=0, help="dataset seed (default 0); clip i depends on (seed, i) only")
     s.add_argument("--start-index", type=int, default=0, help="first clip index, to extend a dataset (default 0)")
@@ -97,8 +88,8 @@ def add_command(subparsers) -> None:
                                    "(and --fps) also how many are too short for such clips.",
                        epilog=EPILOG, formatter_class=argparse.RawDescriptionHelpFormatter)
     i.add_argument("path", help="a folder, a .tar shard, a glob or a brace range of shards")
-    i.add_argument("--frames", type=_positive(int), help="clip length to check files against")
-    i.add_argument("--fps", type=_positive(float), help="clip frame rate to check against (default: native)")
+    i.add_argument("--frames", type=positive(int), help="clip length to check files against")
+    i.add_argument("--fps", type=positive(float), help="clip frame rate to check against (default: native)")
     i.add_argument("--json", action="store_true", help="print the report as JSON")
     i.add_argument("--limit", type=int, default=20, help="how many unreadable files to list (default 20)")
     i.set_defaults(func=run_inspect)
@@ -109,7 +100,7 @@ def add_command(subparsers) -> None:
                        epilog=EPILOG, formatter_class=argparse.RawDescriptionHelpFormatter)
     h.add_argument("src", type=Path, help="folder of videos (with sidecars or a manifest)")
     h.add_argument("--out", required=True, type=Path, help="output folder for shard-000000.tar, ...")
-    h.add_argument("--per-shard", type=_positive(int), default=100, help="samples per shard (default 100)")
+    h.add_argument("--per-shard", type=positive(int), default=100, help="samples per shard (default 100)")
     h.set_defaults(func=run_shard)
 
 

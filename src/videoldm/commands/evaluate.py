@@ -9,7 +9,7 @@ import argparse
 import json
 from pathlib import Path
 
-from . import folder_first
+from . import folder_first, positive
 from .data import size_arg
 
 
@@ -24,9 +24,9 @@ def add_command(subparsers) -> None:
     p.add_argument("model", help="an exported temporal-stage folder (…/final)")
     p.add_argument("--data", required=True, help="dataset folder whose manifest gives the prompts")
     p.add_argument("--kind", choices=["shapes", "driving"], default="shapes")
-    p.add_argument("--num", type=int, default=32, help="number of prompts (the manifest's first N)")
-    p.add_argument("--frames", type=int, default=16)
-    p.add_argument("--steps", type=int, default=25)
+    p.add_argument("--num", type=positive(int), default=32, help="number of prompts (the manifest's first N)")
+    p.add_argument("--frames", type=positive(int), default=16)
+    p.add_argument("--steps", type=positive(int), default=25)
     p.add_argument("--guidance", type=float, default=3.0)
     p.add_argument("--seed", type=int, default=0)
     p.add_argument("--image-model", help="another image export to put the temporal layers on (e.g. a new style)")
@@ -49,9 +49,9 @@ def add_command(subparsers) -> None:
     ab.add_argument("--upsampler", help="an exported upsampler-video folder (adds the upsampler row)")
     ab.add_argument("--data", required=True, help="dataset folder whose manifest gives the prompts")
     ab.add_argument("--kind", choices=["shapes", "driving"], default="driving")
-    ab.add_argument("--num", type=int, default=8, help="number of prompts (the manifest's first N)")
-    ab.add_argument("--frames", type=int, default=16)
-    ab.add_argument("--steps", type=int, default=25)
+    ab.add_argument("--num", type=positive(int), default=8, help="number of prompts (the manifest's first N)")
+    ab.add_argument("--frames", type=positive(int), default=16)
+    ab.add_argument("--steps", type=positive(int), default=25)
     ab.add_argument("--guidance", type=float, default=3.0)
     ab.add_argument("--upsampler-steps", type=int, help="default: the upsampler's own (from its recipe)")
     ab.add_argument("--seed", type=int, default=0)
@@ -67,10 +67,10 @@ def add_command(subparsers) -> None:
                "--frames 48 --out docs/results/decoder/camera", formatter_class=argparse.RawDescriptionHelpFormatter)
     d.add_argument("decoder", help="an exported decoder-stage folder (…/final)")
     d.add_argument("--data", required=True, help="folder of held-out videos")
-    d.add_argument("--num", type=int, default=16, help="number of clips (the folder's first N)")
-    d.add_argument("--frames", type=int, default=48, help="frames per clip (longer than a chunk, to see seams)")
+    d.add_argument("--num", type=positive(int), default=16, help="number of clips (the folder's first N)")
+    d.add_argument("--frames", type=positive(int), default=48, help="frames per clip (longer than a chunk, to see seams)")
     d.add_argument("--size", type=size_arg, default=None, help="HxW to resize to (default: the videos' own)")
-    d.add_argument("--chunk", type=int, default=16, help="frames per decoding chunk")
+    d.add_argument("--chunk", type=positive(int), default=16, help="frames per decoding chunk")
     d.add_argument("--overlaps", type=int, nargs="+", default=[4, 0], help="chunk overlaps to measure")
     d.add_argument("--out", help="folder for decoder.json and decoder.gif")
     d.set_defaults(func=run_decoder)
@@ -118,9 +118,9 @@ def add_command(subparsers) -> None:
     up.add_argument("model", help="an exported upsampler-video folder (…/final); an upsampler-image folder gives the "
                     "bicubic and frame-by-frame rows only")
     up.add_argument("--data", required=True, help="folder of held-out high-resolution videos")
-    up.add_argument("--num", type=int, default=8, help="number of clips (the folder's first N)")
-    up.add_argument("--frames", type=int, default=8, help="frames per clip (default 8)")
-    up.add_argument("--steps", type=int, help="default: the upsampler's own (from its recipe; 25 if none)")
+    up.add_argument("--num", type=positive(int), default=8, help="number of clips (the folder's first N)")
+    up.add_argument("--frames", type=positive(int), default=8, help="frames per clip (default 8)")
+    up.add_argument("--steps", type=positive(int), help="default: the upsampler's own (from its recipe; 25 if none)")
     up.add_argument("--noise-level", type=int, help="noise augmentation level (default: the model's)")
     up.add_argument("--tile", type=int, help="tile size in output pixels (default: whole frames)")
     up.add_argument("--seed", type=int, default=0)
@@ -130,9 +130,9 @@ def add_command(subparsers) -> None:
 
 def _clip_options(p, frames: int) -> None:
     p.add_argument("--data", required=True, help="folder of held-out videos with a manifest (captions / attributes)")
-    p.add_argument("--num", type=int, default=16, help="number of clips (the folder's first N)")
-    p.add_argument("--frames", type=int, default=frames, help=f"frames per clip (default {frames})")
-    p.add_argument("--steps", type=int, default=25)
+    p.add_argument("--num", type=positive(int), default=16, help="number of clips (the folder's first N)")
+    p.add_argument("--frames", type=positive(int), default=frames, help=f"frames per clip (default {frames})")
+    p.add_argument("--steps", type=positive(int), default=25)
     p.add_argument("--guidance", type=float, default=2.0, help="guidance on context (and prompt)")
     p.add_argument("--seed", type=int, default=0)
     p.add_argument("--out", help="folder for the JSON and a GIF")
