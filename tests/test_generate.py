@@ -128,6 +128,9 @@ def test_requests_that_cannot_make_a_video_fail_first_with_a_message(tmp_path, c
         assert main([command, str(tmp_path / "no-model"), "--data", str(tmp_path / "no-data"),
                      "--out", str(occupied / "results")]) == 2
         assert f"--out {occupied / 'results'}: cannot make this output folder" in capsys.readouterr().err
+        with pytest.raises(SystemExit):  # argparse: a usage line and exit code 2
+            main([command, str(tmp_path / "no-model"), "--data", str(tmp_path / "no-data"), "--num", "0"])
+        assert "argument --num: must be positive" in capsys.readouterr().err
     with pytest.raises(ValueError, match="num_inference_steps must be a whole number >= 1"):
         sample(lambda *a, **k: None, None, (1, 4, 8, 8), num_inference_steps=0)
 
