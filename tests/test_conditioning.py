@@ -122,6 +122,10 @@ def test_attribute_tokens_shapes_values_and_null():
     assert torch.equal(cond(DRIVING, drop_prob=1.0), cond.null(4))
     with pytest.raises(ValueError, match="unknown value 'dusk'"):
         cond([{"daytime": "dusk"}])
+    # a manifest's other keys are ignored; a dict of only unknown keys would be the null prompt in disguise
+    assert torch.equal(cond([{"daytime": "night", "num_cars": 3}]), cond([{"daytime": "night"}]))
+    with pytest.raises(ValueError, match=r"none of the attributes \['weather'\].*crowdedness, daytime"):
+        cond([{"weather": "rain"}])
     with pytest.raises(ValueError, match="attribute 'x'"):
         AttributeConditioner({"x": {"range": [1, 1]}})
 

@@ -144,5 +144,7 @@ def test_stack_keyframes_interpolation_decoder_keeps_the_frame_rate(chain, tmp_p
         VideoLDMStack(VideoLDMPipeline.from_pretrained(temporal))(PROMPT, num_clips=2, interpolations=0, **kw)
     with pytest.raises(ValueError, match="interpolation model"):
         VideoLDMStack(stack.keyframes)(PROMPT, interpolations=1, **kw)
+    with pytest.raises(ValueError, match="num_clips must be >= 1"):
+        stack(PROMPT, num_clips=0, **kw)
     np_frames = stack(PROMPT, interpolations=0, output_type="np", **kw).frames
     assert np_frames.dtype == np.uint8 and np_frames.shape == (1, 5, 16, 16, 3)

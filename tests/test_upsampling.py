@@ -53,6 +53,10 @@ def test_tiled_upsampling_runs_and_checks_its_input():
         up(low[0], num_inference_steps=2)
     with pytest.raises(ValueError, match="noise_level"):
         up(low, noise_level=400)
+    with pytest.raises(ValueError, match=r"in \[-1, 1\], got values up to \d+"):
+        up(low.clamp(0) * 255, num_inference_steps=2)  # uint8-range frames
+    with pytest.raises(ValueError, match="tile_size must be at least 1"):
+        up(low, num_inference_steps=2, tile_size=0)  # was taken as "no tiles"
     with pytest.raises(ValueError, match="not an upsampler UNet"):
         Upsampler(UNet2DConditionModel(in_channels=3, out_channels=3, **PIXEL_UNET), DDPMScheduler().config)
 

@@ -178,7 +178,14 @@ class AttributeConditioner(ModelMixin, ConfigMixin):
 
     def encode(self, attributes: Sequence[dict], drop_prob: float = 0.0,
                generator: torch.Generator | None = None) -> torch.Tensor:
-        """``(B, A * num_tokens, dim)`` tokens; each attribute is dropped with probability ``drop_prob``."""
+        """``(B, A * num_tokens, dim)`` tokens; each attribute is dropped with probability ``drop_prob``.
+
+        Keys the model was not trained on are ignored (manifests hold more, e.g. a car count), but a dict
+        with none of its attributes is an error: it would silently be the unconditional prompt."""
+        for a in attributes:
+            if a and not set(a) & set(self.embedders):
+                raise ValueError(f"none of the attributes {sorted(a)} is one this model knows: "
+                                 f"{', '.join(self.embedders)} (an empty dict asks for none)")
         n, dim, tokens = self.config.num_tokens, self.config.dim, []
         for name, embedder in self.embedders.items():
             values, missing = self._values(name, attributes)

@@ -43,6 +43,8 @@ class VideoLDMStack:
         """
         if output_type not in OUTPUT_TYPES:
             raise ValueError(f"output_type must be one of {OUTPUT_TYPES}, got {output_type!r}")
+        if num_clips < 1:
+            raise ValueError(f"num_clips must be >= 1, got {num_clips}")
         if interpolations < 0 or (interpolations and self.interpolator is None):
             raise ValueError(f"interpolations={interpolations}: give 0, or more with an interpolation model "
                              "(interpolator=...)")
