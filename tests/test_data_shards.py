@@ -111,3 +111,20 @@ def test_two_process_gloo_read_is_disjoint_and_covering(tmp_path):
     per_rank = json.loads((tmp_path / "keys.json").read_text())
     assert all(per_rank) and not set(per_rank[0]) & set(per_rank[1])
     assert sorted(per_rank[0] + per_rank[1]) == [f"s{i:03d}" for i in range(N)]
+
+
+def test_an_interrupted_write_leaves_only_whole_shards(tmp_path):
+    from videoldm.data.shards import expand_shards
+
+    def samples():
+        for i in range(150):
+            yield f"k{i:03d}", {"txt": b"x"}
+        raise KeyboardInterrupt  # Ctrl-C in the middle of the second shard
+
+    with pytest.raises(KeyboardInterrupt):
+        write_shards(samples(), tmp_path / "out", per_shard=100)
+    found = expand_shards(str(tmp_path / "out"))
+    assert [p.split("/")[-1] for p in found] == ["shard-000000.tar"]
+    with tarfile.open(found[0]) as tf:
+        assert len(tf.getnames()) == 100
+    assert (tmp_path / "out" / "shard-000001.tar.partial").exists()  # what was cut off, not read as a shard

@@ -212,24 +212,32 @@ class ShardDataset(IterableDataset):
 
 
 def write_shards(samples: Iterable[tuple[str, dict[str, bytes]]], out: str | Path, per_shard: int = 100, prefix: str = "shard") -> list[Path]:
-    """Write (key, {field: bytes}) samples into `out/prefix-000000.tar`, ... with `per_shard` samples each."""
+    """Write (key, {field: bytes}) samples into `out/prefix-000000.tar`, ... with `per_shard` samples each.
+
+    Each shard is written as `.tar.partial` and renamed when complete: an interrupted run leaves whole
+    shards only (readers glob `*.tar`)."""
     out = Path(out)
     out.mkdir(parents=True, exist_ok=True)
     paths: list[Path] = []
     tf = None
+
+    def finish():
+        tf.close()
+        paths[-1].with_name(paths[-1].name + ".partial").rename(paths[-1])
+
     for n, (key, fields) in enumerate(samples):
         if n % per_shard == 0:
             if tf is not None:
-                tf.close()
+                finish()
             paths.append(out / f"{prefix}-{len(paths):06d}.tar")
-            tf = tarfile.open(paths[-1], "w")
+            tf = tarfile.open(paths[-1].with_name(paths[-1].name + ".partial"), "w")
         for ext, data in fields.items():
             info = tarfile.TarInfo(f"{key}.{ext}")
             info.size = len(data)
             info.mtime = 0
             tf.addfile(info, io.BytesIO(data))
     if tf is not None:
-        tf.close()
+        finish()
     return paths
 
 
