@@ -2,7 +2,8 @@
 
 Per optimizer step: ``grad_accum`` micro-batches, each a global batch of ``batch_size`` samples per
 process; gradient clipping; AdamW; warm-up then the configured schedule; EMA of the trained
-parameters. Losses go to a CSV and TensorBoard, checkpoints are atomic and resume exactly.
+parameters. Losses go to a CSV and TensorBoard, checkpoints are atomic and resume exactly, and
+Ctrl-C or SIGTERM checkpoint the step in progress before the run ends.
 """
 from __future__ import annotations
 
