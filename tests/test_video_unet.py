@@ -168,6 +168,7 @@ def test_temporal_weights_are_safetensors_only(tmp_path, video):
     (dict(encoder_hidden_states=torch.randn(2, 6, 31)), "dimension 31"),
     (dict(timestep=torch.tensor([1, 2, 3])), "timestep"),
     (dict(image_only=torch.tensor([1, 0])), "image_only"),
+    (dict(encoder_hidden_states=None), "encoder_hidden_states is None, but the image UNet has cross-attention"),
 ])
 def test_bad_input_is_a_clear_value_error(video, bad, match):
     x, t, ehs = inputs()

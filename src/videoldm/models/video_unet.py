@@ -156,6 +156,8 @@ class VideoUNet(TemporalAttachment):
         self.unet.requires_grad_(False)
         self._context_dims = {layer.context_dim for layer in self.temporal_layers.values()
                               if isinstance(layer, TemporalTransformer) and layer.context_dim is not None}
+        blocks = [*self.unet.down_blocks, self.unet.mid_block, *self.unet.up_blocks]
+        self._takes_tokens = any(getattr(block, "has_cross_attention", False) for block in blocks if block is not None)
 
     @classmethod
     def from_unet2d(cls, unet: UNet2DConditionModel, temporal_layers: str | os.PathLike | None = None,
@@ -244,6 +246,9 @@ class VideoUNet(TemporalAttachment):
         """
         B, C, T, H, W = self._check_sample(sample)
         timestep = self._frame_timesteps(timestep, B, T, sample.device)
+        if encoder_hidden_states is None and self._takes_tokens:
+            raise ValueError("encoder_hidden_states is None, but the image UNet has cross-attention: give "
+                             "(B, L, D) tokens per video or (B, T, L, D) per frame")
         ehs = self._frame_tokens(encoder_hidden_states, B, T, "encoder_hidden_states")
         if temporal_encoder_hidden_states is None:
             temporal_context = encoder_hidden_states
