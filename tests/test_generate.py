@@ -183,6 +183,58 @@ def test_generate_with_your_own_stable_diffusion_folder_and_temporal_layers(tmp_
     assert main(["generate", "--base", str(tmp_path / "sd"), "--prompt", "a dog", "--out", str(tmp_path / "x")]) == 2
 
 
+
+def test_personalized_video_feeds_the_temporal_layers_their_own_text_encoder(tmp_path, capsys):
+    """The paper's DreamBooth set-up: the spatial layers read the fine-tuned text encoder, the temporal
+    layers the one they were trained with (--temporal-text), under guidance too."""
+    import torch
+    from diffusers import AutoencoderKL, DDIMScheduler, StableDiffusionPipeline, UNet2DConditionModel
+
+    from videoldm import VideoUNet
+    from videoldm.cli import main
+    from videoldm.conditioning import make_text_encoder, train_tokenizer
+    from videoldm.generate import load_base
+
+    torch.manual_seed(0)
+    tokenizer = train_tokenizer(["a sks dog running on a beach"], max_length=8)
+    unet = UNet2DConditionModel(**{**TINY_UNET, "sample_size": 8, "cross_attention_dim": 16})
+    vae = AutoencoderKL(**TINY_AE)
+    for name in ("sd", "dreambooth"):  # the same UNet; the DreamBooth folder has another text encoder
+        StableDiffusionPipeline(vae=vae, text_encoder=make_text_encoder(tokenizer, 16, 1, 2, 8), tokenizer=tokenizer,
+                                unet=unet, scheduler=DDIMScheduler(), safety_checker=None, feature_extractor=None,
+                                requires_safety_checker=False).save_pretrained(tmp_path / name)
+    video_unet = VideoUNet.from_unet2d(unet)
+    with torch.no_grad():  # trained-looking temporal layers: zero-initialised outputs would hide the tokens
+        for p in video_unet.trainable_parameters():
+            p.normal_(0, 0.2)
+    video_unet.save_temporal_layers(tmp_path / "temporal")
+
+    def video(pipe):
+        return pipe("a sks dog running on a beach", num_frames=3, num_inference_steps=2, seed=0, progress=False).frames
+
+    own = load_base(str(tmp_path / "dreambooth"), str(tmp_path / "temporal"))
+    personal = load_base(str(tmp_path / "dreambooth"), str(tmp_path / "temporal"), str(tmp_path / "sd"))
+    same = load_base(str(tmp_path / "sd"), str(tmp_path / "temporal"), str(tmp_path / "sd"))
+    assert torch.equal(video(same), video(load_base(str(tmp_path / "sd"), str(tmp_path / "temporal"))))
+    assert not torch.allclose(video(personal), video(own))
+
+    seen = []
+    forward = personal.unet.forward
+    personal.unet.forward = lambda *a, **k: seen.append(k["temporal_encoder_hidden_states"]) or forward(*a, **k)
+    video(personal)
+    expected = torch.cat([personal.temporal_conditioner.encode([""]), personal.temporal_conditioner.encode(
+        ["a sks dog running on a beach"])])
+    assert torch.equal(seen[0], expected)  # (unconditional, conditional) halves of the guided batch
+
+    assert main(["generate", "--base", str(tmp_path / "dreambooth"), "--temporal", str(tmp_path / "temporal"),
+                 "--temporal-text", str(tmp_path / "sd"), "--prompt", "a sks dog running on a beach", "--steps", "2",
+                 "--seconds", "0.5", "--out", str(tmp_path / "out")]) == 0
+    # refused before any model is loaded (here none exists)
+    assert main(["generate", "--models", str(tmp_path / "none"), "--temporal-text", str(tmp_path / "sd"),
+                 "--out", str(tmp_path / "x")]) == 2
+    assert "--temporal-text goes with --base" in capsys.readouterr().err
+
+
 def test_ship_command_collects_the_recipes_runs(chain, tmp_path):
     import shutil
 

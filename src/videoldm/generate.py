@@ -52,10 +52,13 @@ def check_prompt(pipeline, prompt: str) -> None:
                          f"{', '.join(known)} (e.g. '{DEFAULT_PROMPT}')")
 
 
-def check_request(seconds: float, steps: int, base: str | None = None, temporal: str | None = None) -> None:
+def check_request(seconds: float, steps: int, base: str | None = None, temporal: str | None = None,
+                  temporal_text: str | None = None) -> None:
     """Fails before any model is loaded on a request that cannot make a video."""
     if temporal is not None and base is None:
         raise ValueError("--temporal goes with --base: the image model those temporal layers were trained for")
+    if temporal_text is not None and base is None:
+        raise ValueError("--temporal-text goes with --base: the text encoder the temporal layers were trained with")
     if not seconds > 0:
         raise ValueError(f"--seconds must be above 0, got {seconds:g}")
     if steps < 1:
@@ -136,13 +139,16 @@ def upsample_video(folder: Path, video: VideoOutput, steps: int | None, seed: in
 
 def text_video(models: str | Path | None, prompt: str = DEFAULT_PROMPT, seconds: float = 2.0, fps: float | None = None,
                steps: int = 25, guidance: float = 3.0, seed: int = 0, base: str | None = None,
-               temporal: str | None = None, size: tuple[int, int] | None = None, progress: bool = True) -> VideoOutput:
-    """A text-to-video clip from the shipped `shapes` model, or from ``base`` + ``temporal``."""
+               temporal: str | None = None, size: tuple[int, int] | None = None, progress: bool = True,
+               temporal_text: str | None = None) -> VideoOutput:
+    """A text-to-video clip from the shipped `shapes` model, or from ``base`` + ``temporal`` (``temporal_text``:
+    the Stable Diffusion folder whose text encoder the temporal layers were trained with, when ``base`` has
+    a fine-tuned one, as a DreamBooth model does)."""
     from .pipeline import VideoLDMPipeline
 
-    check_request(seconds, steps, base, temporal)
+    check_request(seconds, steps, base, temporal, temporal_text)
     if base is not None:
-        pipe = load_base(base, temporal)
+        pipe = load_base(base, temporal, temporal_text)
     else:
         pipe = VideoLDMPipeline.from_pretrained(model_folder(models, "shapes/temporal"))
     check_prompt(pipe, prompt)
@@ -165,9 +171,10 @@ def text_video(models: str | Path | None, prompt: str = DEFAULT_PROMPT, seconds:
                 seed=seed, progress=progress)
 
 
-def load_base(base: str, temporal: str | None):
+def load_base(base: str, temporal: str | None, temporal_text: str | None = None):
     """A text-to-video pipeline from a diffusers Stable Diffusion folder (unet, vae, text encoder, tokenizer,
-    scheduler) and a temporal-layer folder made for that UNet's architecture."""
+    scheduler) and a temporal-layer folder made for that UNet's architecture; ``temporal_text``: a Stable
+    Diffusion folder whose tokenizer and text encoder feed the temporal layers instead of ``base``'s."""
     from diffusers import AutoencoderKL, DDPMScheduler
     from transformers import AutoTokenizer, CLIPTextModel
 
@@ -182,14 +189,21 @@ def load_base(base: str, temporal: str | None):
     if not (root / "unet").is_dir() or not (root / "vae").is_dir():
         raise ValueError(f"--base {base}: expected a diffusers Stable Diffusion folder (unet/, vae/, text_encoder/, "
                          "tokenizer/, scheduler/)")
+    def prompt_encoder(folder: Path) -> PromptEncoder:
+        if not (folder / "tokenizer").is_dir() or not (folder / "text_encoder").is_dir():
+            raise ValueError(f"{folder}: expected a Stable Diffusion folder with tokenizer/ and text_encoder/")
+        return PromptEncoder(AutoTokenizer.from_pretrained(folder / "tokenizer"),
+                             CLIPTextModel.from_pretrained(folder / "text_encoder"))
+
     unet = VideoUNet.from_unet2d(load_image_unet(root), temporal_layers=temporal).eval()
     vae = AutoencoderKL.from_pretrained(root / "vae").eval()
-    text = PromptEncoder(AutoTokenizer.from_pretrained(root / "tokenizer"),
-                         CLIPTextModel.from_pretrained(root / "text_encoder"))
+    text = prompt_encoder(root)
     scheduler = DDPMScheduler.from_pretrained(root / "scheduler")
     size = unet.unet.config.sample_size
     pipe = VideoLDMPipeline(unet, vae, scheduler.config, text, "text", (size, size), 8.0)
     pipe.info = {"num_frames": 16}
+    if temporal_text is not None:
+        pipe.temporal_conditioner = prompt_encoder(Path(temporal_text))
     return pipe
 
 

@@ -26,6 +26,10 @@ class VideoLDMPipeline:
         self.scheduler_config, self.conditioning = dict(scheduler_config), conditioning
         self.latent_size, self.fps = latent_size, fps  # what the model was trained at
         self.info: dict = {}
+        # text tokens for the temporal layers when they must differ from the spatial ones: a DreamBooth
+        # text encoder feeds the fine-tuned spatial layers, the one the temporal layers were trained with
+        # feeds them (the paper's personalized video); None: both read `conditioner`
+        self.temporal_conditioner = None
 
     @classmethod
     def from_pretrained(cls, path: str | Path, temporal_decoder: str | Path | None = None,
@@ -114,6 +118,11 @@ class VideoLDMPipeline:
         if context is not None:
             kwargs.update(self._context(context, shape))
             uncond_kwargs = {"context_mask": torch.zeros(B, num_frames)}
+        if self.temporal_conditioner is not None and cond is not None:
+            with torch.no_grad():
+                kwargs["temporal_encoder_hidden_states"] = self.temporal_conditioner.encode(list(prompts))
+                uncond_kwargs = {**(uncond_kwargs or {}),
+                                 "temporal_encoder_hidden_states": self.temporal_conditioner.encode([""] * B)}
         latents = sample(self.unet, make_scheduler(sampler, self.scheduler_config), shape,
                          cond=cond, uncond=uncond if cond is not None else None, guidance_scale=guidance_scale,
                          num_inference_steps=num_inference_steps, generator=seed, progress=progress,

@@ -24,7 +24,9 @@ def add_command(subparsers) -> None:
                f"  videoldm generate --prompt '{DEFAULT_PROMPT}' --seconds 4\n"
                "  videoldm generate --daytime night --crowdedness high --seconds 10 --fps 32 --upsample\n"
                "  videoldm generate --base path/to/stable-diffusion-v1-5 --temporal my-temporal-layers "
-               "--prompt 'a dog running on a beach'",
+               "--prompt 'a dog running on a beach'\n"
+               "  videoldm generate --base path/to/my-dreambooth --temporal my-temporal-layers "
+               "--temporal-text path/to/stable-diffusion-v1-5 --prompt 'a sks dog running on a beach'",
         formatter_class=argparse.RawDescriptionHelpFormatter)
     p.add_argument("--prompt", help=f"text-to-video prompt (default: '{DEFAULT_PROMPT}')")
     p.add_argument("--daytime", choices=["day", "night"], help="driving: time of day (default day)")
@@ -43,6 +45,10 @@ def add_command(subparsers) -> None:
                         "(default the trained size)")
     p.add_argument("--base", help="your image model: a diffusers Stable Diffusion folder (needs --temporal)")
     p.add_argument("--temporal", help="a temporal-layer folder for --base")
+    p.add_argument("--temporal-text", metavar="SD_FOLDER",
+                   help="with --base: the Stable Diffusion folder whose text encoder the temporal layers were "
+                        "trained with, when --base's is fine-tuned (DreamBooth): the spatial layers then read "
+                        "--base's tokens, the temporal layers these")
     p.add_argument("--models", help="folder of the shipped models (default: the ones installed with videoldm)")
     p.add_argument("--out", default="videoldm-output", help="output folder (default videoldm-output)")
     p.set_defaults(func=run)
@@ -89,7 +95,7 @@ def run(args) -> int:
     from videoldm.generate import DEFAULT_PROMPT, SHIPPED, check_request, driving_video, text_video, write_outputs
 
     models = Path(args.models) if args.models else SHIPPED
-    check_request(args.seconds, args.steps, args.base, args.temporal)
+    check_request(args.seconds, args.steps, args.base, args.temporal, args.temporal_text)
     want_text = args.prompt is not None or args.base is not None or args.size is not None
     want_driving = args.daytime is not None or args.crowdedness is not None or args.upsample
     if args.size is not None and want_driving:
@@ -108,7 +114,7 @@ def run(args) -> int:
     if want_text:
         video = text_video(models, args.prompt or DEFAULT_PROMPT, args.seconds,
                            args.fps if not want_driving else None, args.steps, args.guidance, args.seed, args.base,
-                           args.temporal, args.size)
+                           args.temporal, args.size, temporal_text=args.temporal_text)
         written += write_outputs(video, out, "text")
     for path in written:
         print(path)
