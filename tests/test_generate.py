@@ -147,6 +147,20 @@ def test_ctrl_c_ends_a_command_with_one_line_and_the_shells_code(tmp_path, monke
     assert capsys.readouterr().err.strip() == "videoldm generate: interrupted"
 
 
+def test_version_is_one_number_in_the_package_the_project_file_and_the_command(capsys):
+    import re
+    from pathlib import Path
+
+    import videoldm
+    from videoldm.cli import main
+
+    project = (Path(__file__).parents[1] / "pyproject.toml").read_text()
+    assert re.search(r'^version = "([^"]+)"', project, re.M).group(1) == videoldm.__version__
+    with pytest.raises(SystemExit) as done:
+        main(["--version"])
+    assert done.value.code == 0 and capsys.readouterr().out.strip() == f"videoldm {videoldm.__version__}"
+
+
 def test_unknown_words_are_named_with_the_vocabulary(shipped):
     from videoldm.generate import check_prompt
     from videoldm.pipeline import VideoLDMPipeline

@@ -5,6 +5,8 @@ import argparse
 import importlib
 import sys
 
+from videoldm import __version__
+
 # module path -> that module defines `add_command(subparsers)`; each call adds one subcommand whose
 # parser sets `func` (called with the parsed args, returns an exit code).
 COMMAND_MODULES = [
@@ -24,6 +26,7 @@ def build_parser() -> argparse.ArgumentParser:
         description="Video latent diffusion (Align your Latents) on top of diffusers image models.",
         formatter_class=argparse.RawDescriptionHelpFormatter,
     )
+    parser.add_argument("--version", action="version", version=f"videoldm {__version__}")
     sub = parser.add_subparsers(dest="command", metavar="COMMAND")
     for name in COMMAND_MODULES:
         try:
