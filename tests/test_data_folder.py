@@ -114,3 +114,22 @@ def test_empty_missing_and_all_bad_folders(tmp_path):
     make_video(bad / "tiny.mp4", n=3)
     with pytest.warns(SkippedFileWarning), pytest.raises(ValueError, match="no usable video.*2 file"):
         VideoFolderDataset(bad, num_frames=16, fps=8)
+
+
+def test_an_interrupted_write_keeps_the_earlier_file_and_leaves_no_partial_one(tmp_path, monkeypatch):
+    import videoldm.data.io as vio
+
+    frames = np.zeros((2, 16, 16, 3), dtype=np.uint8)
+    path = vio.write_mp4(tmp_path / "clip.mp4", frames, 8)
+    good = path.read_bytes()
+
+    def cut_off(target, *args, **kwargs):
+        with open(target, "wb") as f:
+            f.write(b"half an mp4")
+        raise KeyboardInterrupt
+
+    monkeypatch.setattr(vio, "encode_mp4", cut_off)
+    with pytest.raises(KeyboardInterrupt):
+        vio.write_mp4(path, frames + 255, 8)
+    assert path.read_bytes() == good
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["clip.mp4"]

@@ -5,8 +5,10 @@ that every clip we train or measure on goes through the same decoder path as use
 """
 from __future__ import annotations
 
+import contextlib
 import io
 import json
+import os
 from fractions import Fraction
 from pathlib import Path
 from typing import IO, Iterable, Sequence
@@ -128,12 +130,27 @@ class Mp4Writer:
         self.close()
 
 
-def write_mp4(path: str | Path, frames: np.ndarray, fps: float | Fraction, **kwargs) -> Path:
-    """Write frames to `path` (parents created); see `encode_mp4` for the options."""
+@contextlib.contextmanager
+def replacing(path: str | Path):
+    """Yields a temporary name beside `path` to write to; on success it replaces `path` in one step, on
+    failure (Ctrl-C included) it is removed: `path` is never a half-written file, and a good earlier
+    file of that name survives a failed write."""
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
-    encode_mp4(str(path), frames, fps, **kwargs)
-    return path
+    partial = path.with_name(f".{path.stem}.partial{path.suffix}")  # same suffix: writers pick formats by it
+    try:
+        yield partial
+        os.replace(partial, path)
+    except BaseException:
+        partial.unlink(missing_ok=True)
+        raise
+
+
+def write_mp4(path: str | Path, frames: np.ndarray, fps: float | Fraction, **kwargs) -> Path:
+    """Write frames to `path` (parents created; written whole or not at all); see `encode_mp4` for the options."""
+    with replacing(path) as partial:
+        encode_mp4(str(partial), frames, fps, **kwargs)
+    return Path(path)
 
 
 def mp4_bytes(frames: np.ndarray, fps: float | Fraction, **kwargs) -> bytes:
@@ -148,20 +165,17 @@ def write_gif(path: str | Path, frames: np.ndarray, fps: float) -> Path:
     from PIL import Image
 
     frames = _check_frames(frames)
-    path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
     images = [Image.fromarray(f).quantize(method=Image.Quantize.FASTOCTREE) for f in frames]
-    images[0].save(path, save_all=True, append_images=images[1:], duration=int(round(1000 / fps)), loop=0)
-    return path
+    with replacing(path) as partial:
+        images[0].save(partial, save_all=True, append_images=images[1:], duration=int(round(1000 / fps)), loop=0)
+    return Path(path)
 
 
 def write_jsonl(path: str | Path, records: Iterable[dict]) -> Path:
-    path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    with open(path, "w", encoding="utf-8") as f:
+    with replacing(path) as partial, open(partial, "w", encoding="utf-8") as f:
         for rec in records:
             f.write(json.dumps(rec, separators=(",", ":")) + "\n")
-    return path
+    return Path(path)
 
 
 def read_jsonl(path: str | Path) -> list[dict]:
