@@ -133,3 +133,13 @@ def test_an_interrupted_write_keeps_the_earlier_file_and_leaves_no_partial_one(t
         vio.write_mp4(path, frames + 255, 8)
     assert path.read_bytes() == good
     assert sorted(p.name for p in tmp_path.iterdir()) == ["clip.mp4"]
+
+
+def test_hidden_files_and_folders_are_not_videos(tmp_path):
+    from videoldm.data.video_folder import discover
+
+    make_video(tmp_path / "a.mp4", n=8, fps=8, h=16, w=16)
+    (tmp_path / "._a.mp4").write_bytes(b"\0\5\26\7 AppleDouble")  # what a macOS copy leaves
+    (tmp_path / ".cache").mkdir()
+    make_video(tmp_path / ".cache" / "b.mp4", n=8, fps=8, h=16, w=16)
+    assert [e["path"].name for e in discover(tmp_path)] == ["a.mp4"]

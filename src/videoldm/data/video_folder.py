@@ -42,7 +42,9 @@ def discover(root: Path, manifest: str | Path | None = None, extensions=VIDEO_EX
         return entries
     exts = tuple(e.lower() for e in extensions)
     for dirpath, dirnames, filenames in os.walk(root):
-        dirnames.sort()
+        # hidden names are not data: macOS's "._clip.mp4" copies, our own ".clip.partial.mp4" writes
+        dirnames[:] = sorted(n for n in dirnames if not n.startswith("."))
+        filenames = [n for n in filenames if not n.startswith(".")]
         d = Path(dirpath)
         for name in sorted(filenames):
             if name.lower().endswith(exts):
