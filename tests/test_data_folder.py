@@ -143,3 +143,23 @@ def test_hidden_files_and_folders_are_not_videos(tmp_path):
     (tmp_path / ".cache").mkdir()
     make_video(tmp_path / ".cache" / "b.mp4", n=8, fps=8, h=16, w=16)
     assert [e["path"].name for e in discover(tmp_path)] == ["a.mp4"]
+
+
+def test_a_streamed_mp4_killed_mid_render_still_plays_up_to_its_last_fragment(tmp_path):
+    """Mp4Writer (rollouts): kill -9 before close leaves a playable file, not an mp4 without its index."""
+    import subprocess
+    import sys
+
+    from videoldm.long_evaluation import read_video
+
+    path = tmp_path / "long.mp4"
+    script = ("import os, numpy as np\n"
+              "from videoldm.data.io import Mp4Writer\n"
+              f"w = Mp4Writer({str(path)!r}, 8)\n"
+              "rng = np.random.default_rng(0)\n"
+              "for _ in range(10):\n"
+              "    w.write(rng.integers(0, 255, (10, 32, 64, 3), dtype=np.uint8))\n"
+              "os._exit(0)  # no close: as if killed\n")
+    subprocess.run([sys.executable, "-c", script], check=True, timeout=120)
+    frames = read_video(path)
+    assert frames.shape[1:] == (32, 64, 3) and 48 <= len(frames) < 100

@@ -86,14 +86,17 @@ class Mp4Writer:
     """An H.264 mp4 written frame by frame, for videos too long to hold in memory (rollouts).
 
     ``with Mp4Writer(path, fps) as w: w.write(frames)`` with uint8 ``(T, H, W, 3)`` pieces of one size;
-    the file is complete when the writer closes.
+    the file is complete when the writer closes. Until then it is a fragmented mp4 (a fragment per
+    keyframe, every 2 s) flushed packet by packet: a render killed outright (kill -9, a lost machine)
+    still plays up to its last fragment, less the encoder's lookahead.
     """
 
     def __init__(self, path: str | Path, fps: float | Fraction, crf: int | None = 18, codec: str = "libx264"):
         self.path = Path(path)
         self.path.parent.mkdir(parents=True, exist_ok=True)
         self.rate, self.crf, self.codec = fps_fraction(fps), crf, codec
-        self.container = av.open(str(self.path), mode="w", format="mp4")
+        self.container = av.open(str(self.path), mode="w", format="mp4", options={
+            "movflags": "frag_keyframe+empty_moov+default_base_moof", "flush_packets": "1"})
         self.stream = None
         self.frames = 0
 
@@ -105,6 +108,7 @@ class Mp4Writer:
                 raise ValueError(f"H.264 needs even height and width, got {h}x{w}")
             self.stream = self.container.add_stream(self.codec, rate=self.rate)
             self.stream.width, self.stream.height, self.stream.pix_fmt = w, h, "yuv420p"
+            self.stream.gop_size = max(1, round(2 * float(self.rate)))  # a keyframe, and a fragment, every 2 s
             if self.crf is not None:
                 self.stream.options = {"crf": str(self.crf)}
         elif (h, w) != (self.stream.height, self.stream.width):
