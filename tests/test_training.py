@@ -296,3 +296,18 @@ def test_sigterm_to_a_two_process_run_stops_both_at_one_step_with_a_checkpoint(t
     step = max(losses(run_dir))
     assert (run_dir / f"checkpoint-{step:08d}").is_dir(), err[-3000:]
     assert err.count(f"SIGTERM at step {step}: checkpoint") == 1
+
+
+def test_a_text_model_on_clips_without_captions_is_refused_before_training(chain, tmp_path):
+    """An interrupted `data synth` leaves videos and no manifest: training on it was silently unconditional."""
+    import shutil
+
+    from conftest import run_stage
+
+    ctmp, data, image, _ = chain
+    shutil.copytree(data["path"], tmp_path / "clips")
+    (tmp_path / "clips" / "manifest.jsonl").unlink()
+    with pytest.raises(ValueError, match=r"stage temporal: a text-conditioned model, but no clip of 4 has a caption"):
+        run_stage(tmp_path, "temporal", "temporal", {**data, "path": str(tmp_path / "clips")},
+                  {"image_model": str(image)})
+    run_stage(tmp_path, "temporal-ok", "temporal", data, {"image_model": str(image)})  # captions: fine

@@ -64,10 +64,25 @@ def build_dataset(config: TrainConfig, need_pixels: bool = False):
     return datasets[0] if len(datasets) == 1 else MixedDataset(datasets)
 
 
+def _records(dataset) -> list[dict]:
+    return dataset.meta if isinstance(dataset, LatentCache) else [dataset.record(i) for i in range(len(dataset))]
+
+
 def dataset_captions(dataset) -> list[str]:
-    if isinstance(dataset, LatentCache):
-        return [m.get("caption") or "" for m in dataset.meta]
-    return [dataset.record(i).get("caption") or "" for i in range(len(dataset))]
+    return [m.get("caption") or "" for m in _records(dataset)]
+
+
+def require_labels(conditioning: str, dataset, where: str) -> None:
+    """A text or attribute model on data without a single caption or attribute would train as an
+    unconditional one and say nothing: e.g. on a `data synth` folder interrupted before its manifest."""
+    records = _records(dataset)
+    if conditioning == "text" and not any(m.get("caption") for m in records):
+        raise ValueError(f"{where}: a text-conditioned model, but no clip of {len(records)} has a caption "
+                         "(no manifest.jsonl or sidecar .txt/.json; an interrupted `videoldm data synth` leaves "
+                         "none: run it again)")
+    if conditioning == "attributes" and not any(m.get("attributes") for m in records):
+        raise ValueError(f"{where}: an attribute-conditioned model, but no clip of {len(records)} has attributes "
+                         "(no manifest.jsonl or sidecar .json)")
 
 
 def diffusion_loss(model_output: torch.Tensor, scheduler: DDPMScheduler, latents, noise, timesteps,
@@ -269,6 +284,7 @@ class ImageStage(DiffusionStage):
                              f"{self.vae.config.latent_channels}")
         self.scheduler = base["scheduler"] if base is not None else DDPMScheduler(**m.scheduler)
         self.dataset = build_dataset(config)
+        require_labels(m.conditioning, self.dataset, "stage image")
         cross = unet.config.cross_attention_dim if m.conditioning != "none" else None
         if base is not None and base["conditioner"] is not None:
             self.conditioner = base["conditioner"]
@@ -346,6 +362,7 @@ class TemporalStage(DiffusionStage):
         if self.conditioner is not None:
             self.conditioner.requires_grad_(False).eval()
         self.dataset = build_dataset(config)
+        require_labels(parts["index"].get("conditioning", "none"), self.dataset, f"stage {config.stage}")
         self.video_unet = self.build_video_unet(parts["unet"])
         if m.train_spatial:
             self.video_unet.unet.requires_grad_(True)
