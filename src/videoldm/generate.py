@@ -118,7 +118,8 @@ def driving_video(models: str | Path, daytime: str = "day", crowdedness: str = "
     for _ in range(passes):
         frames = (frames - 1) * k + 1
     f = 2 ** (len(keyframes.vae.config.block_out_channels) - 1)
-    h, w = (side * f * (4 if upsample else 1) for side in keyframes.latent_size or (num_frames, num_frames))
+    latent = keyframes.latent_size or (keyframes.image_unet.config.sample_size,) * 2
+    h, w = (side * f * (4 if upsample else 1) for side in latent)  # the shipped upsampler is 4x
     check_memory(frames, h, w)
     stack = VideoLDMStack(keyframes, interpolator)
     video = stack({"daytime": daytime, "crowdedness": crowdedness}, num_frames=min(num_frames, total) if clips == 1
