@@ -311,3 +311,11 @@ def test_a_text_model_on_clips_without_captions_is_refused_before_training(chain
         run_stage(tmp_path, "temporal", "temporal", {**data, "path": str(tmp_path / "clips")},
                   {"image_model": str(image)})
     run_stage(tmp_path, "temporal-ok", "temporal", data, {"image_model": str(image)})  # captions: fine
+
+
+def test_resume_without_a_checkpoint_says_it_starts_at_step_0(tmp_path, clips, capsys):
+    from videoldm.training.trainer import Trainer
+
+    trainer = Trainer(load_config(recipe(tmp_path, clips)))
+    assert trainer.resume() is False and trainer.step == 0
+    assert f"no checkpoint in {tmp_path / 'run'} to resume from: starting at step 0" in capsys.readouterr().out

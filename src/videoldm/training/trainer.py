@@ -124,6 +124,7 @@ class Trainer:
         """Continues from ``checkpoint`` (or the latest in the run folder); False when there is none."""
         path = Path(checkpoint) if checkpoint else (list_checkpoints(self.run_dir) or [None])[-1]
         if path is None:
+            self._log(f"no checkpoint in {self.run_dir} to resume from: starting at step 0")
             return False
         state = load_checkpoint(path, self.stage.module)
         self.optimizer.load_state_dict(state["optimizer"])
