@@ -211,8 +211,9 @@ def test_upsample_command_refuses_what_it_could_not_write_before_any_work(tmp_pa
     start = ["upsample", str(tmp_path / "low.mp4"), "--model", str(tmp_path / "no-model")]
     assert main([*start, "--out", str(tmp_path / "up.txt")]) == 2
     assert "export writes .mp4 or .gif, got up.txt" in capsys.readouterr().err
-    assert main([*start, "--chunk", "0", "--out", str(tmp_path / "up.mp4")]) == 2
-    assert "--chunk must be at least 1" in capsys.readouterr().err
+    with pytest.raises(SystemExit):  # argparse: a usage line and exit code 2
+        main([*start, "--chunk", "0", "--out", str(tmp_path / "up.mp4")])
+    assert "argument --chunk: must be positive" in capsys.readouterr().err
 
 
 def test_upsample_and_evaluate_upsampler_commands(upsampler_runs, tmp_path):

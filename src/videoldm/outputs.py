@@ -57,7 +57,6 @@ class VideoOutput(BaseOutput):
         frames = _uint8(self.frames[index])
         if path.suffix.lower() == ".gif":
             return write_gif(path, frames, self.fps)
-        path.parent.mkdir(parents=True, exist_ok=True)
         return write_mp4(path, frames, self.fps)
 
 

@@ -268,9 +268,9 @@ class Upsampler:
             raise ValueError(f"frames_per_chunk must be at least 1, got {frames_per_chunk}")
         if tile_size is not None and tile_size < 1:
             raise ValueError(f"tile_size must be at least 1 (or None: whole frames), got {tile_size}")
-        if low_res.numel() and low_res.abs().max() > 2:  # a little past 1 is a decoder's overshoot; 255 is not
-            raise ValueError(f"low_res must be in [-1, 1], got values up to {float(low_res.abs().max()):g} "
-                             "(uint8 frames: x / 127.5 - 1)")
+        peak = float(low_res.abs().max()) if low_res.numel() else 0.0
+        if peak > 2:  # a little past 1 is a decoder's overshoot; 255 is not
+            raise ValueError(f"low_res must be in [-1, 1], got values up to {peak:g} (uint8 frames: x / 127.5 - 1)")
         B, T, _, h, w = low_res.shape
         num_inference_steps = self.sampling_steps if num_inference_steps is None else num_inference_steps
         prompts = prompt if isinstance(prompt, list) else [prompt] * B

@@ -44,7 +44,6 @@ def size_arg(text: str) -> tuple[int, int]:
         raise argparse.ArgumentTypeError(str(err)) from None
 
 
-
 def add_command(subparsers) -> None:
     from videoldm.data.synthetic.base import DATASET_CRF
 

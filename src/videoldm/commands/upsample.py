@@ -3,6 +3,8 @@ from __future__ import annotations
 
 import argparse
 
+from . import positive
+
 
 def add_command(subparsers) -> None:
     p = subparsers.add_parser(
@@ -25,7 +27,7 @@ def add_command(subparsers) -> None:
     p.add_argument("--guidance", type=float, default=1.0, help="text guidance (text upsamplers)")
     p.add_argument("--tile", type=int, help="tile size in output pixels (latent pixels for latent upsamplers)")
     p.add_argument("--overlap", type=int, default=32, help="tile overlap (default 32)")
-    p.add_argument("--chunk", type=int, default=8, help="frames upsampled together (default 8)")
+    p.add_argument("--chunk", type=positive(int), default=8, help="frames upsampled together (default 8)")
     p.add_argument("--frame-by-frame", action="store_true", help="a video upsampler with alpha = 1 (for comparison)")
     p.add_argument("--seed", type=int, default=0)
     p.add_argument("--out", default="upsampled.mp4", help="output .mp4 or .gif")
@@ -40,8 +42,6 @@ def run(args) -> int:
     from videoldm.upsampling import Upsampler
 
     check_export_path(args.out)  # before the upsampling, not after it
-    if args.chunk < 1:
-        raise ValueError(f"--chunk must be at least 1, got {args.chunk}")
     upsampler = Upsampler.from_pretrained(args.model, temporal_layers=args.temporal)
     frames = torch.from_numpy(read_video(args.video)).permute(0, 3, 1, 2)[None].float() / 127.5 - 1
     out = upsampler(frames, args.prompt, num_inference_steps=args.steps, noise_level=args.noise_level,

@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import glob
 import io
+import itertools
 import json
 import os
 import re
@@ -24,6 +25,7 @@ import torch
 from torch.utils.data import IterableDataset, get_worker_info
 
 from .decode import DecodeError, clip_times, decode_clip, probe
+from .io import replacing
 from .metadata import normalize_record
 from .sampling import ClipSpec, SkipLog, to_tensor
 
@@ -214,30 +216,21 @@ class ShardDataset(IterableDataset):
 def write_shards(samples: Iterable[tuple[str, dict[str, bytes]]], out: str | Path, per_shard: int = 100, prefix: str = "shard") -> list[Path]:
     """Write (key, {field: bytes}) samples into `out/prefix-000000.tar`, ... with `per_shard` samples each.
 
-    Each shard is written as `.tar.partial` and renamed when complete: an interrupted run leaves whole
-    shards only (readers glob `*.tar`)."""
+    Each shard is written whole or not at all (`data.io.replacing`): an interrupted run leaves complete
+    shards only."""
     out = Path(out)
     out.mkdir(parents=True, exist_ok=True)
     paths: list[Path] = []
-    tf = None
-
-    def finish():
-        tf.close()
-        paths[-1].with_name(paths[-1].name + ".partial").rename(paths[-1])
-
-    for n, (key, fields) in enumerate(samples):
-        if n % per_shard == 0:
-            if tf is not None:
-                finish()
-            paths.append(out / f"{prefix}-{len(paths):06d}.tar")
-            tf = tarfile.open(paths[-1].with_name(paths[-1].name + ".partial"), "w")
-        for ext, data in fields.items():
-            info = tarfile.TarInfo(f"{key}.{ext}")
-            info.size = len(data)
-            info.mtime = 0
-            tf.addfile(info, io.BytesIO(data))
-    if tf is not None:
-        finish()
+    for index, group in itertools.groupby(enumerate(samples), key=lambda item: item[0] // per_shard):
+        path = out / f"{prefix}-{index:06d}.tar"
+        with replacing(path) as partial, tarfile.open(partial, "w") as tf:
+            for _, (key, fields) in group:
+                for ext, data in fields.items():
+                    info = tarfile.TarInfo(f"{key}.{ext}")
+                    info.size = len(data)
+                    info.mtime = 0
+                    tf.addfile(info, io.BytesIO(data))
+        paths.append(path)
     return paths
 
 
