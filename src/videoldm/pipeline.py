@@ -118,11 +118,10 @@ class VideoLDMPipeline:
         if context is not None:
             kwargs.update(self._context(context, shape))
             uncond_kwargs = {"context_mask": torch.zeros(B, num_frames)}
-        if self.temporal_conditioner is not None and cond is not None:
-            with torch.no_grad():
-                kwargs["temporal_encoder_hidden_states"] = self.temporal_conditioner.encode(list(prompts))
-                uncond_kwargs = {**(uncond_kwargs or {}),
-                                 "temporal_encoder_hidden_states": self.temporal_conditioner.encode([""] * B)}
+        if self.temporal_conditioner is not None and cond is not None:  # (__call__ runs without gradients)
+            kwargs["temporal_encoder_hidden_states"] = self.temporal_conditioner.encode(list(prompts))
+            uncond_kwargs = {**(uncond_kwargs or {}),
+                             "temporal_encoder_hidden_states": self.temporal_conditioner.encode([""] * B)}
         latents = sample(self.unet, make_scheduler(sampler, self.scheduler_config), shape,
                          cond=cond, uncond=uncond if cond is not None else None, guidance_scale=guidance_scale,
                          num_inference_steps=num_inference_steps, generator=seed, progress=progress,
