@@ -24,12 +24,23 @@ import weakref
 import torch
 from diffusers import MotionAdapter, UNet2DConditionModel, UNetMotionModel, UNetSpatioTemporalConditionModel
 from torch.utils._python_dispatch import TorchDispatchMode
-from torch.utils.flop_counter import FlopCounterMode
+from torch.utils.flop_counter import FlopCounterMode, sdpa_flop_count
 from torch.utils._pytree import tree_flatten
 
 from videoldm import VideoUNet
 from videoldm.commands.data import size_arg as parse_size
 from videoldm.models.loading import resolve_unet_config
+
+# FlopCounterMode has no formula for the CPU kernel of scaled_dot_product_attention: without this, attention
+# scores and their product with the values (spatial and temporal alike) would count as free on the CPU.
+def cpu_attention_flops(query_shape, key_shape, value_shape, *args, out_shape=None, **kwargs) -> int:
+    return sdpa_flop_count(query_shape, key_shape, value_shape)
+
+
+def count_macs() -> FlopCounterMode:
+    return FlopCounterMode(display=False, custom_mapping={
+        torch.ops.aten._scaled_dot_product_flash_attention_for_cpu: cpu_attention_flops})
+
 
 ALLOCATOR = {"MALLOC_MMAP_THRESHOLD_": "33554432", "MALLOC_TRIM_THRESHOLD_": "2147483647",
              "MALLOC_TOP_PAD_": "536870912"}
@@ -88,13 +99,18 @@ def animatediff(unet: UNet2DConditionModel) -> UNetMotionModel:
     return UNetMotionModel.from_unet2d(unet, adapter)
 
 
-def temporal_params(name: str, model: torch.nn.Module) -> int:
-    if name == "image":
-        return 0
+# names that mark a temporal parameter in each model
+TEMPORAL_MARKS = {"animatediff": ("motion_modules",), "svd": ("temporal", "time_mixer", "time_pos_embed")}
+
+
+def is_temporal(name: str, parameter_name: str) -> bool:
     if name == "videoldm":
-        return sum(p.numel() for p in model.trainable_parameters())
-    marks = ("motion_modules",) if name == "animatediff" else ("temporal", "time_mixer", "time_pos_embed")
-    return sum(p.numel() for n, p in model.named_parameters() if any(m in n for m in marks))
+        return not parameter_name.startswith("unet.")
+    return any(m in parameter_name for m in TEMPORAL_MARKS.get(name, ()))
+
+
+def temporal_params(name: str, model: torch.nn.Module) -> int:
+    return sum(p.numel() for n, p in model.named_parameters() if is_temporal(name, n))
 
 
 def main() -> None:
@@ -106,6 +122,9 @@ def main() -> None:
     p.add_argument("--repeats", type=int, default=5)
     p.add_argument("--threads", type=int, default=min(2, os.cpu_count() or 1))
     p.add_argument("--skip", nargs="*", default=[], choices=["animatediff", "svd"])
+    p.add_argument("--params", action="store_true",
+                   help="only count, on the meta device (seconds, no timing): each model's temporal parameters by "
+                        "part and the multiply-adds they add per parameter")
     p.add_argument("--layer-times", action="store_true",
                    help="also time VideoUNet's temporal layers by kind (forward hooks, no profiler: "
                         "torch.profiler slows some large matrix products several-fold)")
@@ -117,6 +136,8 @@ def main() -> None:
     torch.manual_seed(0)
 
     cfg = resolve_unet_config(args.base)
+    if args.params:
+        return parameter_report(cfg, args)
     B, T, (H, W) = args.batch, args.frames, args.latent
     C, D = cfg["in_channels"], cfg["cross_attention_dim"]
     unet = UNet2DConditionModel.from_config(cfg).eval()
@@ -141,7 +162,7 @@ def main() -> None:
     stats = {}
     with torch.inference_mode():
         for name, (model, call) in runs.items():
-            with PeakTensorMemory() as mem, FlopCounterMode(display=False) as flops:
+            with PeakTensorMemory() as mem, count_macs() as flops:
                 call(model)
             stats[name] = {"params": sum(q.numel() for q in model.parameters()), "macs": flops.get_total_flops() / 2,
                            "temporal": temporal_params(name, model), "peak": mem.peak, "times": []}
@@ -155,6 +176,60 @@ def main() -> None:
     report(stats, args)
     if args.layer_times:
         layer_times(video, lambda: video(x, t, ehs), args.repeats)
+
+
+# what each name part of a temporal parameter is, for the three models' layers
+PARTS = {"conv1": "3D-conv blocks", "conv2": "3D-conv blocks", "time_emb_proj": "3D-conv blocks",
+         "temporal_res_block": "3D-conv blocks", "ff_in": "feed-forward before attention", "ff": "feed-forward",
+         "attn1": "self-attention", "attn2": "cross-attention (motion: 2nd self-attn)",
+         "proj_in": "projections in/out", "proj_out": "projections in/out", "time_pos_embed": "position MLP"}
+
+
+def parameter_report(cfg: dict, args) -> dict[str, dict]:
+    """Temporal parameters by part, and multiply-adds added per temporal parameter, counted on the meta device.
+
+    Time per temporal parameter is (multiply-adds per parameter) x (time per multiply-add): this separates
+    where the parameters sit (a weight costs one multiply-add per frame and latent pixel of its resolution;
+    position MLPs and text projections cost next to none) from how fast the layers run.
+    """
+    B, T, (H, W) = args.batch, args.frames, args.latent
+    C, D = cfg["in_channels"], cfg["cross_attention_dim"]
+    with torch.device("meta"):  # shapes only: nothing allocated, nothing computed
+        unet = UNet2DConditionModel.from_config(cfg)
+        x, ehs, t = torch.randn(B, C, T, H, W), torch.randn(B, 77, D), torch.full((B,), 500)
+        frames = x.transpose(1, 2).reshape(B * T, C, H, W)
+        models = {"videoldm": VideoUNet.from_unet2d(unet), "animatediff": animatediff(unet), "svd": svd_like(cfg, T).to("meta")}  # its alphas ignore the device context
+        calls = {"image": lambda: unet(frames, t.repeat_interleave(T), ehs.repeat_interleave(T, 0)),
+                 "videoldm": lambda: models["videoldm"](x, t, ehs),
+                 "animatediff": lambda: models["animatediff"](x, t, ehs.repeat_interleave(T, 0)),
+                 "svd": lambda: models["svd"](x.transpose(1, 2), t, ehs[:, :1],
+                                              added_time_ids=torch.zeros(B, 3))}
+        macs = {}
+        with torch.inference_mode():
+            for name, call in calls.items():
+                with count_macs() as flops:
+                    call()
+                macs[name] = flops.get_total_flops() / 2
+    parts: dict[str, dict[str, int]] = {}
+    for name, model in models.items():
+        for n, q in model.named_parameters():
+            if not is_temporal(name, n):
+                continue
+            part = next((PARTS[k] for k in n.split(".") if k in PARTS), "norms, alphas")
+            parts.setdefault(part, {}).setdefault(name, 0)
+            parts[part][name] += q.numel()
+    print(f"\nbase {args.base}: temporal parameters by part (M), {T} frames at latent {H}x{W}")
+    print(f"{'part':<42}" + "".join(f"{n:>13}" for n in models))
+    for part in sorted(parts, key=lambda k: -sum(parts[k].values())):
+        print(f"{part:<42}" + "".join(f"{parts[part].get(n, 0) / 1e6:>13.1f}" for n in models))
+    totals = {n: sum(parts[p].get(n, 0) for p in parts) for n in models}
+    print(f"{'total':<42}" + "".join(f"{totals[n] / 1e6:>13.1f}" for n in models))
+    per = {n: (macs[n] - macs["image"]) / totals[n] / (B * T) for n in models}
+    print(f"{'added MACs x image':<42}" + "".join(f"{macs[n] / macs['image']:>13.3f}" for n in models))
+    print(f"{'added MACs per temporal parameter per frame':<42}" + "".join(f"{per[n]:>13.1f}" for n in models))
+    print(f"\n(the image UNet: {macs['image'] / (B * T) / 1e9:.2f} GMAC per frame; a weight at the highest resolution "
+          f"costs {H * W} multiply-adds per frame)")
+    return {"parts": parts, "totals": totals, "macs": macs, "macs_per_parameter": per}
 
 
 def layer_times(video: VideoUNet, call, repeats: int) -> dict[str, tuple[float, float]]:
@@ -176,7 +251,7 @@ def layer_times(video: VideoUNet, call, repeats: int) -> dict[str, tuple[float, 
         pre, post = hooks(key)
         handles += [layer.register_forward_pre_hook(pre), layer.register_forward_hook(post)]
     with torch.inference_mode():
-        with FlopCounterMode(display=False) as flops:
+        with count_macs() as flops:
             call()
         macs: dict[str, float] = {}
         for name, counts in flops.get_flop_counts().items():

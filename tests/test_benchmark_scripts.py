@@ -23,6 +23,45 @@ def test_every_name_a_benchmark_imports_from_videoldm_exists(script):
                 f"{script.name}:{node.lineno}: {node.module} has no {alias.name}"
 
 
+def _bench_unet():
+    spec = importlib.util.spec_from_file_location("bench_unet", SCRIPTS[0].parent / "bench_unet.py")
+    bench = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(bench)
+    return bench
+
+
+def test_bench_unet_parameter_report_splits_every_temporal_parameter(capsys):
+    """--params: the parts of each model add up to its temporal parameters, and the MACs are the real pass's."""
+    import argparse
+
+    import torch
+    from diffusers import UNet2DConditionModel
+    from torch.utils.flop_counter import FlopCounterMode
+
+    from videoldm import VideoUNet
+    from videoldm.models.loading import resolve_unet_config
+
+    bench = _bench_unet()
+    cfg = resolve_unet_config("tiny")
+    report = bench.parameter_report(cfg, argparse.Namespace(base="tiny", batch=1, frames=4, latent=(8, 8)))
+
+    unet = UNet2DConditionModel.from_config(cfg)
+    video = VideoUNet.from_unet2d(unet)
+    assert report["totals"]["videoldm"] == sum(p.numel() for p in video.trainable_parameters())
+    assert report["totals"]["animatediff"] == bench.temporal_params("animatediff", bench.animatediff(unet))
+    assert report["totals"]["svd"] == bench.temporal_params("svd", bench.svd_like(cfg, 4))
+    assert set(report["parts"]["position MLP"]) == {"svd"}  # relative rotary positions have no weights
+    assert "videoldm" not in report["parts"]["feed-forward before attention"]
+    x, ehs, t = torch.randn(1, cfg["in_channels"], 4, 8, 8), torch.randn(1, 77, cfg["cross_attention_dim"]), torch.full((1,), 10)
+    with torch.inference_mode(), bench.count_macs() as flops:
+        video(x, t, ehs)
+    assert report["macs"]["videoldm"] == flops.get_total_flops() / 2  # the meta pass counts what a real one does
+    with torch.inference_mode(), FlopCounterMode(display=False) as plain:
+        video(x, t, ehs)
+    assert plain.get_total_flops() < flops.get_total_flops()  # torch alone misses the CPU attention kernel
+    assert "added MACs per temporal parameter" in capsys.readouterr().out
+
+
 def test_bench_unet_layer_times_count_every_temporal_multiply_add(capsys):
     """The per-kind split must add up to what the temporal layers add over the image UNet."""
     import torch
@@ -32,9 +71,7 @@ def test_bench_unet_layer_times_count_every_temporal_multiply_add(capsys):
     from videoldm import VideoUNet
     from videoldm.models.loading import resolve_unet_config
 
-    spec = importlib.util.spec_from_file_location("bench_unet", SCRIPTS[0].parent / "bench_unet.py")
-    bench = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(bench)
+    bench = _bench_unet()
     torch.manual_seed(0)
     unet = UNet2DConditionModel.from_config(resolve_unet_config("tiny")).eval()
     video = VideoUNet.from_unet2d(unet).eval()
@@ -45,9 +82,9 @@ def test_bench_unet_layer_times_count_every_temporal_multiply_add(capsys):
     result = bench.layer_times(video, lambda: video(x, t, ehs), repeats=2)
 
     assert set(result) == {"TemporalTransformer", "TemporalResBlock"}
-    with torch.inference_mode(), FlopCounterMode(display=False) as image_flops:
+    with torch.inference_mode(), bench.count_macs() as image_flops:
         unet(x.transpose(1, 2).flatten(0, 1), t.repeat(4), ehs.repeat_interleave(4, 0))
-    with torch.inference_mode(), FlopCounterMode(display=False) as video_flops:
+    with torch.inference_mode(), bench.count_macs() as video_flops:
         video(x, t, ehs)
     added = (video_flops.get_total_flops() - image_flops.get_total_flops()) / 2
     assert sum(macs for macs, _ in result.values()) == pytest.approx(added, rel=1e-9)
