@@ -110,6 +110,8 @@ def test_rollout_writes_every_clip_and_a_resumed_render_equals_an_uninterrupted_
         rollout(pipe, prompt, 3, tmp_path / "x.mp4", **{**kw, "context_frames": 5})
     with pytest.raises(ValueError, match="prediction model"):
         rollout(VideoLDMPipeline.from_pretrained(temporal), prompt, 2, tmp_path / "x.mp4", **kw)
+    with pytest.raises(ValueError, match="interpolation_steps must be >= 1"):  # 0 was read as "the default"
+        rollout(pipe, prompt, 2, tmp_path / "x.mp4", interpolator=pipe, interpolation_steps=0, **kw)
     # with an interpolation model (k = 2): (5 - 1) * 2 + 1 frames, then (5 - 2) * 2 per clip, at twice the rate
     interp = run(tmp, "interp-roll", "interpolation", data, {"image_model": str(image), "keyframe_every": 2},
                  max_steps=1).train()
@@ -131,6 +133,9 @@ def test_rollout_writes_every_clip_and_a_resumed_render_equals_an_uninterrupted_
         assert main(["rollout", str(final), "--prompt", prompt, "--frames", "5", "--steps", "2", *bad]) == 2
     assert not (tmp_path / "z.mp4").exists() and not (tmp_path / "z.gif").exists()
     assert (tmp_path / "a-file").read_text() == "keep me"
+    for option in ("--clips", "--frames", "--steps", "--interpolation-steps"):  # counts: positive at parse time
+        with pytest.raises(SystemExit):
+            main(["rollout", str(final), "--prompt", prompt, option, "0", "--out", str(tmp_path / "z.mp4")])
 
 
 def test_interpolation_keeps_the_keyframes_and_fills_between(chain):

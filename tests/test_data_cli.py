@@ -55,3 +55,15 @@ def test_help_teaches(capsys):
     with pytest.raises(SystemExit):
         main(["data", "synth", "--kind", "shapes", "--num", "0", "--out", "x"])
     assert "must be positive" in capsys.readouterr().err
+
+
+@pytest.mark.parametrize("option,value,message", [
+    ("--start-index", "-3", "must be 0 or more"),  # was numpy's "expected non-negative integer", after mkdir
+    ("--previews", "-1", "must be 0 or more"),  # was ignored
+    ("--crf", "99", "must be 0..51"),  # was passed to libx264
+])
+def test_synth_numbers_out_of_range_are_usage_errors(option, value, message, tmp_path, capsys):
+    with pytest.raises(SystemExit):
+        main(["data", "synth", "--kind", "shapes", "--num", "1", option, value, "--out", str(tmp_path / "x")])
+    assert message in capsys.readouterr().err
+    assert not (tmp_path / "x").exists()

@@ -159,3 +159,47 @@ def test_checker_style_changes_only_the_background():
     assert (plain.frames[~on_shape] != checker.frames[~on_shape]).any()
     with pytest.raises(ValueError, match="style"):
         ShapesGenerator(style="stripes")
+
+
+def test_an_interrupted_dataset_resumes_with_the_clips_already_written(tmp_path):
+    """The rows of finished clips go to a journal: the same call again keeps those clips (not re-encoded)
+    and its manifest equals an uninterrupted run's; other settings start over."""
+    from videoldm.data.io import read_jsonl
+    from videoldm.data.synthetic.base import JOURNAL
+
+    gen = make_generator("shapes", frames=3, size=(16, 16), fps=8, seed=0)
+
+    def stop_after(k):
+        def progress(n, total, elapsed):
+            if n == k:
+                raise KeyboardInterrupt
+        return progress
+
+    with pytest.raises(KeyboardInterrupt):
+        write_dataset(gen, tmp_path / "cut", num=5, gif_previews=1, progress=stop_after(3))
+    assert not (tmp_path / "cut" / "manifest.jsonl").exists()
+    assert [r["index"] for r in read_jsonl(tmp_path / "cut" / JOURNAL)[1:]] == [0, 1, 2]
+    first = (tmp_path / "cut" / "shapes_00000.mp4").stat().st_mtime_ns
+    (tmp_path / "cut" / "previews" / "shapes_00000.gif").unlink()  # a missing preview is made again
+    said = []
+    write_dataset(gen, tmp_path / "cut", num=5, gif_previews=1, log=said.append)
+    assert said == ["resuming: 3 of 5 clips were written by an interrupted run with these settings"]
+    assert (tmp_path / "cut" / "shapes_00000.mp4").stat().st_mtime_ns == first
+    assert (tmp_path / "cut" / "previews" / "shapes_00000.gif").is_file()
+    assert not (tmp_path / "cut" / JOURNAL).exists()
+    write_dataset(gen, tmp_path / "whole", num=5, gif_previews=1)
+    whole = (tmp_path / "whole" / "manifest.jsonl").read_bytes()
+    assert (tmp_path / "cut" / "manifest.jsonl").read_bytes() == whole
+    for i in range(5):
+        name = f"shapes_{i:05d}.mp4"
+        assert (tmp_path / "cut" / name).read_bytes() == (tmp_path / "whole" / name).read_bytes()
+
+    other = make_generator("shapes", frames=3, size=(16, 16), fps=8, seed=0, style="checker")
+    with pytest.raises(KeyboardInterrupt):
+        write_dataset(gen, tmp_path / "changed", num=4, progress=stop_after(2))
+    said.clear()
+    write_dataset(other, tmp_path / "changed", num=4, log=said.append)  # another style: every clip anew
+    assert said == []
+    assert [r["caption"] for r in read_jsonl(tmp_path / "changed" / "manifest.jsonl")] == \
+        [other.sample(i).caption for i in range(4)]
+    assert (tmp_path / "changed" / "shapes_00000.mp4").read_bytes() != (tmp_path / "whole" / "shapes_00000.mp4").read_bytes()

@@ -78,7 +78,7 @@ def test_pipeline_context_starts_the_clip_with_the_given_latents(chain):
         VideoLDMPipeline.from_pretrained(temporal)([PROMPT], num_frames=5, context=z[:, :, :2])
 
 
-def test_prediction_and_interpolation_evaluations_report_both_sides(chain, tmp_path):
+def test_prediction_and_interpolation_evaluations_report_both_sides(chain, tmp_path, capsys):
     from videoldm.cli import main
 
     tmp, data, image, temporal = chain
@@ -92,6 +92,9 @@ def test_prediction_and_interpolation_evaluations_report_both_sides(chain, tmp_p
     for name in ("context_given", "context_none"):
         assert summary[name]["ratio"] == pytest.approx(summary[name]["continuation_error"] / summary["real_change"])
     assert (tmp_path / "prediction.gif").is_file()
+    for bad in ("-1", "0", "5"):  # -1 gave all frames but the last as context, silently
+        assert main(["evaluate-prediction", str(pred), *common, "--context", bad]) == 2
+        assert "context_frames must be in 1..4 for clips of 5 frames" in capsys.readouterr().err
     assert main(["evaluate-interpolation", str(interp), *common, "--out", str(tmp_path)]) == 0
     summary = json.loads((tmp_path / "interpolation.json").read_text())
     assert set(summary) >= {"model", "blend_true_keyframes", "blend_decoded_keyframes", "autoencoder"}

@@ -166,6 +166,11 @@ def test_evaluate_decoder_command_reports_both_decoders_and_seams(exports, tmp_p
         t < b for t, b in zip(per_clip["temporal_temporal_error"], per_clip["baseline_temporal_error"]))
     out = capsys.readouterr().out
     assert "temporal_decoder" in out and f"on {summary['clips_with_less_flicker']} of 2 clips" in out
+    for bad in ("2", "-1"):  # an overlap must be shorter than a chunk: refused before any decoding
+        assert main(["evaluate-decoder", str(decoder), "--data", str(tmp / "clips"), "--num", "2", "--frames", "4",
+                     "--chunk", "2", "--overlaps", "1", bad, "--out", str(tmp_path / "bad")]) == 2
+        assert "overlaps must be in 0..chunk_size-1" in capsys.readouterr().err
+    assert not (tmp_path / "bad" / "decoder.json").exists()
 
 
 def test_a_whole_decoder_export_is_measured_against_the_untouched_image_decoder(exports, tmp_path):

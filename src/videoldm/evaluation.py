@@ -93,6 +93,10 @@ def evaluate_decoder(decoder, clips, chunk_size: int = 16, overlaps=(4, 0), out_
     from .metrics import psnr, temporal_error
     from .metrics.video import as_videos
 
+    bad = [o for o in overlaps if not 0 <= o < chunk_size]
+    if chunk_size < 1 or bad:  # before the decoding, not after the image decoder's half of it
+        raise ValueError(f"overlaps must be in 0..chunk_size-1 with chunk_size >= 1; got chunk {chunk_size}, "
+                         f"overlaps {list(overlaps)}")
     z = torch.cat([decoder.encode(c[None]) for c in clips])
     T = clips.shape[2]
     image = torch.cat([decoder(zi[None], image_only=True) for zi in z]).clamp(-1, 1)

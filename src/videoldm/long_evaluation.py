@@ -54,6 +54,8 @@ def evaluate_prediction(pipeline, clips: torch.Tensor, prompts: list, context_fr
     The same noise without context (S = 0) gives the baseline of an unrelated frame.
     """
     S, (N, _, T) = context_frames, clips.shape[:3]
+    if not 0 < S < T:  # a negative S would slice all but the last frames as "given"
+        raise ValueError(f"context_frames must be in 1..{T - 1} for clips of {T} frames, got {S}")
     z = pipeline.encode(clips.transpose(1, 2))
     real = as_videos(pipeline.decode(z).transpose(1, 2))
     runs = {}

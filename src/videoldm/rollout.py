@@ -49,6 +49,8 @@ def rollout(pipeline, prompt, num_clips: int, out: str | Path, *, num_frames: in
         raise ValueError(f"context_frames must be in 1..num_frames-1, got {context_frames} for {num_frames} frames")
     if num_clips < 1:
         raise ValueError(f"num_clips must be >= 1, got {num_clips}")
+    if interpolation_steps is not None and interpolation_steps < 1:
+        raise ValueError(f"interpolation_steps must be >= 1 (or None: num_inference_steps), got {interpolation_steps}")
     cfg = unet.unet.config
     h, w = pipeline.latent_size or (cfg.sample_size, cfg.sample_size)
     settings = {"prompt": prompt, "num_frames": num_frames, "context_frames": context_frames,

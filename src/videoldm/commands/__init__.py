@@ -38,3 +38,17 @@ def positive(kind):
             raise argparse.ArgumentTypeError(f"must be positive, got '{text}'")
         return value
     return parse
+
+
+def bounded(kind, low, high=None):
+    """An argparse type: a number of ``kind`` in ``low..high`` (``high`` None: no upper bound)."""
+    def parse(text):
+        try:
+            value = kind(text)
+        except ValueError:
+            raise argparse.ArgumentTypeError(f"expected a number, got '{text}'") from None
+        if value < low or (high is not None and value > high):
+            span = f"{low}..{high}" if high is not None else f"{low} or more"
+            raise argparse.ArgumentTypeError(f"must be {span}, got '{text}'")
+        return value
+    return parse

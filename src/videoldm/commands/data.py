@@ -9,7 +9,7 @@ import time
 from collections import Counter
 from pathlib import Path
 
-from . import positive
+from . import bounded, positive
 
 EPILOG = """examples:
   videoldm data synth --kind driving --num 200 --frames 16 --size 128x256 --fps 8 --out data/driving
@@ -25,6 +25,7 @@ videoldm.data.ShardDataset(shards, ...); see docs/data.md."""
 
 SYNTH_HELP = """Write N procedural clips as H.264 mp4 files plus manifest.jsonl (path, caption, attributes,
 ground truth, fps, frames), deterministic from --seed: the same command gives the same clips.
+Interrupted, the same command again keeps the clips already written and makes the rest.
 
 kinds:
   driving  highway from the ego car (1:2 aspect, e.g. 128x256): lanes streaming at the ego speed, cars
@@ -66,11 +67,11 @@ def add_command(subparsers) -> None:
     s.add_argument("--fps", type=positive(float), default=8.0, help="frame rate of the written files (default 8)")
     s.add_argument("--out", required=True, type=Path, help="output folder (created)")
     s.add_argument("--seed", type=int, default=0, help="dataset seed (default 0); clip i depends on (seed, i) only")
-    s.add_argument("--start-index", type=int, default=0, help="first clip index, to extend a dataset (default 0)")
-    s.add_argument("--crf", type=int, default=DATASET_CRF,
+    s.add_argument("--start-index", type=bounded(int, 0), default=0, help="first clip index, to extend a dataset (default 0)")
+    s.add_argument("--crf", type=bounded(int, 0, 51), default=DATASET_CRF,
                    help=f"libx264 quality, lower is better (default {DATASET_CRF}: >= 35 dB PSNR on every kind; "
                         "libx264's own default is 23)")
-    s.add_argument("--previews", type=int, default=0, metavar="K", help="also write GIFs of the first K clips")
+    s.add_argument("--previews", type=bounded(int, 0), default=0, metavar="K", help="also write GIFs of the first K clips")
     s.add_argument("--split", choices=["train", "heldout"], default="train",
                    help="shapes: which combinations; camera: which photos (heldout: a photo train never shows)")
     s.add_argument("--style", choices=["plain", "checker"], default="plain",
@@ -130,7 +131,7 @@ def run_synth(args) -> int:
 
     t0 = time.perf_counter()
     manifest = write_dataset(gen, args.out, args.num, start_index=args.start_index, gif_previews=args.previews,
-                             crf=args.crf, progress=progress)
+                             crf=args.crf, progress=progress, log=lambda message: print(message, file=sys.stderr))
     dt = time.perf_counter() - t0
     print(f"wrote {args.num} {args.kind} clips ({args.frames} frames, {size[0]}x{size[1]}, {args.fps:g} fps) "
           f"to {args.out} in {dt:.1f}s ({args.num / dt:.1f} clips/s); manifest: {manifest}")

@@ -6,6 +6,8 @@ import json
 import math
 from pathlib import Path
 
+from . import positive
+
 
 def add_command(subparsers) -> None:
     p = subparsers.add_parser(
@@ -27,12 +29,12 @@ def add_command(subparsers) -> None:
     p.add_argument("--daytime", choices=["day", "night"], help="driving models: time of day")
     p.add_argument("--crowdedness", choices=["low", "medium", "high"], help="driving models: traffic")
     length = p.add_mutually_exclusive_group()
-    length.add_argument("--clips", type=int, help="number of clips")
+    length.add_argument("--clips", type=positive(int), help="number of clips")
     length.add_argument("--seconds", type=float, help="length of the video (clips computed from it)")
-    p.add_argument("--frames", type=int, default=16, help="frames per clip (default 16)")
+    p.add_argument("--frames", type=positive(int), default=16, help="frames per clip (default 16)")
     p.add_argument("--context", type=int, default=2, help="frames each clip continues from (default 2)")
-    p.add_argument("--steps", type=int, default=25)
-    p.add_argument("--interpolation-steps", type=int, help="sampling steps of the interpolator (default: --steps)")
+    p.add_argument("--steps", type=positive(int), default=25)
+    p.add_argument("--interpolation-steps", type=positive(int), help="sampling steps of the interpolator (default: --steps)")
     p.add_argument("--guidance", type=float, default=3.0, help="guidance on text/attributes and context together")
     p.add_argument("--seed", type=int, default=0)
     p.add_argument("--decoder", help="a decoder-stage export: decode with the temporal decoder")

@@ -21,11 +21,11 @@ def add_command(subparsers) -> None:
     p.add_argument("--model", required=True, help="an upsampler-image/-video export, or an SD x4 upscaler folder")
     p.add_argument("--temporal", help="temporal layers to inflate the model with (a video export has its own)")
     p.add_argument("--prompt", help="text, for text-conditioned upsamplers (the SD x4 upscaler)")
-    p.add_argument("--steps", type=int, help="sampling steps (default: the model's own, from its recipe; 25 if "
+    p.add_argument("--steps", type=positive(int), help="sampling steps (default: the model's own, from its recipe; 25 if "
                    "it has none)")
     p.add_argument("--noise-level", type=int, help="noise augmentation level (default: the model's, 20)")
     p.add_argument("--guidance", type=float, default=1.0, help="text guidance (text upsamplers)")
-    p.add_argument("--tile", type=int, help="tile size in output pixels (latent pixels for latent upsamplers)")
+    p.add_argument("--tile", type=positive(int), help="tile size in output pixels (latent pixels for latent upsamplers)")
     p.add_argument("--overlap", type=int, default=32, help="tile overlap (default 32)")
     p.add_argument("--chunk", type=positive(int), default=8, help="frames upsampled together (default 8)")
     p.add_argument("--frame-by-frame", action="store_true", help="a video upsampler with alpha = 1 (for comparison)")

@@ -6,13 +6,14 @@ model must be trained and measured on what the real pipeline decodes, compressio
 """
 from __future__ import annotations
 
+import json
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
 
 import numpy as np
 
-from ..io import write_gif, write_jsonl, write_mp4
+from ..io import read_jsonl, write_gif, write_jsonl, write_mp4
 
 __all__ = ["Clip", "Generator", "write_dataset"]
 
@@ -59,6 +60,28 @@ class Generator:
 DATASET_CRF = 18
 
 
+JOURNAL = ".synth-journal.jsonl"  # the rows of the clips written so far, for a rerun after an interruption
+
+
+def generator_settings(generator: Generator, crf: int | None) -> dict:
+    """Everything that decides a clip's pixels: the generator's plain settings (seed, size, split, ...)."""
+    plain = (str, int, float, bool, type(None))
+    settings = {k: list(v) if isinstance(v, tuple) else v for k, v in sorted(vars(generator).items())
+                if isinstance(v, plain) or (isinstance(v, tuple) and all(isinstance(x, plain) for x in v))}
+    return {"kind": generator.kind, "crf": crf, **settings}
+
+
+def _journal_rows(path: Path, settings: dict, out: Path) -> dict[int, dict]:
+    """Rows an interrupted run with the same settings left, by clip index, for clips whose file is there."""
+    try:
+        records = read_jsonl(path)
+    except (OSError, ValueError):  # none, or cut mid-line by the interruption: start over
+        return {}
+    if not records or records[0] != {"settings": settings}:
+        return {}
+    return {r["index"]: r for r in records[1:] if (out / r["path"]).is_file()}
+
+
 def write_dataset(
     generator: Generator,
     out: str | Path,
@@ -68,6 +91,7 @@ def write_dataset(
     gif_previews: int = 0,
     crf: int | None = DATASET_CRF,
     progress=None,
+    log=None,
 ) -> Path:
     """Write `num` clips as mp4 (libx264 at `crf`; None: libx264's own default, 23) + `manifest.jsonl`.
 
@@ -76,29 +100,52 @@ def write_dataset(
 
     The manifest rows (path, caption, attributes, ground_truth, fps, frames, size, seed, index) are
     read back by `VideoFolderDataset(out)`. The first `gif_previews` clips also get a GIF to look at.
-    Returns the manifest path.
+    Each finished clip's row goes to a hidden journal first, so a run that is interrupted and started
+    again with the same settings keeps the clips already written (`log` hears how many) and makes the
+    rest: the manifest is the same as an uninterrupted run's. Returns the manifest path.
     """
     out = Path(out)
     out.mkdir(parents=True, exist_ok=True)
+    settings = generator_settings(generator, crf)
+    journal = out / JOURNAL
+    done = _journal_rows(journal, settings, out)
+    kept = {i: done[i] for i in range(start_index, start_index + num) if i in done}
+    if kept and log is not None:
+        log(f"resuming: {len(kept)} of {num} clips were written by an interrupted run with these settings")
     rows = []
     t0 = time.perf_counter()
-    for i in range(start_index, start_index + num):
-        clip = generator.sample(i)
-        name = f"{generator.kind}_{i:05d}.mp4"
-        write_mp4(out / name, clip.frames, generator.fps, crf=crf)
-        if i - start_index < gif_previews:
-            write_gif(out / "previews" / name.replace(".mp4", ".gif"), clip.frames, generator.fps)
-        rows.append({
-            "path": name,
-            "caption": clip.caption,
-            "attributes": clip.attributes,
-            "ground_truth": clip.ground_truth,
-            "fps": generator.fps,
-            "frames": generator.frames,
-            "size": list(generator.size),
-            "seed": generator.seed,
-            "index": i,
-        })
-        if progress is not None:
-            progress(i - start_index + 1, num, time.perf_counter() - t0)
-    return write_jsonl(out / "manifest.jsonl", rows)
+    with open(journal, "w", encoding="utf-8") as f:
+        for line in [{"settings": settings}, *done.values()]:
+            f.write(json.dumps(line, separators=(",", ":")) + "\n")
+        f.flush()
+        for i in range(start_index, start_index + num):
+            name = f"{generator.kind}_{i:05d}.mp4"
+            preview = out / "previews" / name.replace(".mp4", ".gif")
+            wants_preview = i - start_index < gif_previews
+            if i in kept:
+                rows.append(kept[i])
+                if wants_preview and not preview.is_file():
+                    write_gif(preview, generator.sample(i).frames, generator.fps)
+            else:
+                clip = generator.sample(i)
+                write_mp4(out / name, clip.frames, generator.fps, crf=crf)
+                if wants_preview:
+                    write_gif(preview, clip.frames, generator.fps)
+                rows.append({
+                    "path": name,
+                    "caption": clip.caption,
+                    "attributes": clip.attributes,
+                    "ground_truth": clip.ground_truth,
+                    "fps": generator.fps,
+                    "frames": generator.frames,
+                    "size": list(generator.size),
+                    "seed": generator.seed,
+                    "index": i,
+                })
+                f.write(json.dumps(rows[-1], separators=(",", ":")) + "\n")
+                f.flush()
+            if progress is not None:
+                progress(i - start_index + 1, num, time.perf_counter() - t0)
+    manifest = write_jsonl(out / "manifest.jsonl", rows)
+    journal.unlink(missing_ok=True)
+    return manifest
