@@ -11,6 +11,9 @@ counted by torch's FlopCounterMode in the same pass.
 
     MALLOC_MMAP_THRESHOLD_=33554432 MALLOC_TRIM_THRESHOLD_=2147483647 MALLOC_TOP_PAD_=536870912 \\
         python benchmarks/bench_unet.py --base sd15 --latent 32x32 --frames 16
+
+`--params` only counts (meta device, seconds): each model's temporal parameters by part, and the
+multiply-adds they add per parameter, which with the time per multiply-add makes the time per parameter.
 """
 from __future__ import annotations
 
@@ -31,13 +34,13 @@ from videoldm import VideoUNet
 from videoldm.commands.data import size_arg as parse_size
 from videoldm.models.loading import resolve_unet_config
 
-# FlopCounterMode has no formula for the CPU kernel of scaled_dot_product_attention: without this, attention
-# scores and their product with the values (spatial and temporal alike) would count as free on the CPU.
 def cpu_attention_flops(query_shape, key_shape, value_shape, *args, out_shape=None, **kwargs) -> int:
     return sdpa_flop_count(query_shape, key_shape, value_shape)
 
 
 def count_macs() -> FlopCounterMode:
+    """FlopCounterMode with a formula for the CPU kernel of scaled_dot_product_attention, which torch lacks:
+    without it the attention scores and their product with the values count as free on the CPU."""
     return FlopCounterMode(display=False, custom_mapping={
         torch.ops.aten._scaled_dot_product_flash_attention_for_cpu: cpu_attention_flops})
 
@@ -129,15 +132,15 @@ def main() -> None:
                    help="also time VideoUNet's temporal layers by kind (forward hooks, no profiler: "
                         "torch.profiler slows some large matrix products several-fold)")
     args = p.parse_args()
-    missing = [k for k, v in ALLOCATOR.items() if os.environ.get(k) != v]
-    if missing:
-        print(f"warning: allocator variables not set ({', '.join(missing)}); timings will be noisy")
     torch.set_num_threads(args.threads)
     torch.manual_seed(0)
 
     cfg = resolve_unet_config(args.base)
     if args.params:
         return parameter_report(cfg, args)
+    missing = [k for k, v in ALLOCATOR.items() if os.environ.get(k) != v]
+    if missing:
+        print(f"warning: allocator variables not set ({', '.join(missing)}); timings will be noisy")
     B, T, (H, W) = args.batch, args.frames, args.latent
     C, D = cfg["in_channels"], cfg["cross_attention_dim"]
     unet = UNet2DConditionModel.from_config(cfg).eval()
@@ -198,7 +201,8 @@ def parameter_report(cfg: dict, args) -> dict[str, dict]:
         unet = UNet2DConditionModel.from_config(cfg)
         x, ehs, t = torch.randn(B, C, T, H, W), torch.randn(B, 77, D), torch.full((B,), 500)
         frames = x.transpose(1, 2).reshape(B * T, C, H, W)
-        models = {"videoldm": VideoUNet.from_unet2d(unet), "animatediff": animatediff(unet), "svd": svd_like(cfg, T).to("meta")}  # its alphas ignore the device context
+        svd = svd_like(cfg, T).to("meta")  # its blend factors are made with torch.Tensor, which ignores the context
+        models = {"videoldm": VideoUNet.from_unet2d(unet), "animatediff": animatediff(unet), "svd": svd}
         calls = {"image": lambda: unet(frames, t.repeat_interleave(T), ehs.repeat_interleave(T, 0)),
                  "videoldm": lambda: models["videoldm"](x, t, ehs),
                  "animatediff": lambda: models["animatediff"](x, t, ehs.repeat_interleave(T, 0)),
@@ -225,7 +229,7 @@ def parameter_report(cfg: dict, args) -> dict[str, dict]:
     totals = {n: sum(parts[p].get(n, 0) for p in parts) for n in models}
     print(f"{'total':<42}" + "".join(f"{totals[n] / 1e6:>13.1f}" for n in models))
     per = {n: (macs[n] - macs["image"]) / totals[n] / (B * T) for n in models}
-    print(f"{'added MACs x image':<42}" + "".join(f"{macs[n] / macs['image']:>13.3f}" for n in models))
+    print(f"{'MACs x image':<42}" + "".join(f"{macs[n] / macs['image']:>13.3f}" for n in models))
     print(f"{'added MACs per temporal parameter per frame':<42}" + "".join(f"{per[n]:>13.1f}" for n in models))
     print(f"\n(the image UNet: {macs['image'] / (B * T) / 1e9:.2f} GMAC per frame; a weight at the highest resolution "
           f"costs {H * W} multiply-adds per frame)")
