@@ -67,3 +67,9 @@ def test_synth_numbers_out_of_range_are_usage_errors(option, value, message, tmp
         main(["data", "synth", "--kind", "shapes", "--num", "1", option, value, "--out", str(tmp_path / "x")])
     assert message in capsys.readouterr().err
     assert not (tmp_path / "x").exists()
+
+
+def test_cache_latents_batch_size_is_positive(capsys):
+    with pytest.raises(SystemExit):  # was range()'s "arg 3 must not be zero", after loading the autoencoder
+        main(["cache-latents", "configs/shapes/image.yaml", "--batch-size", "0"])
+    assert "argument --batch-size: must be positive" in capsys.readouterr().err

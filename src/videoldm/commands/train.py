@@ -5,6 +5,8 @@ import argparse
 import shlex
 import sys
 
+from . import positive
+
 EPILOG = """stages (the `stage:` key of the recipe):
   autoencoder   train a diffusers AutoencoderKL from scratch on video frames
   image         train an image LDM (UNet + text/attribute conditioning) on single frames
@@ -47,7 +49,7 @@ def add_command(subparsers) -> None:
                                           "training skip the encoder.")
     c.add_argument("config", help="an image or temporal recipe YAML")
     c.add_argument("--set", action="append", default=[], metavar="SECTION.KEY=VALUE")
-    c.add_argument("--batch-size", type=int, default=16)
+    c.add_argument("--batch-size", type=positive(int), default=16, help="clips encoded at once (default 16)")
     c.set_defaults(func=run_cache)
 
 
