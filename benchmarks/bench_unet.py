@@ -95,6 +95,17 @@ def svd_like(cfg: dict, frames: int) -> UNetSpatioTemporalConditionModel:
         num_frames=frames, addition_time_embed_dim=256, projection_class_embeddings_input_dim=768)
 
 
+def forward_calls(x: torch.Tensor, t: torch.Tensor, ehs: torch.Tensor) -> dict:
+    """How each model runs the same video ``x`` (B, C, T, H, W) at timesteps ``t`` (B,) with text ``ehs`` (B, L, D)."""
+    B, C, T, H, W = x.shape
+    frames = x.transpose(1, 2).reshape(B * T, C, H, W)
+    added = torch.tensor([[6.0, 127.0, 0.02]], device=x.device).repeat(B, 1)  # SVD's fps, motion, noise ids
+    return {"image": lambda m: m(frames, t.repeat_interleave(T), ehs.repeat_interleave(T, 0)),
+            "videoldm": lambda m: m(x, t, ehs),
+            "animatediff": lambda m: m(x, t, ehs.repeat_interleave(T, 0)),  # diffusers 0.42: text per frame
+            "svd": lambda m: m(x.transpose(1, 2), t, ehs[:, :1], added_time_ids=added)}
+
+
 def animatediff(unet: UNet2DConditionModel) -> UNetMotionModel:
     cfg = unet.config
     adapter = MotionAdapter(block_out_channels=tuple(cfg.block_out_channels), motion_layers_per_block=cfg.layers_per_block,
@@ -148,19 +159,12 @@ def main() -> None:
     x = torch.randn(B, C, T, H, W)
     ehs = torch.randn(B, 77, D)
     t = torch.full((B,), 500)
-    frames = x.transpose(1, 2).reshape(B * T, C, H, W)
-
-    runs = {
-        "image": (unet, lambda m: m(frames, t.repeat_interleave(T), ehs.repeat_interleave(T, 0))),
-        "videoldm": (video, lambda m: m(x, t, ehs)),
-    }
+    calls = forward_calls(x, t, ehs)
+    runs = {"image": (unet, calls["image"]), "videoldm": (video, calls["videoldm"])}
     if "animatediff" not in args.skip:
-        # diffusers 0.42's UNetMotionModel takes the text tokens per frame
-        runs["animatediff"] = (animatediff(unet).eval(), lambda m: m(x, t, ehs.repeat_interleave(T, 0)))
+        runs["animatediff"] = (animatediff(unet).eval(), calls["animatediff"])
     if "svd" not in args.skip:
-        svd = svd_like(cfg, T).eval()
-        added = torch.tensor([[6.0, 127.0, 0.02]]).repeat(B, 1)
-        runs["svd"] = (svd, lambda m: m(x.transpose(1, 2), t, ehs[:, :1], added_time_ids=added))
+        runs["svd"] = (svd_like(cfg, T).eval(), calls["svd"])
 
     stats = {}
     with torch.inference_mode():
@@ -199,20 +203,14 @@ def parameter_report(cfg: dict, args) -> dict[str, dict]:
     C, D = cfg["in_channels"], cfg["cross_attention_dim"]
     with torch.device("meta"):  # shapes only: nothing allocated, nothing computed
         unet = UNet2DConditionModel.from_config(cfg)
-        x, ehs, t = torch.randn(B, C, T, H, W), torch.randn(B, 77, D), torch.full((B,), 500)
-        frames = x.transpose(1, 2).reshape(B * T, C, H, W)
         svd = svd_like(cfg, T).to("meta")  # its blend factors are made with torch.Tensor, which ignores the context
         models = {"videoldm": VideoUNet.from_unet2d(unet), "animatediff": animatediff(unet), "svd": svd}
-        calls = {"image": lambda: unet(frames, t.repeat_interleave(T), ehs.repeat_interleave(T, 0)),
-                 "videoldm": lambda: models["videoldm"](x, t, ehs),
-                 "animatediff": lambda: models["animatediff"](x, t, ehs.repeat_interleave(T, 0)),
-                 "svd": lambda: models["svd"](x.transpose(1, 2), t, ehs[:, :1],
-                                              added_time_ids=torch.zeros(B, 3))}
+        calls = forward_calls(torch.randn(B, C, T, H, W), torch.full((B,), 500), torch.randn(B, 77, D))
         macs = {}
         with torch.inference_mode():
-            for name, call in calls.items():
+            for name, model in {"image": unet, **models}.items():
                 with count_macs() as flops:
-                    call()
+                    calls[name](model)
                 macs[name] = flops.get_total_flops() / 2
     parts: dict[str, dict[str, int]] = {}
     for name, model in models.items():

@@ -27,28 +27,26 @@ def folder_first(run):
     return wrapped
 
 
-def positive(kind):
-    """An argparse type: a number of ``kind`` above 0 (a count of clips, frames, steps)."""
+def _number(kind, ok, requirement: str):
+    """An argparse type: a number of ``kind`` for which ``ok(value)`` holds, else "must be REQUIREMENT"."""
     def parse(text):
         try:
             value = kind(text)
         except ValueError:
             raise argparse.ArgumentTypeError(f"expected a number, got '{text}'") from None
-        if value <= 0:
-            raise argparse.ArgumentTypeError(f"must be positive, got '{text}'")
+        if not ok(value):
+            raise argparse.ArgumentTypeError(f"must be {requirement}, got '{text}'")
         return value
     return parse
+
+
+def positive(kind):
+    """A number of ``kind`` above 0 (a count of clips, frames, steps)."""
+    return _number(kind, lambda value: value > 0, "positive")
 
 
 def bounded(kind, low, high=None):
-    """An argparse type: a number of ``kind`` in ``low..high`` (``high`` None: no upper bound)."""
-    def parse(text):
-        try:
-            value = kind(text)
-        except ValueError:
-            raise argparse.ArgumentTypeError(f"expected a number, got '{text}'") from None
-        if value < low or (high is not None and value > high):
-            span = f"{low}..{high}" if high is not None else f"{low} or more"
-            raise argparse.ArgumentTypeError(f"must be {span}, got '{text}'")
-        return value
-    return parse
+    """A number of ``kind`` in ``low..high`` (``high`` None: no upper bound)."""
+    if high is None:
+        return _number(kind, lambda value: value >= low, f"{low} or more")
+    return _number(kind, lambda value: low <= value <= high, f"{low}..{high}")

@@ -13,7 +13,7 @@ from pathlib import Path
 
 import numpy as np
 
-from ..io import read_jsonl, write_gif, write_jsonl, write_mp4
+from ..io import write_gif, write_jsonl, write_mp4
 
 __all__ = ["Clip", "Generator", "write_dataset"]
 
@@ -72,11 +72,19 @@ def generator_settings(generator: Generator, crf: int | None) -> dict:
 
 
 def _journal_rows(path: Path, settings: dict, out: Path) -> dict[int, dict]:
-    """Rows an interrupted run with the same settings left, by clip index, for clips whose file is there."""
+    """Rows an interrupted run with the same settings left, by clip index, for clips whose file is there.
+
+    Read up to the first line that does not parse: a process killed mid-write leaves its last row cut."""
     try:
-        records = read_jsonl(path)
-    except (OSError, ValueError):  # none, or cut mid-line by the interruption: start over
+        lines = path.read_text(encoding="utf-8").splitlines()
+    except OSError:
         return {}
+    records = []
+    for line in lines:
+        try:
+            records.append(json.loads(line))
+        except ValueError:
+            break
     if not records or records[0] != {"settings": settings}:
         return {}
     return {r["index"]: r for r in records[1:] if (out / r["path"]).is_file()}
