@@ -24,10 +24,10 @@ def main() -> None:
     args = p.parse_args()
 
     from videoldm.data import VideoFolderDataset
-    from videoldm.metrics import psnr
-    from videoldm.metrics.driving_tracking import daytime_of, track_cars
-    from videoldm.metrics.video import as_videos
-    from videoldm.training.stages import load_autoencoder
+    from videoldm.evaluation.metrics import psnr
+    from videoldm.evaluation.metrics.driving_tracking import daytime_of, track_cars
+    from videoldm.evaluation.metrics.video import as_videos
+    from videoldm.export import load_autoencoder
 
     torch.set_num_threads(args.threads)
     vae = load_autoencoder(args.autoencoder).eval()

@@ -1,6 +1,6 @@
 """Long rollouts in constant memory: peak memory and time of a short and a long render, and their joins.
 
-Each length renders in its own child process (`videoldm.rollout`: prediction model, optional interpolation
+Each length renders in its own child process (`videoldm.inference.rollout`: prediction model, optional interpolation
 model, decoded clip by clip and appended to the mp4). Memory is the process's peak resident set, in total,
 and the render's own peak: the peak counter is restarted once the models are loaded (Linux), since loading's
 transients otherwise set the peak and vary between processes. The parent then reads both videos back and reports
@@ -48,8 +48,8 @@ def reset_peak_rss() -> bool:
 def child(args) -> dict:
     import torch
 
-    from videoldm.pipeline import VideoLDMPipeline
-    from videoldm.rollout import rollout
+    from videoldm.inference.pipeline import VideoLDMPipeline
+    from videoldm.inference.rollout import rollout
 
     torch.set_num_threads(args.threads)
     pipe = VideoLDMPipeline.from_pretrained(args.model, temporal_decoder=args.decoder)
@@ -101,7 +101,8 @@ def main() -> None:
         print(json.dumps(child(args)))
         return
 
-    from videoldm.long_evaluation import read_video, rollout_joins
+    from videoldm.data.io import read_video
+    from videoldm.evaluation.long_videos import rollout_joins
 
     out = Path(args.out)
     out.mkdir(parents=True, exist_ok=True)

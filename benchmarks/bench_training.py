@@ -57,7 +57,7 @@ def child(args) -> dict:
 
 
 def main() -> None:
-    from videoldm.commands.data import size_arg as parse_size
+    from videoldm.commands.options import size_arg as parse_size
 
     p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     p.add_argument("--base", default="tiny")

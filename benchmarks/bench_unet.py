@@ -31,7 +31,7 @@ from torch.utils.flop_counter import FlopCounterMode, sdpa_flop_count
 from torch.utils._pytree import tree_flatten
 
 from videoldm import VideoUNet
-from videoldm.commands.data import size_arg as parse_size
+from videoldm.commands.options import size_arg as parse_size
 from videoldm.models.loading import resolve_unet_config
 
 def cpu_attention_flops(query_shape, key_shape, value_shape, *args, out_shape=None, **kwargs) -> int:

@@ -30,8 +30,9 @@ def child(args) -> dict:
 
     from bench_unet import PeakTensorMemory
     from videoldm.data.synthetic import make_generator
-    from videoldm.training.upsampler_stage import downsample
-    from videoldm.upsampling import Upsampler, tile_starts
+    from videoldm.inference.upsampling import downsample
+    from videoldm.inference.upsampling import Upsampler
+    from videoldm.models.frames import window_starts
 
     torch.set_num_threads(args.threads)
     H, W = args.size
@@ -48,8 +49,8 @@ def child(args) -> dict:
     rss = (resource.getrusage(resource.RUSAGE_SELF).ru_maxrss - loaded) / 1024
     error = (out.transpose(1, 2) - truth).abs().mean(dim=(0, 1, 2)).numpy()  # (H, W)
     cover = np.zeros((H, W), int)
-    for y in tile_starts(H, min(args.tile, H), args.overlap):
-        for x in tile_starts(W, min(args.tile, W), args.overlap):
+    for y in window_starts(H, min(args.tile, H), args.overlap):
+        for x in window_starts(W, min(args.tile, W), args.overlap):
             cover[y:y + args.tile, x:x + args.tile] += 1
     seams = cover > 1
     output_mib = out.numel() * 4 / 2**20
@@ -61,8 +62,8 @@ def child(args) -> dict:
         whole = {"whole_seam_error": float(ref_error[seams].mean()), "whole_other_error": float(ref_error[~seams].mean()),
                  "seam_vs_whole": float(error[seams].mean() / ref_error[seams].mean()),
                  "tiled_minus_whole_at_seams": float((out - ref).abs().mean(dim=(0, 1, 2)).numpy()[seams].mean())}
-    return {"size": [H, W], "frames": args.frames, "tiles": int(len(tile_starts(H, min(args.tile, H), args.overlap))
-                                                                * len(tile_starts(W, min(args.tile, W), args.overlap))),
+    return {"size": [H, W], "frames": args.frames, "tiles": int(len(window_starts(H, min(args.tile, H), args.overlap))
+                                                                * len(window_starts(W, min(args.tile, W), args.overlap))),
             "wall_s": wall, "peak_tensor_mib": memory.peak / 2**20, "output_mib": output_mib,
             "working_mib": memory.peak / 2**20 - output_mib, "rss_growth_mib": rss,
             "seam_error": float(error[seams].mean()), "other_error": float(error[~seams].mean()),
@@ -71,7 +72,7 @@ def child(args) -> dict:
 
 
 def main() -> None:
-    from videoldm.commands.data import size_arg as parse_size
+    from videoldm.commands.options import size_arg as parse_size
 
     p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     p.add_argument("model", help="an upsampler export (upsampler-video, or upsampler-image)")

@@ -18,8 +18,8 @@ import torch.nn.functional as F
 
 from videoldm.training.config import load_config
 from videoldm.training.data import _collate
-from videoldm.training.stages import condition
-from videoldm.training.trainer import STAGES
+from videoldm.training.stages import STAGES
+from videoldm.training.stages.base import condition
 
 
 def main() -> None:

@@ -32,8 +32,8 @@ def main() -> None:
     p.add_argument("--threads", type=int, default=1)
     args = p.parse_args()
 
-    from videoldm.metrics.shapes_tracking import PALETTE, asked_shapes, caption_match, classify, shape_of
-    from videoldm.pipeline import VideoLDMPipeline
+    from videoldm.evaluation.metrics.shapes_tracking import PALETTE, asked_shapes, caption_match, classify, shape_of
+    from videoldm.inference.pipeline import VideoLDMPipeline
 
     torch.set_num_threads(args.threads)
     lines = Path(args.data, "manifest.jsonl").read_text().splitlines()

@@ -16,7 +16,7 @@ import torch
 import torch.nn.functional as F
 
 from videoldm.data import VideoFolderDataset
-from videoldm.upsampling import NoiseAugmentation, Upsampler, condition_image
+from videoldm.inference.upsampling import NoiseAugmentation, Upsampler, condition_image
 
 
 def load(path: str, clips: int, frames: int) -> torch.Tensor:

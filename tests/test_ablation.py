@@ -5,10 +5,11 @@ import torch
 from diffusers import DDPMScheduler, UNet2DConditionModel
 
 from conftest import randomize_temporal
-from videoldm.evaluation import ABLATION_ROWS, evaluate_ablation, evaluate_coherence
+from videoldm.evaluation.ablation import ABLATION_ROWS, evaluate_ablation
+from videoldm.evaluation.coherence import evaluate_coherence
 from videoldm.models.temporal_decoder import TemporalDecoder
-from videoldm.pipeline import VideoLDMPipeline
-from videoldm.upsampling import Upsampler
+from videoldm.inference.pipeline import VideoLDMPipeline
+from videoldm.inference.upsampling import Upsampler
 
 PROMPTS = ["a red circle moving right", "a blue square moving left"]
 

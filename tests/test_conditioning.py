@@ -6,8 +6,8 @@ import pytest
 import torch
 
 from conftest import make_unet
-from videoldm.conditioning import (DRIVING_ATTRIBUTES, AttributeConditioner, TextConditioner, make_text_encoder,
-                                   train_tokenizer)
+from videoldm.data.synthetic.driving import DRIVING_ATTRIBUTES
+from videoldm.models.conditioning import AttributeConditioner, TextConditioner, make_text_encoder, train_tokenizer
 
 CAPTIONS = [
     "A red ball bounces from left to right.",
@@ -109,7 +109,7 @@ DRIVING = [{"daytime": "day", "crowdedness": "low"}, {"daytime": "night", "crowd
 
 def test_attribute_tokens_shapes_values_and_null():
     torch.manual_seed(0)
-    cond = AttributeConditioner(num_tokens=2, dim=16)
+    cond = AttributeConditioner(DRIVING_ATTRIBUTES, num_tokens=2, dim=16)
     assert cond.config.attributes == DRIVING_ATTRIBUTES
     tokens = cond(DRIVING)
     assert tokens.shape == (4, 4, 16) and cond.null(4).shape == (4, 4, 16)
@@ -131,7 +131,7 @@ def test_attribute_tokens_shapes_values_and_null():
 
 
 def test_attribute_dropout_is_independent_per_attribute():
-    cond = AttributeConditioner(dim=8)
+    cond = AttributeConditioner(DRIVING_ATTRIBUTES, dim=8)
     with torch.no_grad():
         tokens = cond(DRIVING * 1000, drop_prob=0.4, generator=torch.Generator().manual_seed(0))
         null = cond.null(1)
@@ -163,7 +163,7 @@ def test_attributes_of_the_driving_generator_feed_a_unet():
     assert list(CROWDEDNESS) == DRIVING_ATTRIBUTES["crowdedness"]["categories"]
     gen = DrivingGenerator(frames=1, size=(16, 32), seed=0)
     attrs = [gen.sample(i).attributes for i in range(3)]
-    cond = AttributeConditioner(dim=32)
+    cond = AttributeConditioner(DRIVING_ATTRIBUTES, dim=32)
     unet = make_unet()
     with torch.no_grad():
         out = unet(torch.randn(3, 4, 8, 8), 10, cond(attrs)).sample

@@ -88,7 +88,7 @@ def test_bad_context_gets_a_clear_error(model):
 def test_guidance_on_context_one_is_the_conditional_prediction(model):
     from diffusers import DDIMScheduler
 
-    from videoldm.sampling import sample
+    from videoldm.inference.sampling import sample
 
     randomize(model.context_encoder)
     _, _, text = inputs()
@@ -108,7 +108,7 @@ def test_guidance_on_context_one_is_the_conditional_prediction(model):
 
 
 def test_carried_latents_are_the_nearest_given_frames_with_their_closeness():
-    from videoldm.models.context import carried
+    from videoldm.models.context_encoder import carried
 
     z = torch.arange(5.0).view(1, 1, 5, 1, 1).expand(2, 1, 5, 1, 1).contiguous()  # frame t holds t
     mask = torch.tensor([[1, 1, 0, 0, 0], [1, 0, 0, 0, 1]])
@@ -181,7 +181,7 @@ def test_clean_context_feeds_given_frames_clean_at_timestep_zero():
 def test_clean_context_leaves_given_frames_out_of_the_loss():
     from diffusers import DDPMScheduler
 
-    from videoldm.training.stages import diffusion_loss
+    from videoldm.training.stages.base import diffusion_loss
 
     scheduler = DDPMScheduler()
     out, noise = torch.randn(2, 4, 3, 2, 2), torch.randn(2, 4, 3, 2, 2)

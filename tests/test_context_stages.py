@@ -31,7 +31,7 @@ def test_prediction_starts_from_the_video_model_and_exports_its_kind(chain):
     tmp, data, image, temporal = chain
     trainer = run(tmp, "pred", "prediction", data, {"image_model": str(image), "init_temporal": str(temporal),
                                                      "context_frames": [1, 2]})
-    from videoldm.pipeline import VideoLDMPipeline
+    from videoldm.inference.pipeline import VideoLDMPipeline
 
     video = VideoLDMPipeline.from_pretrained(temporal).unet
     for key, tensor in video.temporal_layers.state_dict().items():  # the plain layers came along
@@ -55,7 +55,7 @@ def test_a_carry_model_starts_from_a_plain_prediction_model_with_a_new_context_e
     model = trainer.stage.video_unet
     assert model.config.context_carry and model.context_encoder.conv_in.in_channels == 3 * (4 + 1)
     assert all(p.abs().sum() == 0 for p in model.context_encoder.projections.parameters())  # a no-op at first
-    from videoldm.pipeline import VideoLDMPipeline
+    from videoldm.inference.pipeline import VideoLDMPipeline
 
     final = trainer.train()
     assert VideoLDMPipeline.from_pretrained(final).unet.config.context_carry
@@ -88,8 +88,8 @@ def read_frames(path):
 def test_rollout_writes_every_clip_and_a_resumed_render_equals_an_uninterrupted_one(chain, tmp_path):
     import numpy as np
 
-    from videoldm.pipeline import VideoLDMPipeline
-    from videoldm.rollout import rollout
+    from videoldm.inference.pipeline import VideoLDMPipeline
+    from videoldm.inference.rollout import rollout
 
     tmp, data, image, temporal = chain
     final = run(tmp, "pred-roll", "prediction", data, {"image_model": str(image)}, max_steps=1).train()
@@ -139,8 +139,8 @@ def test_rollout_writes_every_clip_and_a_resumed_render_equals_an_uninterrupted_
 
 
 def test_interpolation_keeps_the_keyframes_and_fills_between(chain):
-    from videoldm.interpolation import interpolate
-    from videoldm.pipeline import VideoLDMPipeline
+    from videoldm.inference.interpolation import interpolate
+    from videoldm.inference.pipeline import VideoLDMPipeline
 
     tmp, data, image, temporal = chain
     final = run(tmp, "interp", "interpolation", data, {"image_model": str(image), "keyframe_every": 2},
@@ -175,7 +175,7 @@ def test_a_clean_context_model_trains_without_its_given_frames_in_the_loss(chain
 
     with torch.no_grad():
         assert torch.equal(stage.loss(spoiled, batch, seed=0)[0], stage.loss(stage.module, batch, seed=0)[0])
-    from videoldm.pipeline import VideoLDMPipeline
+    from videoldm.inference.pipeline import VideoLDMPipeline
 
     final = trainer.train()
     pipe = VideoLDMPipeline.from_pretrained(final)

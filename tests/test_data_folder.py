@@ -150,7 +150,7 @@ def test_a_streamed_mp4_killed_mid_render_still_plays_up_to_its_last_fragment(tm
     import subprocess
     import sys
 
-    from videoldm.long_evaluation import read_video
+    from videoldm.data.io import read_video
 
     path = tmp_path / "long.mp4"
     script = ("import os, numpy as np\n"

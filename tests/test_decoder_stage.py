@@ -88,7 +88,7 @@ def test_decoder_stage_checks_its_inputs_before_training(setup, tmp_path):
 
 
 def test_temporal_weight_adds_the_frame_difference_error(setup):
-    from videoldm.training.decoder_stage import DecoderModule
+    from videoldm.training.stages.decoder import DecoderModule
 
     tmp, data, ae = setup
     stage = Trainer(decoder_config(tmp, data, ae, "tw")).stage

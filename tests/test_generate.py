@@ -12,7 +12,7 @@ from test_upsampling import PIXEL_UNET
 def shipped(chain, tmp_path_factory):
     from videoldm.data.synthetic import make_generator
     from videoldm.data.synthetic.base import write_dataset
-    from videoldm.shipping import ship
+    from videoldm.training.shipping import ship
 
     tmp = tmp_path_factory.mktemp("shipped")
     write_dataset(make_generator("driving", frames=5, size=(16, 32), fps=8, seed=0), tmp / "drive", num=4)
@@ -37,7 +37,7 @@ def shipped(chain, tmp_path_factory):
 
 
 def test_ship_makes_a_self_contained_tree_with_model_cards(shipped, tmp_path):
-    from videoldm.shipping import ship
+    from videoldm.training.shipping import ship
 
     tree, runs = shipped
     index = json.loads((tree / "driving" / "prediction" / "videoldm.json").read_text())
@@ -59,8 +59,8 @@ def test_shipped_weights_are_half_precision_and_generate_as_the_float32_export_d
     import numpy as np
     from safetensors.torch import load_file
 
-    from videoldm.generate import text_video
-    from videoldm.shipping import ship, tree_size
+    from videoldm.inference.shipped import text_video
+    from videoldm.training.shipping import ship, tree_size
 
     tree, runs = shipped
     names = ["shapes/image", "shapes/temporal"]
@@ -79,7 +79,7 @@ def test_shipped_weights_are_half_precision_and_generate_as_the_float32_export_d
 
 def test_generate_writes_both_videos_and_explains_what_it_cannot_do(shipped, tmp_path, capsys):
     from videoldm.cli import main
-    from videoldm.long_evaluation import read_video
+    from videoldm.data.io import read_video
 
     tree, _ = shipped
     common = ["--models", str(tree), "--steps", "2", "--seconds", "1"]
@@ -107,7 +107,7 @@ def test_generate_writes_both_videos_and_explains_what_it_cannot_do(shipped, tmp
 def test_requests_that_cannot_make_a_video_fail_first_with_a_message(tmp_path, capsys):
     """Checked before any model is loaded (the models folder here does not even exist) and before sampling."""
     from videoldm.cli import main
-    from videoldm.sampling import sample
+    from videoldm.inference.sampling import sample
 
     nothing = ["--models", str(tmp_path / "nothing"), "--out", str(tmp_path / "out")]
     for args, message in [(["--seconds", "0"], "--seconds must be above 0"),
@@ -136,13 +136,13 @@ def test_requests_that_cannot_make_a_video_fail_first_with_a_message(tmp_path, c
 
 
 def test_ctrl_c_ends_a_command_with_one_line_and_the_shells_code(tmp_path, monkeypatch, capsys):
-    import videoldm.generate
+    import videoldm.inference.shipped as shipped
     from videoldm.cli import main
 
     def pressed_ctrl_c(*args, **kwargs):
         raise KeyboardInterrupt
 
-    monkeypatch.setattr(videoldm.generate, "driving_video", pressed_ctrl_c)
+    monkeypatch.setattr(shipped, "_driving_video", pressed_ctrl_c)
     assert main(["generate", "--daytime", "day", "--out", str(tmp_path / "out")]) == 130
     assert capsys.readouterr().err.strip() == "videoldm generate: interrupted"
 
@@ -162,8 +162,8 @@ def test_version_is_one_number_in_the_package_the_project_file_and_the_command(c
 
 
 def test_unknown_words_are_named_with_the_vocabulary(shipped):
-    from videoldm.generate import check_prompt
-    from videoldm.pipeline import VideoLDMPipeline
+    from videoldm.inference.shipped import check_prompt
+    from videoldm.inference.pipeline import VideoLDMPipeline
 
     tree, _ = shipped
     pipe = VideoLDMPipeline.from_pretrained(tree / "shapes" / "temporal")
@@ -179,8 +179,8 @@ def test_generate_with_your_own_stable_diffusion_folder_and_temporal_layers(tmp_
 
     from videoldm import VideoUNet
     from videoldm.cli import main
-    from videoldm.conditioning import make_text_encoder, train_tokenizer
-    from videoldm.long_evaluation import read_video
+    from videoldm.models.conditioning import make_text_encoder, train_tokenizer
+    from videoldm.data.io import read_video
 
     torch.manual_seed(0)
     tokenizer = train_tokenizer(["a dog running on a beach"], max_length=8)
@@ -206,8 +206,8 @@ def test_personalized_video_feeds_the_temporal_layers_their_own_text_encoder(tmp
 
     from videoldm import VideoUNet
     from videoldm.cli import main
-    from videoldm.conditioning import make_text_encoder, train_tokenizer
-    from videoldm.generate import load_base
+    from videoldm.models.conditioning import make_text_encoder, train_tokenizer
+    from videoldm.inference.shipped import load_base
 
     torch.manual_seed(0)
     tokenizer = train_tokenizer(["a sks dog running on a beach"], max_length=8)
@@ -254,7 +254,7 @@ def test_ship_command_collects_the_recipes_runs(chain, tmp_path):
 
     from videoldm.cli import main
 
-    from videoldm.shipping import SHIPPED_RUNS
+    from videoldm.training.shipping import SHIPPED_RUNS
 
     ctmp, _, image, temporal = chain
     for name, src in (("shapes/image", image), ("shapes/temporal", temporal)):
@@ -279,7 +279,7 @@ def test_ship_command_collects_the_recipes_runs(chain, tmp_path):
 def test_model_card_lists_every_recipe_that_trained_the_weights(tmp_path):
     """An upsampler trained further by a second recipe names both, in order; a frozen base of another
     stage is not part of its training."""
-    from videoldm.shipping import model_card, recipe_chain
+    from videoldm.training.shipping import model_card, recipe_chain
 
     def run(name, stage, steps, model):
         folder = tmp_path / "runs" / name
@@ -310,7 +310,7 @@ def test_make_models_trains_every_shipped_run_after_the_runs_it_needs():
 
     import yaml
 
-    from videoldm.shipping import SHIPPED_RUNS
+    from videoldm.training.shipping import SHIPPED_RUNS
 
     root = Path(__file__).resolve().parents[1]
     recipes = re.findall(r"\$\(V\) train (\S+\.yaml)", (root / "Makefile").read_text().split("\nmodels:")[1])

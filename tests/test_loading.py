@@ -63,7 +63,7 @@ def test_inflate_report_cli(capsys, tmp_path):
 
 
 def test_report_counts_match_the_model():
-    from videoldm.models.report import inflation_report
+    from videoldm.models.size_report import inflation_report
 
     report = inflation_report(small_unet_config(), latent=(8, 8), frames=4)
     video = VideoUNet.from_unet2d(make_unet())

@@ -11,7 +11,7 @@ PROMPT = "a red circle moving left on a dark background"
 
 
 def test_linear_blend_reproduces_a_linear_ramp_and_keeps_keyframes():
-    from videoldm.long_evaluation import linear_blend
+    from videoldm.evaluation.long_videos import linear_blend
 
     t = torch.arange(9, dtype=torch.float32).view(1, 9, 1, 1, 1).expand(2, 9, 3, 4, 4) / 8
     blended = linear_blend(t[:, ::4], 4)
@@ -22,7 +22,7 @@ def test_linear_blend_reproduces_a_linear_ramp_and_keeps_keyframes():
 
 
 def test_rollout_joins_finds_a_jump_at_the_boundary():
-    from videoldm.long_evaluation import rollout_joins
+    from videoldm.evaluation.long_videos import rollout_joins
 
     rng = np.random.default_rng(0)
     smooth = np.clip(np.linspace(40, 200, 24)[:, None, None, None] + rng.normal(0, 1, (24, 16, 32, 3)), 0, 255)
@@ -38,7 +38,7 @@ def test_rollout_joins_track_the_shapes_a_caption_names():
     """A red circle moving at constant speed: no acceleration anywhere; one that jumps where clip 2 starts:
     its acceleration at the join stands out."""
     from videoldm.data.synthetic.shapes import BACKGROUNDS, COLORS, shape_mask
-    from videoldm.long_evaluation import rollout_joins
+    from videoldm.evaluation.long_videos import rollout_joins
 
     def video(jump: float):
         ys, xs = np.mgrid[0:32, 0:48] + 0.5
@@ -58,7 +58,7 @@ def test_rollout_joins_track_the_shapes_a_caption_names():
 
 
 def test_pipeline_context_starts_the_clip_with_the_given_latents(chain):
-    from videoldm.pipeline import VideoLDMPipeline
+    from videoldm.inference.pipeline import VideoLDMPipeline
 
     tmp, data, image, temporal = chain
     final = run(tmp, "pred-eval", "prediction", data, {"image_model": str(image)}, max_steps=1).train()
@@ -119,9 +119,9 @@ def test_rollout_sidecar_gives_the_clip_boundaries_to_evaluate_rollout(chain, tm
 def test_stack_keyframes_interpolation_decoder_keeps_the_frame_rate(chain, tmp_path):
     from PIL import Image
 
-    from videoldm.pipeline import VideoLDMPipeline
-    from videoldm.rollout import rollout
-    from videoldm.stack import VideoLDMStack
+    from videoldm.inference.pipeline import VideoLDMPipeline
+    from videoldm.inference.rollout import rollout
+    from videoldm.inference.stack import VideoLDMStack
 
     tmp, data, image, temporal = chain
     pred = run(tmp, "pred-stack", "prediction", data, {"image_model": str(image)}, max_steps=1).train()

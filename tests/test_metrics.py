@@ -1,4 +1,4 @@
-"""videoldm.metrics: the trackers find the generators' objects where the ground truth says, and every
+"""videoldm.evaluation.metrics: the trackers find the generators' objects where the ground truth says, and every
 number moves the right way (jitter, shuffled frames, noise, blur)."""
 import io
 import json
@@ -11,10 +11,7 @@ from scipy import ndimage
 from videoldm.data.decode import decode_clip
 from videoldm.data.io import mp4_bytes
 from videoldm.data.synthetic import DrivingGenerator, ShapesGenerator
-from videoldm.metrics import (
-    as_videos, coherence_report, daytime_of, flicker, jerk, link_detections, psnr, shape_colours,
-    sharpness, temporal_error, track_cars, track_shapes,
-)
+from videoldm.evaluation.metrics import as_videos, coherence_report, daytime_of, flicker, jerk, link_detections, psnr, shape_colours, sharpness, temporal_error, track_cars, track_shapes
 
 T = 16
 
@@ -83,7 +80,7 @@ def test_shapes_two_shapes_and_descriptions():
 
 def test_shape_of_tells_the_four_forms_apart_at_the_sizes_drawn():
     from videoldm.data.synthetic.shapes import SHAPES, shape_mask
-    from videoldm.metrics.shapes_tracking import shape_of
+    from videoldm.evaluation.metrics.shapes_tracking import shape_of
 
     gy, gx = np.mgrid[0:64, 0:64] + 0.5
     for r in (4.0, 6.5, 10.0):
@@ -93,7 +90,7 @@ def test_shape_of_tells_the_four_forms_apart_at_the_sizes_drawn():
 
 
 def test_caption_match_on_real_clips_and_wrong_captions():
-    from videoldm.metrics.shapes_tracking import asked_shapes, caption_match
+    from videoldm.evaluation.metrics.shapes_tracking import asked_shapes, caption_match
 
     gen = ShapesGenerator(frames=T, size=(64, 64), seed=7, max_shapes=2)
     clips = [gen.sample(i) for i in range(10)]

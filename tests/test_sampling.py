@@ -6,7 +6,7 @@ from torch import nn
 
 from conftest import make_unet, randomize_temporal
 from videoldm import VideoUNet
-from videoldm.sampling import SCHEDULERS, frame_by_frame, make_scheduler, sample
+from videoldm.inference.sampling import SCHEDULERS, frame_by_frame, make_scheduler, sample
 
 TRAIN = {"num_train_timesteps": 1000, "beta_schedule": "linear", "beta_start": 0.00085, "beta_end": 0.012,
          "prediction_type": "epsilon"}

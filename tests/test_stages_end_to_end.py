@@ -57,8 +57,8 @@ def test_a_tree_of_exports_moves_as_a_whole(exports, tmp_path):
     the copy's parts, not the original's."""
     import shutil
 
-    from videoldm.pipeline import VideoLDMPipeline
-    from videoldm.training.decoder_stage import load_temporal_decoder
+    from videoldm.inference.pipeline import VideoLDMPipeline
+    from videoldm.export import load_temporal_decoder
 
     tmp = exports[0]
     for name in ("autoencoder", "image", "temporal", "decoder"):
@@ -74,7 +74,7 @@ def test_a_tree_of_exports_moves_as_a_whole(exports, tmp_path):
 
 
 def test_pipeline_samples_reproducibly_and_alpha_one_is_the_image_model(exports):
-    from videoldm.pipeline import VideoLDMPipeline
+    from videoldm.inference.pipeline import VideoLDMPipeline
 
     _, _, image, temporal, _ = exports
     pipe = VideoLDMPipeline.from_pretrained(temporal)
@@ -91,7 +91,7 @@ def test_pipeline_samples_reproducibly_and_alpha_one_is_the_image_model(exports)
 def test_pipeline_takes_one_prompt_bare_and_refuses_what_cannot_be_a_video(exports):
     import math
 
-    from videoldm.pipeline import VideoLDMPipeline
+    from videoldm.inference.pipeline import VideoLDMPipeline
 
     pipe = VideoLDMPipeline.from_pretrained(exports[3])
     prompt = "a red circle moving left on a dark background"
@@ -105,8 +105,8 @@ def test_pipeline_takes_one_prompt_bare_and_refuses_what_cannot_be_a_video(expor
 
 
 def test_evaluation_reports_both_models(exports, tmp_path):
-    from videoldm.evaluation import evaluate_coherence
-    from videoldm.pipeline import VideoLDMPipeline
+    from videoldm.evaluation.coherence import evaluate_coherence
+    from videoldm.inference.pipeline import VideoLDMPipeline
 
     pipe = VideoLDMPipeline.from_pretrained(exports[3])
     summary = evaluate_coherence(pipe, ["a red circle moving left on a dark background"], "shapes", tmp_path,
@@ -130,7 +130,7 @@ def test_evaluate_samples_beyond_the_trained_size_and_length(exports, tmp_path, 
 
 
 def test_pipeline_with_the_temporal_decoder(exports):
-    from videoldm.pipeline import VideoLDMPipeline
+    from videoldm.inference.pipeline import VideoLDMPipeline
 
     _, _, image, temporal, decoder = exports
     pipe = VideoLDMPipeline.from_pretrained(temporal, temporal_decoder=decoder)
@@ -148,7 +148,7 @@ def test_pipeline_with_the_temporal_decoder(exports):
 
 def test_evaluate_decoder_command_reports_both_decoders_and_seams(exports, tmp_path, capsys):
     from videoldm.cli import main
-    from videoldm.evaluation import seam_pairs
+    from videoldm.evaluation.decoder import seam_pairs
 
     # chunks start at 0, 12, 24 and 32 (the last moved back): cross-fades of 4, 4 and 8 frames
     assert seam_pairs(48, 16, 4) == [11, 12, 13, 14, 15, 23, 24, 25, 26, 27] + list(range(31, 40))
@@ -177,10 +177,10 @@ def test_a_whole_decoder_export_is_measured_against_the_untouched_image_decoder(
     """With train_decoder the alpha = 1 row is the fine-tuned decoder; the original one gets its own row,
     equal to decoding with the autoencoder the run started from."""
     from videoldm.data import VideoFolderDataset
-    from videoldm.evaluation import evaluate_decoder
-    from videoldm.metrics import psnr
-    from videoldm.training.decoder_stage import load_original_autoencoder, load_temporal_decoder
-    from videoldm.training.stages import load_autoencoder
+    from videoldm.evaluation.decoder import evaluate_decoder
+    from videoldm.evaluation.metrics import psnr
+    from videoldm.export import load_original_autoencoder, load_temporal_decoder
+    from videoldm.export import load_autoencoder
 
     tmp, ae, _, _, decoder = exports
     assert load_original_autoencoder(decoder) is None  # temporal layers only: alpha = 1 is the original
@@ -218,7 +218,7 @@ def test_an_autoencoder_goes_on_training_from_an_export(exports, tmp_path):
 
 def test_temporal_layers_go_onto_an_image_model_fine_tuned_on_a_new_style(exports, tmp_path):
     """The paper's personalization: fine-tune the image model alone, keep the temporal layers unchanged."""
-    from videoldm.pipeline import VideoLDMPipeline
+    from videoldm.inference.pipeline import VideoLDMPipeline
 
     tmp, ae, image, temporal, _ = exports
     data = {"path": str(tmp / "clips"), "num_frames": 4, "fps": None, "size": [16, 16], "batch_size": 2,

@@ -6,7 +6,8 @@ from diffusers import AutoencoderKL
 from conftest import TINY_AE as AE, force_alpha, randomize_temporal
 from videoldm.models.discriminator import (VideoDiscriminator, adaptive_weight, discriminator_loss,
                                            generator_loss)
-from videoldm.models.temporal_decoder import TemporalDecoder, chunk_starts
+from videoldm.models.frames import window_starts
+from videoldm.models.temporal_decoder import TemporalDecoder
 
 
 def make_vae(seed=0, **overrides):
@@ -67,7 +68,7 @@ def test_frames_interact_only_through_time(decoder):
 def test_chunk_starts_cover_every_frame_with_the_overlap():
     for T in range(1, 40):
         for chunk, overlap in [(8, 2), (5, 0), (16, 4), (4, 3)]:
-            starts = chunk_starts(T, chunk, overlap)
+            starts = window_starts(T, chunk, overlap)
             assert starts[0] == 0 and min(starts[-1] + chunk, T) == T
             for a, b in zip(starts, starts[1:]):
                 assert b > a and a + chunk - b >= overlap  # neighbours share at least `overlap` frames

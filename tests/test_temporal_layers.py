@@ -61,7 +61,7 @@ def test_frames_attend_to_each_other_within_the_window_only():
 @pytest.mark.parametrize("window", [2, 3])
 def test_temporal_attention_is_shift_equivariant(window):
     torch.manual_seed(0)
-    layer = TemporalTransformer(16, heads=2, context_dim=None, norm_groups=4, window=window, zero_init=False).eval()
+    layer = TemporalTransformer(16, heads=2, token_dim=None, norm_groups=4, window=window, zero_init=False).eval()
     B, T, C, H, W, shift = 2, 40, 16, 2, 3, 7
     clip = torch.randn(B, T + shift, C, H, W)
     a = layer(clip[:, :T].reshape(B * T, C, H, W), num_frames=T).view(B, T, C, H, W)
@@ -74,7 +74,7 @@ def test_temporal_attention_is_shift_equivariant(window):
 
 def test_temporal_transformer_cross_attention_per_video_and_per_frame():
     torch.manual_seed(0)
-    layer = TemporalTransformer(16, heads=2, context_dim=12, norm_groups=4, zero_init=False).eval()
+    layer = TemporalTransformer(16, heads=2, token_dim=12, norm_groups=4, zero_init=False).eval()
     B, T = 2, 3
     x = torch.randn(B * T, 16, 4, 4)
     ctx = torch.randn(B, 5, 12)

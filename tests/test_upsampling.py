@@ -6,7 +6,8 @@ import torch
 from diffusers import AutoencoderKL, DDIMScheduler, DDPMScheduler, UNet2DConditionModel
 
 from conftest import force_alpha, randomize_temporal, run_stage
-from videoldm.upsampling import (ConcatConditioned, Upsampler, _ramp, condition_image, noise_field, tile_starts)
+from videoldm.inference.upsampling import ConcatConditioned, Upsampler, _ramp, condition_image, noise_field
+from videoldm.models.frames import window_starts
 
 PIXEL_UNET = {"block_out_channels": [16, 32], "down_block_types": ["DownBlock2D"] * 2,
               "up_block_types": ["UpBlock2D"] * 2, "layers_per_block": 1, "norm_num_groups": 8,
@@ -20,14 +21,14 @@ def pixel_upsampler(seed=0) -> Upsampler:
 
 
 def test_tiles_cover_the_frame_and_their_weights_blend_to_one():
-    assert tile_starts(100, 40, 10) == [0, 30, 60]
-    assert tile_starts(30, 40, 10) == [0]
+    assert window_starts(100, 40, 10) == [0, 30, 60]
+    assert window_starts(30, 40, 10) == [0]
     total = torch.zeros(100)
-    for y in tile_starts(100, 40, 10):
+    for y in window_starts(100, 40, 10):
         total[y:y + 40] += _ramp(40, 10, y == 0, y + 40 >= 100)
     assert total.min() > 0.04 and torch.allclose(total[:10], torch.ones(10))  # borders keep full weight
     with pytest.raises(ValueError, match="overlap"):
-        tile_starts(100, 40, 40)
+        window_starts(100, 40, 40)
 
 
 def test_overlapping_tiles_get_the_same_noise_and_the_same_condition():
@@ -153,7 +154,7 @@ def tiny_x4_upscaler(tmp_path):
     """A StableDiffusionUpscalePipeline folder with the real layout and tiny random weights."""
     from diffusers import StableDiffusionUpscalePipeline
 
-    from videoldm.conditioning import make_text_encoder, train_tokenizer
+    from videoldm.models.conditioning import make_text_encoder, train_tokenizer
 
     torch.manual_seed(0)
     tokenizer = train_tokenizer(["a photo of a cat"], max_length=8)
@@ -219,7 +220,7 @@ def test_upsample_command_refuses_what_it_could_not_write_before_any_work(tmp_pa
 def test_upsample_and_evaluate_upsampler_commands(upsampler_runs, tmp_path):
     from videoldm.cli import main
     from videoldm.data.io import write_mp4
-    from videoldm.long_evaluation import read_video
+    from videoldm.data.io import read_video
 
     tmp, data, image, video = upsampler_runs
     low = (torch.rand(3, 8, 16, 3) * 255).to(torch.uint8).numpy()
@@ -280,7 +281,7 @@ def test_a_latent_upsampler_trains_on_an_autoencoder_that_downsamples_by_its_sca
 
 
 def test_a_residual_upsampler_divides_its_sample_by_the_scale_and_adds_bicubic(monkeypatch):
-    import videoldm.upsampling as upsampling
+    import videoldm.inference.upsampling as upsampling
 
     up = pixel_upsampler()
     up.residual, up.residual_scale = True, 4.0

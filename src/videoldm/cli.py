@@ -1,4 +1,4 @@
-"""The `videoldm` command. Each subcommand lives next to the code it drives and registers itself here."""
+"""The `videoldm` command: each subcommand is a module of ``videoldm.commands`` and registers itself here."""
 from __future__ import annotations
 
 import argparse
@@ -17,15 +17,21 @@ COMMAND_MODULES = [
     "videoldm.commands.rollout",
     "videoldm.commands.upsample",
     "videoldm.commands.generate",
+    "videoldm.commands.ship",
 ]
 
 
+class Parser(argparse.ArgumentParser):
+    """Every parser of the command (subcommands too): descriptions and examples keep their line breaks."""
+
+    def __init__(self, *args, **kwargs):
+        kwargs.setdefault("formatter_class", argparse.RawDescriptionHelpFormatter)
+        super().__init__(*args, **kwargs)
+
+
 def build_parser() -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(
-        prog="videoldm",
-        description="Video latent diffusion (Align your Latents) on top of diffusers image models.",
-        formatter_class=argparse.RawDescriptionHelpFormatter,
-    )
+    parser = Parser(prog="videoldm",
+                    description="Video latent diffusion (Align your Latents) on top of diffusers image models.")
     parser.add_argument("--version", action="version", version=f"videoldm {__version__}")
     sub = parser.add_subparsers(dest="command", metavar="COMMAND")
     for name in COMMAND_MODULES:

@@ -1,7 +1,6 @@
 """`videoldm data`: make procedural datasets, look inside video folders and shards, pack folders into shards."""
 from __future__ import annotations
 
-import argparse
 import json
 import statistics
 import sys
@@ -9,7 +8,7 @@ import time
 from collections import Counter
 from pathlib import Path
 
-from . import bounded, positive
+from .options import bounded, positive, size_arg
 
 EPILOG = """examples:
   videoldm data synth --kind driving --num 200 --frames 16 --size 128x256 --fps 8 --out data/driving
@@ -35,30 +34,21 @@ kinds:
   camera   smooth pans and zooms over scikit-image's sample photos; per-frame crop windows"""
 
 
-def size_arg(text: str) -> tuple[int, int]:
-    """argparse type for every ``HxW`` option of the commands: a clear usage error for anything else."""
-    from videoldm.data.sampling import parse_size
-
-    try:
-        return parse_size(text)
-    except ValueError as err:
-        raise argparse.ArgumentTypeError(str(err)) from None
-
-
 def add_command(subparsers) -> None:
     from videoldm.data.synthetic.base import DATASET_CRF
+    from videoldm.data.synthetic.driving import CROWDEDNESS, DAYTIMES
 
     p = subparsers.add_parser(
         "data", help="make procedural video datasets, inspect video folders and shards",
         description="Video data tools: `synth` writes procedural datasets with ground truth, `inspect` reports "
                     "what a folder or shard set holds (and what cannot be read), `shard` packs a folder into "
                     "WebDataset-style tar shards.",
-        epilog=EPILOG, formatter_class=argparse.RawDescriptionHelpFormatter)
+        epilog=EPILOG)
     p.set_defaults(func=lambda args: (p.print_help(), 0)[1])
     sub = p.add_subparsers(dest="data_command", metavar="ACTION")
 
     s = sub.add_parser("synth", help="write a procedural dataset (driving, shapes, camera) as mp4 + manifest.jsonl",
-                       description=SYNTH_HELP, epilog=EPILOG, formatter_class=argparse.RawDescriptionHelpFormatter)
+                       description=SYNTH_HELP, epilog=EPILOG)
     s.add_argument("--kind", required=True, choices=["driving", "shapes", "camera"], help="which dataset")
     s.add_argument("--num", type=positive(int), required=True, help="number of clips")
     s.add_argument("--frames", type=positive(int), default=16, help="frames per clip (default 16)")
@@ -76,8 +66,8 @@ def add_command(subparsers) -> None:
                    help="shapes: which combinations; camera: which photos (heldout: a photo train never shows)")
     s.add_argument("--style", choices=["plain", "checker"], default="plain",
                    help="shapes: background texture (checker: a style for personalization; default plain)")
-    s.add_argument("--daytime", choices=["day", "night"], help="driving: force day or night (default: random)")
-    s.add_argument("--crowdedness", choices=["low", "medium", "high"], help="driving: force traffic density")
+    s.add_argument("--daytime", choices=DAYTIMES, help="driving: force day or night (default: random)")
+    s.add_argument("--crowdedness", choices=list(CROWDEDNESS), help="driving: force traffic density")
     s.add_argument("--force", action="store_true", help="overwrite an existing manifest.jsonl in --out")
     s.set_defaults(func=run_synth)
 
@@ -86,7 +76,7 @@ def add_command(subparsers) -> None:
                                    "set, and report counts, total and per-file durations, frame-rate and resolution "
                                    "histograms, caption coverage, and the files that cannot be read. With --frames "
                                    "(and --fps) also how many are too short for such clips.",
-                       epilog=EPILOG, formatter_class=argparse.RawDescriptionHelpFormatter)
+                       epilog=EPILOG)
     i.add_argument("path", help="a folder, a .tar shard, a glob or a brace range of shards")
     i.add_argument("--frames", type=positive(int), help="clip length to check files against")
     i.add_argument("--fps", type=positive(float), help="clip frame rate to check against (default: native)")
@@ -97,7 +87,7 @@ def add_command(subparsers) -> None:
     h = sub.add_parser("shard", help="pack a folder of videos into WebDataset-style tar shards",
                        description="Each video becomes KEY.<ext> + KEY.json (caption, attributes, ground truth) in "
                                    "tar files of --per-shard samples, readable by videoldm.data.ShardDataset.",
-                       epilog=EPILOG, formatter_class=argparse.RawDescriptionHelpFormatter)
+                       epilog=EPILOG)
     h.add_argument("src", type=Path, help="folder of videos (with sidecars or a manifest)")
     h.add_argument("--out", required=True, type=Path, help="output folder for shard-000000.tar, ...")
     h.add_argument("--per-shard", type=positive(int), default=100, help="samples per shard (default 100)")
@@ -187,7 +177,7 @@ def _inspect_records(path: str):
 
 
 def run_inspect(args) -> int:
-    from videoldm.data.sampling import ClipSpec
+    from videoldm.data.clips import ClipSpec
 
     spec = ClipSpec(num_frames=args.frames, fps=args.fps, start="first") if args.frames else None
     ok, bad, short, captioned = [], [], [], 0

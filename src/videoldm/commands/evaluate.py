@@ -5,12 +5,10 @@
 `evaluate-ablation`: the README's table, image model -> + temporal layers -> + temporal decoder -> + upsampler."""
 from __future__ import annotations
 
-import argparse
 import json
 from pathlib import Path
 
-from . import folder_first, positive
-from .data import size_arg
+from .options import folder_first, positive, size_arg
 
 
 def add_command(subparsers) -> None:
@@ -20,7 +18,7 @@ def add_command(subparsers) -> None:
                     "frame by frame (alpha = 1); track the objects and report jerk, found fraction, flicker and "
                     "sharpness for both.",
         epilog="example:\n  videoldm evaluate runs/shapes/temporal/final --data data/shapes --kind shapes "
-               "--num 32 --out docs/results/shapes", formatter_class=argparse.RawDescriptionHelpFormatter)
+               "--num 32 --out docs/results/shapes")
     p.add_argument("model", help="an exported temporal-stage folder (…/final)")
     p.add_argument("--data", required=True, help="dataset folder whose manifest gives the prompts")
     p.add_argument("--kind", choices=["shapes", "driving"], default="shapes")
@@ -43,7 +41,7 @@ def add_command(subparsers) -> None:
                     "table), ablation.json and a GIF per row.",
         epilog="example:\n  videoldm evaluate-ablation runs/driving/prediction/final --decoder runs/driving/decoder/final "
                "--upsampler runs/driving/upsampler-video/final --data data/driving-heldout --kind driving --num 8 "
-               "--out docs/results/ablation", formatter_class=argparse.RawDescriptionHelpFormatter)
+               "--out docs/results/ablation")
     ab.add_argument("model", help="an exported temporal, prediction or interpolation folder (…/final)")
     ab.add_argument("--decoder", help="an exported decoder-stage folder (adds the temporal-decoder row)")
     ab.add_argument("--upsampler", help="an exported upsampler-video folder (adds the upsampler row)")
@@ -64,7 +62,7 @@ def add_command(subparsers) -> None:
                     "frame and with the temporal decoder; report PSNR and the temporal error |dx_hat - dx| of both, "
                     "and for chunked decoding the temporal error at chunk boundaries against elsewhere.",
         epilog="example:\n  videoldm evaluate-decoder runs/driving/decoder/final --data data/camera-heldout "
-               "--frames 48 --out docs/results/decoder/camera", formatter_class=argparse.RawDescriptionHelpFormatter)
+               "--frames 48 --out docs/results/decoder/camera")
     d.add_argument("decoder", help="an exported decoder-stage folder (…/final)")
     d.add_argument("--data", required=True, help="folder of held-out videos")
     d.add_argument("--num", type=positive(int), default=16, help="number of clips (the folder's first N)")
@@ -81,7 +79,7 @@ def add_command(subparsers) -> None:
                     "the first generated frame and the last given one, next to the frame-to-frame change of real "
                     "video, and the same with no context (S = 0, same noise).",
         epilog="example:\n  videoldm evaluate-prediction runs/driving/prediction/final --data data/driving-heldout "
-               "--out docs/results/long", formatter_class=argparse.RawDescriptionHelpFormatter)
+               "--out docs/results/long")
     pr.add_argument("model", help="an exported prediction-stage folder (…/final)")
     pr.add_argument("--context", type=int, default=2, help="given frames S (default 2)")
     _clip_options(pr, frames=16)
@@ -93,8 +91,7 @@ def add_command(subparsers) -> None:
                     "keyframes, generate the frames between, and report their PSNR against the true frames, next "
                     "to linear blending of the keyframes and to the autoencoder's own reconstruction.",
         epilog="example:\n  videoldm evaluate-interpolation runs/driving/interpolation/final "
-               "--data data/driving-32fps-heldout --out docs/results/long",
-        formatter_class=argparse.RawDescriptionHelpFormatter)
+               "--data data/driving-32fps-heldout --out docs/results/long")
     it.add_argument("model", help="an exported interpolation-stage folder (…/final)")
     _clip_options(it, frames=13)
     it.set_defaults(func=run_interpolation)
@@ -104,7 +101,7 @@ def add_command(subparsers) -> None:
         description="Read a video written by `videoldm rollout` and its JSON sidecar (clip boundaries); report the "
                     "frame-to-frame change at boundaries against inside clips, and the acceleration of tracked "
                     "objects (the shapes the prompt names, or else cars) at boundaries against elsewhere.",
-        epilog="example:\n  videoldm evaluate-rollout drive.mp4", formatter_class=argparse.RawDescriptionHelpFormatter)
+        epilog="example:\n  videoldm evaluate-rollout drive.mp4")
     ro.add_argument("video", help="an mp4 written by `videoldm rollout` (with VIDEO.json beside it)")
     ro.set_defaults(func=run_rollout)
 
@@ -114,7 +111,7 @@ def add_command(subparsers) -> None:
                     "the upsampler frame by frame (alpha = 1) and the video upsampler (same noise), and report PSNR "
                     "and the temporal error |dx_hat - dx| against the true clips.",
         epilog="example:\n  videoldm evaluate-upsampler runs/driving/upsampler-video/final --data data/driving-256-heldout "
-               "--out docs/results/upsampler/driving", formatter_class=argparse.RawDescriptionHelpFormatter)
+               "--out docs/results/upsampler/driving")
     up.add_argument("model", help="an exported upsampler-video folder (…/final); an upsampler-image folder gives the "
                     "bicubic and frame-by-frame rows only")
     up.add_argument("--data", required=True, help="folder of held-out high-resolution videos")
@@ -157,8 +154,8 @@ def _clips_and_prompts(args, conditioning: str, size=None):
 
 @folder_first
 def run_prediction(args) -> int:
-    from videoldm.long_evaluation import evaluate_prediction
-    from videoldm.pipeline import VideoLDMPipeline
+    from videoldm.evaluation.long_videos import evaluate_prediction
+    from videoldm.inference.pipeline import VideoLDMPipeline
 
     pipe = VideoLDMPipeline.from_pretrained(args.model)
     clips, prompts = _clips_and_prompts(args, pipe.conditioning)
@@ -169,8 +166,8 @@ def run_prediction(args) -> int:
 
 @folder_first
 def run_interpolation(args) -> int:
-    from videoldm.long_evaluation import evaluate_interpolation
-    from videoldm.pipeline import VideoLDMPipeline
+    from videoldm.evaluation.long_videos import evaluate_interpolation
+    from videoldm.inference.pipeline import VideoLDMPipeline
 
     pipe = VideoLDMPipeline.from_pretrained(args.model)
     clips, prompts = _clips_and_prompts(args, pipe.conditioning)
@@ -180,7 +177,8 @@ def run_interpolation(args) -> int:
 
 
 def run_rollout(args) -> int:
-    from videoldm.long_evaluation import read_video, rollout_joins
+    from videoldm.data.io import read_video
+    from videoldm.evaluation.long_videos import rollout_joins
 
     sidecar = Path(args.video).with_suffix(".json")
     if not sidecar.is_file():
@@ -197,8 +195,8 @@ def run_decoder(args) -> int:
     import torch
 
     from videoldm.data import VideoFolderDataset
-    from videoldm.evaluation import evaluate_decoder, format_decoder_summary
-    from videoldm.training.decoder_stage import load_original_autoencoder, load_temporal_decoder
+    from videoldm.evaluation.decoder import evaluate_decoder, format_decoder_summary
+    from videoldm.export import load_original_autoencoder, load_temporal_decoder
 
     decoder = load_temporal_decoder(args.decoder)
     original = load_original_autoencoder(args.decoder)
@@ -222,9 +220,9 @@ def _prompts(data: str, num: int, pipeline) -> list:
 
 @folder_first
 def run_ablation(args) -> int:
-    from videoldm.evaluation import evaluate_ablation, format_ablation
-    from videoldm.pipeline import VideoLDMPipeline
-    from videoldm.upsampling import Upsampler
+    from videoldm.evaluation.ablation import evaluate_ablation, format_ablation
+    from videoldm.inference.pipeline import VideoLDMPipeline
+    from videoldm.inference.upsampling import Upsampler
 
     pipeline = VideoLDMPipeline.from_pretrained(args.model, temporal_decoder=args.decoder)
     upsampler = Upsampler.from_pretrained(args.upsampler) if args.upsampler else None
@@ -237,8 +235,8 @@ def run_ablation(args) -> int:
 
 @folder_first
 def run(args) -> int:
-    from videoldm.evaluation import evaluate_coherence, format_summary
-    from videoldm.pipeline import VideoLDMPipeline
+    from videoldm.evaluation.coherence import evaluate_coherence, format_summary
+    from videoldm.inference.pipeline import VideoLDMPipeline
 
     pipeline = VideoLDMPipeline.from_pretrained(args.model, image_model=args.image_model)
     prompts = _prompts(args.data, args.num, pipeline)
@@ -255,8 +253,8 @@ def run_upsampler(args) -> int:
     import torch
 
     from videoldm.data import VideoFolderDataset
-    from videoldm.evaluation import evaluate_upsampler, format_upsampler_summary
-    from videoldm.upsampling import Upsampler
+    from videoldm.evaluation.upsampler import evaluate_upsampler, format_upsampler_summary
+    from videoldm.inference.upsampling import Upsampler
 
     upsampler = Upsampler.from_pretrained(args.model)
     dataset = VideoFolderDataset(args.data, num_frames=args.frames, fps=None, start=0, crop="center")

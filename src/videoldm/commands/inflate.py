@@ -1,9 +1,8 @@
 """`videoldm inflate`: what turning an image UNet into a Video LDM UNet costs, block by block."""
 from __future__ import annotations
 
-import argparse
 
-from .data import size_arg
+from .options import size_arg
 
 EPILOG = """examples:
   videoldm inflate --base sd15                      # Stable Diffusion 1.5 architecture
@@ -21,7 +20,7 @@ def add_command(subparsers) -> None:
         description="Attach Video LDM temporal layers to an image UNet and report, per block and in total, the "
                     "spatial and temporal parameter counts, the temporal share, and the extra multiply-adds per "
                     "frame at a latent size.",
-        epilog=EPILOG, formatter_class=argparse.RawDescriptionHelpFormatter)
+        epilog=EPILOG)
     p.add_argument("--base", required=True,
                    help="architecture name (sd15, sd21, sdxl, x4-upscaler, tiny), a UNet config.json, a diffusers "
                         "model or pipeline folder, or a single-file .safetensors checkpoint")
@@ -36,7 +35,7 @@ def add_command(subparsers) -> None:
 
 def run(args) -> int:
     from videoldm.models.loading import load_image_unet, resolve_unet_config
-    from videoldm.models.report import inflation_report
+    from videoldm.models.size_report import inflation_report
 
     if args.frames < 1:
         raise ValueError("--frames must be at least 1")

@@ -1,15 +1,16 @@
 """`videoldm rollout`: a long video from a prediction model, streamed to mp4, resumable."""
 from __future__ import annotations
 
-import argparse
 import json
 import math
 from pathlib import Path
 
-from . import positive
+from .options import positive
 
 
 def add_command(subparsers) -> None:
+    from videoldm.data.synthetic.driving import CROWDEDNESS, DAYTIMES
+
     p = subparsers.add_parser(
         "rollout", help="a long video: clips that continue the last frames of the one before",
         description="Generate a video of any length with a prediction model: the first clip from nothing, each "
@@ -22,12 +23,11 @@ def add_command(subparsers) -> None:
                "      --interpolator runs/driving/interpolation/final --decoder runs/driving/decoder/final \\\n"
                "      --state drive.state --out drive.mp4\n"
                "  videoldm rollout runs/shapes/prediction/final --prompt 'a red circle moving left on a dark "
-               "background' --clips 4 --out circle.mp4",
-        formatter_class=argparse.RawDescriptionHelpFormatter)
+               "background' --clips 4 --out circle.mp4")
     p.add_argument("model", help="an exported prediction-stage folder (…/final)")
     p.add_argument("--prompt", help="caption (text models)")
-    p.add_argument("--daytime", choices=["day", "night"], help="driving models: time of day")
-    p.add_argument("--crowdedness", choices=["low", "medium", "high"], help="driving models: traffic")
+    p.add_argument("--daytime", choices=DAYTIMES, help="driving models: time of day")
+    p.add_argument("--crowdedness", choices=list(CROWDEDNESS), help="driving models: traffic")
     length = p.add_mutually_exclusive_group()
     length.add_argument("--clips", type=positive(int), help="number of clips")
     length.add_argument("--seconds", type=float, help="length of the video (clips computed from it)")
@@ -45,8 +45,8 @@ def add_command(subparsers) -> None:
 
 
 def run(args) -> int:
-    from videoldm.pipeline import VideoLDMPipeline
-    from videoldm.rollout import rollout
+    from videoldm.inference.pipeline import VideoLDMPipeline
+    from videoldm.inference.rollout import rollout
 
     if args.seconds is not None and not args.seconds > 0:
         raise ValueError(f"--seconds must be above 0, got {args.seconds:g}")

@@ -1,11 +1,10 @@
 """`videoldm train` and `videoldm cache-latents`: run a training stage from a YAML recipe."""
 from __future__ import annotations
 
-import argparse
 import shlex
 import sys
 
-from . import positive
+from .options import positive
 
 EPILOG = """stages (the `stage:` key of the recipe):
   autoencoder   train a diffusers AutoencoderKL from scratch on video frames
@@ -30,8 +29,7 @@ A run folder (run.output_dir) gets log.csv, tensorboard/, samples/, checkpoint-N
 
 def add_command(subparsers) -> None:
     p = subparsers.add_parser("train", help="train a stage (autoencoder, image, temporal, decoder, prediction, ...) from a YAML recipe",
-                              description="Train one stage of a Video LDM from a YAML recipe.", epilog=EPILOG,
-                              formatter_class=argparse.RawDescriptionHelpFormatter)
+                              description="Train one stage of a Video LDM from a YAML recipe.", epilog=EPILOG)
     p.add_argument("config", help="recipe YAML (see configs/)")
     p.add_argument("--resume", nargs="?", const=True, default=False, metavar="CHECKPOINT",
                    help="continue from CHECKPOINT, or from the run folder's latest checkpoint")

@@ -1,9 +1,8 @@
 """`videoldm upsample`: a video file to 4x its size with a (video) diffusion upsampler."""
 from __future__ import annotations
 
-import argparse
 
-from . import positive
+from .options import positive
 
 
 def add_command(subparsers) -> None:
@@ -15,8 +14,7 @@ def add_command(subparsers) -> None:
         epilog="examples:\n"
                "  videoldm upsample drive.mp4 --model runs/driving/upsampler-video/final --out drive-4x.mp4\n"
                "  videoldm upsample big.mp4 --model runs/driving/upsampler-video/final --tile 256 --out huge.mp4\n"
-               "  videoldm upsample clip.mp4 --model path/to/stable-diffusion-x4-upscaler --prompt 'a cat' --out x4.mp4",
-        formatter_class=argparse.RawDescriptionHelpFormatter)
+               "  videoldm upsample clip.mp4 --model path/to/stable-diffusion-x4-upscaler --prompt 'a cat' --out x4.mp4")
     p.add_argument("video", help="input video file")
     p.add_argument("--model", required=True, help="an upsampler-image/-video export, or an SD x4 upscaler folder")
     p.add_argument("--temporal", help="temporal layers to inflate the model with (a video export has its own)")
@@ -37,9 +35,9 @@ def add_command(subparsers) -> None:
 def run(args) -> int:
     import torch
 
-    from videoldm.long_evaluation import read_video
-    from videoldm.outputs import VideoOutput, check_export_path
-    from videoldm.upsampling import Upsampler
+    from videoldm.data.io import read_video
+    from videoldm.inference.outputs import VideoOutput, check_export_path
+    from videoldm.inference.upsampling import Upsampler
 
     check_export_path(args.out)  # before the upsampling, not after it
     upsampler = Upsampler.from_pretrained(args.model, temporal_layers=args.temporal)

@@ -3,8 +3,8 @@
 Every loader returns clips as float32 (C, T, H, W) in [-1, 1] plus a metadata dict (caption,
 attributes, fps, source path, start time); batch them with `collate_clips`.
 """
+from .clips import ClipSpec, SkipLog, SkippedFileWarning, collate_clips, parse_size, to_tensor
 from .decode import DecodeError, VideoInfo, decode_clip, probe
-from .sampling import ClipSpec, SkipLog, SkippedFileWarning, collate_clips, parse_size, to_tensor
 from .video_folder import VIDEO_EXTENSIONS, VideoFolderDataset
 
 __all__ = [

@@ -17,7 +17,7 @@ from typing import IO, Iterable, Sequence
 import av
 import numpy as np
 
-__all__ = ["Mp4Writer", "write_mp4", "encode_mp4", "mp4_bytes", "write_gif", "write_jsonl", "read_jsonl", "fps_fraction"]
+__all__ = ["Mp4Writer", "write_mp4", "encode_mp4", "mp4_bytes", "write_gif", "write_jsonl", "read_jsonl", "fps_fraction", "read_video"]
 
 
 def fps_fraction(fps: float | Fraction) -> Fraction:
@@ -213,3 +213,9 @@ def read_jsonl(path: str | Path) -> list[dict]:
             except json.JSONDecodeError as err:
                 raise ValueError(f"{path}:{n}: not valid JSON ({err.msg})") from None
     return out
+
+
+def read_video(path: str | Path) -> np.ndarray:
+    """All frames of a video file as ``(T, H, W, 3)`` uint8."""
+    with av.open(str(path)) as container:
+        return np.stack([f.to_ndarray(format="rgb24") for f in container.decode(video=0)])

@@ -24,10 +24,11 @@ import numpy as np
 import torch
 from torch.utils.data import IterableDataset, get_worker_info
 
+from .clips import ClipSpec, SkipLog, to_tensor
 from .decode import DecodeError, clip_times, decode_clip, probe
 from .io import replacing
 from .metadata import normalize_record
-from .sampling import ClipSpec, SkipLog, to_tensor
+from .video_folder import discover
 
 __all__ = ["ShardDataset", "expand_shards", "iter_tar_samples", "write_shards", "folder_to_shards", "dist_rank_world"]
 
@@ -236,8 +237,6 @@ def write_shards(samples: Iterable[tuple[str, dict[str, bytes]]], out: str | Pat
 
 def folder_to_shards(root: str | Path, out: str | Path, per_shard: int = 100, manifest=None) -> list[Path]:
     """Pack a folder of videos (with sidecars or a manifest) into shards: key.<ext> + key.json."""
-    from .video_folder import discover
-
     entries = [e for e in discover(Path(root), manifest) if e["kind"] == "video"]
     if not entries:
         raise ValueError(f"no video files under {root}")

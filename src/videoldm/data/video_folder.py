@@ -14,10 +14,10 @@ import numpy as np
 import torch
 from torch.utils.data import Dataset
 
+from .clips import ClipSpec, SkipLog, to_tensor
 from .decode import DecodeError, clip_times, decode_clip, probe
 from .frames import IMAGE_EXTENSIONS, is_frame_folder, load_frames, probe_frames
 from .metadata import find_manifest, read_manifest, read_sidecar
-from .sampling import ClipSpec, SkipLog, to_tensor
 
 __all__ = ["VIDEO_EXTENSIONS", "VideoFolderDataset", "discover"]
 

@@ -21,31 +21,31 @@ from .temporal_layers import TemporalResBlock
 
 
 @dataclass
-class FrameContext:
+class FrameState:
     num_frames: int
     image_only: torch.Tensor | None = None  # (B*T,) bool, or None
     all_image_only: bool = False  # every sample is an image: the temporal layers have nothing to do
-    context: torch.Tensor | None = None  # tokens for temporal cross-attention, (B, L, D) or (B*T, L, D)
-    injections: dict | None = None  # per layer key, features added to the temporal layer's input (B*T, C, h, w)
+    tokens: torch.Tensor | None = None  # for temporal cross-attention, (B, L, D) or (B*T, L, D)
+    injections: dict | None = None  # context conditioning: per layer key, features added to the temporal layer's input (B*T, C, h, w)
 
 
 class VideoState:
     """What the hooks need to know about the video being run; ``None`` when the image network runs alone."""
 
     def __init__(self):
-        self.current: FrameContext | None = None
+        self.current: FrameState | None = None
 
     @contextlib.contextmanager
-    def use(self, frame_context: FrameContext | None):
-        previous, self.current = self.current, frame_context
+    def use(self, frame_state: FrameState | None):
+        previous, self.current = self.current, frame_state
         try:
             yield
         finally:
             self.current = previous
 
 
-class ContextCheckpoint:
-    """Gradient checkpointing that restores the video context during the backward recomputation."""
+class StateCheckpoint:
+    """Gradient checkpointing that restores the video's frame state during the backward recomputation."""
 
     def __init__(self, state: VideoState):
         self.state = state
@@ -75,7 +75,7 @@ class TemporalHook:
         if isinstance(layer, TemporalResBlock):
             extra = args[1] if len(args) > 1 else kwargs.get("temb")
         else:
-            extra = ctx.context
+            extra = ctx.tokens
         x = spatial
         if ctx.injections is not None and self.key in ctx.injections:  # context conditioning
             x = spatial + ctx.injections[self.key].to(spatial.dtype)
@@ -221,4 +221,4 @@ class TemporalAttachment(ModelMixin, ConfigMixin):
     def enable_gradient_checkpointing(self, gradient_checkpointing_func=None) -> None:
         # The image model's blocks are recomputed in the backward pass, hooks included: give the
         # recomputation the same video context as the forward pass had.
-        super().enable_gradient_checkpointing(gradient_checkpointing_func or ContextCheckpoint(self._state))
+        super().enable_gradient_checkpointing(gradient_checkpointing_func or StateCheckpoint(self._state))

@@ -25,8 +25,9 @@ from diffusers.models.resnet import ResnetBlock2D
 from torch import nn
 from tqdm.auto import tqdm
 
-from .attach import (FrameContext, TemporalAttachment, attach, layer_key, load_temporal_weights,
-                     read_json, save_temporal_weights)
+from .attach import (FrameState, TemporalAttachment, attach, layer_key, load_temporal_weights, read_json,
+                     save_temporal_weights)
+from .frames import vae_scale_factor, window_starts
 from .temporal_layers import TemporalResBlock, TemporalTransformer
 
 TEMPORAL_DECODER_WEIGHTS = "temporal_decoder.safetensors"
@@ -159,7 +160,7 @@ class TemporalDecoder(TemporalAttachment):
         """
         B, C, T, h, w = _check_video(latents, self.vae.config.latent_channels, "latents")
         frames = latents.transpose(1, 2).flatten(0, 1)
-        with self._state.use(None if image_only else FrameContext(T)), self._whole_batch():
+        with self._state.use(None if image_only else FrameState(T)), self._whole_batch():
             out = self.vae.decode(frames).sample
         return out.view(B, T, *out.shape[1:]).transpose(1, 2)
 
@@ -178,7 +179,7 @@ class TemporalDecoder(TemporalAttachment):
             chunk_size, overlap = T, 0
         if chunk_size < 1 or not 0 <= overlap < chunk_size:
             raise ValueError(f"need chunk_size >= 1 and 0 <= overlap < chunk_size; got {chunk_size}, {overlap}")
-        starts = chunk_starts(T, chunk_size, overlap)
+        starts = window_starts(T, chunk_size, overlap)
         tail = None
         with self._tiles(tile_size):
             for k, start in enumerate(tqdm(starts, desc="decode", disable=not progress, leave=False)):
@@ -211,7 +212,7 @@ class TemporalDecoder(TemporalAttachment):
         vae = self.vae
         saved = vae.use_tiling, vae.tile_sample_min_size, vae.tile_latent_min_size
         if tile_size is not None:
-            factor = 2 ** (len(vae.config.block_out_channels) - 1)
+            factor = vae_scale_factor(vae)
             if tile_size < 2 * factor or tile_size % factor:
                 raise ValueError(f"tile_size must be a multiple of {factor} pixels and at least {2 * factor}, "
                                  f"got {tile_size}")
@@ -220,16 +221,6 @@ class TemporalDecoder(TemporalAttachment):
             yield
         finally:
             vae.use_tiling, vae.tile_sample_min_size, vae.tile_latent_min_size = saved
-
-
-def chunk_starts(num_frames: int, chunk_size: int, overlap: int) -> list[int]:
-    """First frames of chunks that cover ``num_frames`` with at least ``overlap`` shared frames between
-    neighbours; the last chunk is moved back to end at the last frame rather than left short."""
-    step = chunk_size - overlap
-    starts = list(range(0, max(num_frames - chunk_size, 0) + 1, step))
-    if starts[-1] + chunk_size < num_frames:
-        starts.append(num_frames - chunk_size)
-    return starts
 
 
 def _check_video(x, channels: int, name: str) -> tuple[int, ...]:
@@ -255,3 +246,32 @@ def read_temporal_decoder_config(directory: str | os.PathLike) -> dict:
     if config.get("model") not in (None, TemporalDecoder.__name__):
         raise ValueError(f"{directory} holds temporal layers for a {config['model']}, not a temporal decoder")
     return config
+
+
+def decode_latents(vae, latents: torch.Tensor, chunk_size: int = 16, overlap: int = 4,
+                   image_only: bool = False, progress: bool = False) -> torch.Tensor:
+    """``(B, C, T, h, w)`` scaled latents -> ``(B, T, 3, H, W)`` frames in [-1, 1].
+
+    ``vae``: an ``AutoencoderKL`` (frame by frame, 16 frames at a time) or a ``TemporalDecoder`` (chunks
+    of ``chunk_size`` frames cross-faded over ``overlap``; ``image_only`` makes it the image decoder).
+    """
+    with torch.no_grad():
+        if isinstance(vae, TemporalDecoder):
+            frames = vae.decode(latents / vae.vae.config.scaling_factor, chunk_size, overlap,
+                                image_only=image_only, progress=progress)
+            return frames.transpose(1, 2).clamp(-1, 1)
+        B, C, T = latents.shape[:3]
+        frames = latents.transpose(1, 2).flatten(0, 1) / vae.config.scaling_factor
+        images = torch.cat([vae.decode(chunk).sample for chunk in frames.split(16)])
+    return images.view(B, T, *images.shape[1:]).clamp(-1, 1)
+
+
+def encode_latents(vae, video: torch.Tensor, chunk_size: int | None = None) -> torch.Tensor:
+    """``(B, 3, T, H, W)`` frames in [-1, 1] -> ``(B, C, T, h, w)`` scaled latents: the posterior's mode of an
+    ``AutoencoderKL``'s (frozen) encoder, ``chunk_size`` frames at a time (None: all at once)."""
+    B, T = video.shape[0], video.shape[2]
+    frames = video.transpose(1, 2).flatten(0, 1)
+    with torch.no_grad():
+        z = torch.cat([vae.encode(chunk).latent_dist.mode() for chunk in frames.split(chunk_size or len(frames))])
+    z = z * vae.config.scaling_factor
+    return z.view(B, T, *z.shape[1:]).transpose(1, 2)

@@ -124,18 +124,18 @@ class TemporalSelfAttention(nn.Module):
 class TemporalCrossAttention(nn.Module):
     """Cross-attention from the frames to conditioning tokens (text), as in the text-to-video model."""
 
-    def __init__(self, dim: int, context_dim: int, heads: int):
+    def __init__(self, dim: int, token_dim: int, heads: int):
         super().__init__()
         self.heads = heads
         self.to_q = nn.Linear(dim, dim, bias=False)
-        self.to_kv = nn.Linear(context_dim, 2 * dim, bias=False)
+        self.to_kv = nn.Linear(token_dim, 2 * dim, bias=False)
         self.to_out = nn.Linear(dim, dim)
 
-    def forward(self, x: torch.Tensor, context: torch.Tensor) -> torch.Tensor:
-        """``x``: ``(G, M, C)`` queries in G groups; ``context``: ``(G, L, D)``, one token set per group."""
+    def forward(self, x: torch.Tensor, tokens: torch.Tensor) -> torch.Tensor:
+        """``x``: ``(G, M, C)`` queries in G groups; ``tokens``: ``(G, L, D)``, one token set per group."""
         G, M, C = x.shape
         q = self.to_q(x).view(G, M, self.heads, -1).transpose(1, 2)
-        k, v = self.to_kv(context).view(G, context.shape[1], 2, self.heads, -1).permute(2, 0, 3, 1, 4)
+        k, v = self.to_kv(tokens).view(G, tokens.shape[1], 2, self.heads, -1).permute(2, 0, 3, 1, 4)
         out = F.scaled_dot_product_attention(q, k, v)
         return self.to_out(out.transpose(1, 2).reshape(G, M, C))
 
@@ -162,7 +162,7 @@ class TemporalTransformer(nn.Module):
         self,
         channels: int,
         heads: int,
-        context_dim: int | None = None,
+        token_dim: int | None = None,
         norm_groups: int = 32,
         norm_eps: float = 1e-6,
         window: int | None = None,
@@ -179,8 +179,8 @@ class TemporalTransformer(nn.Module):
         self.proj_in = nn.Linear(channels, channels)
         self.norm1 = nn.LayerNorm(channels)
         self.attn1 = TemporalSelfAttention(channels, heads, window, max_period)
-        self.norm2 = nn.LayerNorm(channels) if context_dim else None
-        self.attn2 = TemporalCrossAttention(channels, context_dim, heads) if context_dim else None
+        self.norm2 = nn.LayerNorm(channels) if token_dim else None
+        self.attn2 = TemporalCrossAttention(channels, token_dim, heads) if token_dim else None
         self.norm3 = nn.LayerNorm(channels)
         self.ff = GEGLUFeedForward(channels, ff_mult)
         self.proj_out = nn.Linear(channels, channels)
@@ -190,23 +190,23 @@ class TemporalTransformer(nn.Module):
         self.mix = AlphaBlender(alpha_init, learn_alpha)
 
     @property
-    def context_dim(self) -> int | None:
+    def token_dim(self) -> int | None:
         return self.attn2.to_kv.in_features if self.attn2 is not None else None
 
-    def forward(self, x: torch.Tensor, num_frames: int, context: torch.Tensor | None = None) -> torch.Tensor:
-        """``x``: ``(B*T, C, H, W)``; ``context``: ``(B, L, D)`` per video or ``(B*T, L, D)`` per frame."""
+    def forward(self, x: torch.Tensor, num_frames: int, tokens: torch.Tensor | None = None) -> torch.Tensor:
+        """``x``: ``(B*T, C, H, W)``; ``tokens``: ``(B, L, D)`` per video or ``(B*T, L, D)`` per frame."""
         BT, C, H, W = x.shape
         B, T = BT // num_frames, num_frames
         h = self.norm(x).view(B, T, C, H, W).permute(0, 3, 4, 1, 2).reshape(B * H * W, T, C)
         h = self.proj_in(h)
         h = h + self.attn1(self.norm1(h))
-        if self.attn2 is not None and context is not None:
+        if self.attn2 is not None and tokens is not None:
             h = h.view(B, H * W, T, C)
-            if context.shape[0] == B:  # one token set per video: all its frames and positions share it
-                h = h + self.attn2(self.norm2(h).view(B, H * W * T, C), context).view(B, H * W, T, C)
+            if tokens.shape[0] == B:  # one token set per video: all its frames and positions share it
+                h = h + self.attn2(self.norm2(h).view(B, H * W * T, C), tokens).view(B, H * W, T, C)
             else:  # per frame: group the queries by (video, frame)
                 q = self.norm2(h).transpose(1, 2).reshape(B * T, H * W, C)
-                h = h + self.attn2(q, context).view(B, T, H * W, C).transpose(1, 2)
+                h = h + self.attn2(q, tokens).view(B, T, H * W, C).transpose(1, 2)
             h = h.reshape(B * H * W, T, C)
         h = h + self.ff(self.norm3(h))
         h = self.proj_out(h)

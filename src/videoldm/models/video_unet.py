@@ -21,9 +21,10 @@ from diffusers.models.transformers.transformer_2d import Transformer2DModel
 from diffusers.utils import BaseOutput
 from torch import nn
 
-from .attach import (FrameContext, TemporalAttachment, attach, layer_key, load_temporal_weights,
-                     read_json, save_temporal_weights)
-from .context import ContextEncoder, check_context
+from .attach import (FrameState, TemporalAttachment, attach, layer_key, load_temporal_weights, read_json,
+                     save_temporal_weights)
+from .context_encoder import ContextEncoder, check_context
+from .frames import frame_timesteps, frame_tokens, per_frame
 from .temporal_layers import TemporalResBlock, TemporalTransformer
 
 TEMPORAL_WEIGHTS_NAME = "temporal_layers.safetensors"
@@ -44,8 +45,8 @@ def _transformer_geometry(block: Transformer2DModel) -> tuple[int, int, int | No
     """(channels, heads, cross-attention dim or None) of a spatial transformer block."""
     inner: BasicTransformerBlock = block.transformer_blocks[0]
     attn = inner.attn2 if inner.attn2 is not None else (inner.attn1 if inner.only_cross_attention else None)
-    context_dim = attn.to_k.in_features if attn is not None and attn.is_cross_attention else None
-    return block.in_channels, inner.attn1.heads, context_dim
+    token_dim = attn.to_k.in_features if attn is not None and attn.is_cross_attention else None
+    return block.in_channels, inner.attn1.heads, token_dim
 
 
 class VideoUNet(TemporalAttachment):
@@ -68,7 +69,7 @@ class VideoUNet(TemporalAttachment):
             latents of given frames and their mask reach every temporal layer's input.
         context_channels: width of that encoder's first level (doubling per level, at most the UNet's).
         context_carry: the encoder also gives every frame the nearest given frames' latents (see
-            :mod:`videoldm.models.context`; an addition to the paper's c_S).
+            :mod:`videoldm.models.context_encoder`; an addition to the paper's c_S).
         clean_context: the given frames also enter the UNet itself as they are, clean latents at
             timestep 0, in place of their noisy latents (an addition to the paper's c_S): the spatial layers
             turn them into the same features as any frame, which temporal attention can carry to the frames
@@ -128,9 +129,9 @@ class VideoUNet(TemporalAttachment):
                     temporal_kernel=cfg.temporal_kernel_size, spatial_kernel=cfg.spatial_kernel_size,
                     dropout=cfg.dropout, **common)
             elif isinstance(block, Transformer2DModel) and cfg.temporal_attention:
-                channels, heads, context_dim = _transformer_geometry(block)
+                channels, heads, token_dim = _transformer_geometry(block)
                 layers[layer_key(name)] = TemporalTransformer(
-                    channels, heads, context_dim if cfg.temporal_cross_attention else None,
+                    channels, heads, token_dim if cfg.temporal_cross_attention else None,
                     window=cfg.attention_window, ff_mult=cfg.ff_mult, max_period=cfg.max_period, **common)
         return layers
 
@@ -154,8 +155,8 @@ class VideoUNet(TemporalAttachment):
         """(Re)registers the hooks that run the temporal layers, and freezes the spatial weights."""
         attach(self._attach_points(), self.temporal_layers, self._state, self._hooks)
         self.unet.requires_grad_(False)
-        self._context_dims = {layer.context_dim for layer in self.temporal_layers.values()
-                              if isinstance(layer, TemporalTransformer) and layer.context_dim is not None}
+        self._token_dims = {layer.token_dim for layer in self.temporal_layers.values()
+                              if isinstance(layer, TemporalTransformer) and layer.token_dim is not None}
         blocks = [*self.unet.down_blocks, self.unet.mid_block, *self.unet.up_blocks]
         self._takes_tokens = any(getattr(block, "has_cross_attention", False) for block in blocks if block is not None)
 
@@ -245,19 +246,19 @@ class VideoUNet(TemporalAttachment):
                 e.g. ``class_labels`` (the x4 upscaler's noise level) or ``added_cond_kwargs`` (SDXL).
         """
         B, C, T, H, W = self._check_sample(sample)
-        timestep = self._frame_timesteps(timestep, B, T, sample.device)
+        timestep = frame_timesteps(timestep, B, T, sample.device)
         if encoder_hidden_states is None and self._takes_tokens:
             raise ValueError("encoder_hidden_states is None, but the image UNet has cross-attention: give "
                              "(B, L, D) tokens per video or (B, T, L, D) per frame")
-        ehs = self._frame_tokens(encoder_hidden_states, B, T, "encoder_hidden_states")
+        ehs = frame_tokens(encoder_hidden_states, B, T, "encoder_hidden_states")
         if temporal_encoder_hidden_states is None:
-            temporal_context = encoder_hidden_states
+            temporal_tokens = encoder_hidden_states
         else:
-            self._frame_tokens(temporal_encoder_hidden_states, B, T, "temporal_encoder_hidden_states")
-            temporal_context = temporal_encoder_hidden_states
-        if temporal_context is not None and temporal_context.ndim == 4:
-            temporal_context = temporal_context.flatten(0, 1)
-        self._check_context_dim(temporal_context)
+            frame_tokens(temporal_encoder_hidden_states, B, T, "temporal_encoder_hidden_states")
+            temporal_tokens = temporal_encoder_hidden_states
+        if temporal_tokens is not None and temporal_tokens.ndim == 4:
+            temporal_tokens = temporal_tokens.flatten(0, 1)
+        self._check_token_dim(temporal_tokens)
         if image_only is not None:
             image_only = torch.as_tensor(image_only, device=sample.device)
             if image_only.shape != (B,) or image_only.dtype != torch.bool:
@@ -275,9 +276,9 @@ class VideoUNet(TemporalAttachment):
         elif context is not None or context_mask is not None:
             raise ValueError("this model has no context encoder (context_conditioning=False): it takes no context")
         frames = sample.transpose(1, 2).reshape(B * T, C, H, W)
-        unet_kwargs = {k: _per_frame(v, B, T) for k, v in unet_kwargs.items()}
+        unet_kwargs = {k: per_frame(v, B, T) for k, v in unet_kwargs.items()}
         all_image_only = image_only is not None and bool(image_only.all())
-        with self._state.use(FrameContext(T, image_only, all_image_only, temporal_context, injections)):
+        with self._state.use(FrameState(T, image_only, all_image_only, temporal_tokens, injections)):
             out = self.unet(frames, timestep, ehs, return_dict=False, **unet_kwargs)[0]
         out = out.view(B, T, -1, H, W).transpose(1, 2)
         return VideoUNetOutput(sample=out) if return_dict else (out,)
@@ -291,43 +292,11 @@ class VideoUNet(TemporalAttachment):
                              f"{self.unet.config.in_channels}: sample is (B, C, T, H, W)")
         return tuple(sample.shape)
 
-    @staticmethod
-    def _frame_timesteps(timestep, B: int, T: int, device) -> torch.Tensor:
-        t = torch.as_tensor(timestep, device=device)
-        if t.ndim == 0:
-            return t.expand(B * T)
-        if t.shape == (B,):
-            return t.repeat_interleave(T)
-        if t.shape == (B, T):
-            return t.flatten()
-        raise ValueError(f"timestep must be a number, ({B},) or ({B}, {T}); got shape {tuple(t.shape)}")
-
-    @staticmethod
-    def _frame_tokens(tokens: torch.Tensor | None, B: int, T: int, name: str) -> torch.Tensor | None:
-        """Per-video (B, L, D) or per-frame (B, T, L, D) tokens as (B*T, L, D) for the image UNet."""
-        if tokens is None:
-            return None
-        if tokens.ndim == 3 and tokens.shape[0] == B:
-            return tokens.repeat_interleave(T, dim=0)
-        if tokens.ndim == 4 and tokens.shape[:2] == (B, T):
-            return tokens.flatten(0, 1)
-        raise ValueError(f"{name} must be (B={B}, L, D) per video or (B={B}, T={T}, L, D) per frame; "
-                         f"got {tuple(tokens.shape)}")
-
-    def _check_context_dim(self, tokens: torch.Tensor | None) -> None:
-        dims = self._context_dims
+    def _check_token_dim(self, tokens: torch.Tensor | None) -> None:
+        dims = self._token_dims
         if tokens is not None and dims and tokens.shape[-1] not in dims:
             raise ValueError(f"conditioning tokens have dimension {tokens.shape[-1]}, the model's "
                              f"cross-attention takes {sorted(dims)}")
-
-
-def _per_frame(value, B: int, T: int):
-    """Repeats per-video tensors (leading dim B) for every frame; recurses into dicts."""
-    if isinstance(value, torch.Tensor) and value.ndim > 0 and value.shape[0] == B:
-        return value.repeat_interleave(T, dim=0)
-    if isinstance(value, dict):
-        return {k: _per_frame(v, B, T) for k, v in value.items()}
-    return value
 
 
 def read_temporal_config(directory: str | os.PathLike) -> dict:

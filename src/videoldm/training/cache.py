@@ -6,9 +6,11 @@ from pathlib import Path
 import torch
 from tqdm.auto import tqdm
 
+from ..export import load_autoencoder, load_image_model
+from ..models.temporal_decoder import encode_latents
 from .config import TrainConfig
 from .data import LatentCache
-from .stages import build_dataset, load_autoencoder, load_image_model
+from .stages.base import build_dataset
 
 
 def cache_latents(config: TrainConfig, batch_size: int = 16) -> Path:
@@ -30,9 +32,7 @@ def cache_latents(config: TrainConfig, batch_size: int = 16) -> Path:
         for start in tqdm(range(0, len(dataset), batch_size), desc="encoding", unit="batch"):
             items = [dataset[i] for i in range(start, min(start + batch_size, len(dataset)))]
             clips = torch.stack([x for x, _ in items])  # (B, C, T, H, W)
-            B, C, T, H, W = clips.shape
-            z = vae.encode(clips.transpose(1, 2).flatten(0, 1)).latent_dist.mode() * vae.config.scaling_factor
-            latents.append(z.view(B, T, *z.shape[1:]).transpose(1, 2))
+            latents.append(encode_latents(vae, clips))
             meta += [{"caption": m.get("caption"), "attributes": m.get("attributes"), "path": m.get("path"),
                       "start": m.get("start")} for _, m in items]
     info = {"source": config.data.path, "num_frames": config.data.num_frames, "fps": config.data.fps,

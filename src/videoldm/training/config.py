@@ -9,9 +9,6 @@ from pathlib import Path
 
 import yaml
 
-STAGES = ("autoencoder", "image", "temporal", "decoder", "prediction", "interpolation", "upsampler-image",
-          "upsampler-video")
-
 
 @dataclass
 class DataConfig:
@@ -48,6 +45,7 @@ class RunConfig:
     mixed_precision: str = "no"  # no | bf16 | fp16
     gradient_checkpointing: bool = False
     log_every: int = 10
+    log_with: str = "tensorboard"  # accelerate's trackers (tensorboard, wandb, mlflow, ...; comma-separated), or none
     sample_every: int = 0  # 0: only at the end
     checkpoint_every: int = 200
     keep_last: int = 3
@@ -150,6 +148,7 @@ class UpsamplerModelConfig:
     sampling_steps: int = 25
 
 
+# the stages a recipe may name, and the schema of each one's `model:` section
 MODEL_CONFIGS = {"autoencoder": AutoencoderModelConfig, "image": ImageModelConfig, "temporal": TemporalModelConfig,
                  "decoder": DecoderModelConfig, "prediction": ContextModelConfig,
                  "interpolation": ContextModelConfig, "upsampler-image": UpsamplerModelConfig,
@@ -210,8 +209,8 @@ def parse_config(values: dict, source: str | None = None) -> TrainConfig:
         raise ValueError("a training config is a mapping with keys stage, data, model, optim, run")
     values = dict(values)
     stage = values.get("stage")
-    if stage not in STAGES:
-        raise ValueError(f"stage must be one of {', '.join(STAGES)}; got {stage!r}")
+    if stage not in MODEL_CONFIGS:
+        raise ValueError(f"stage must be one of {', '.join(MODEL_CONFIGS)}; got {stage!r}")
     unknown = sorted(set(values) - {"stage", "data", "model", "optim", "run"})
     if unknown:
         raise ValueError(f"unknown top-level key(s) {unknown}; known: stage, data, model, optim, run")

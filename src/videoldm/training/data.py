@@ -18,11 +18,6 @@ LATENTS_FILE = "latents.safetensors"
 META_FILE = "meta.jsonl"
 
 
-def sample_generator(seed: int, position: int, salt: int = 0) -> torch.Generator:
-    """The generator of one sample of the stream: depends on (seed, position, salt) only."""
-    return torch.Generator().manual_seed((seed * 1_000_003 + position * 7_919 + salt * 104_729) % (2**63 - 1))
-
-
 class ClipStream:
     """Positions of a shuffled stream over ``num_items`` (a new permutation per epoch), split by rank."""
 

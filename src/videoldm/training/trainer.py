@@ -26,14 +26,7 @@ from tqdm.auto import tqdm
 from .checkpoint import list_checkpoints, load_checkpoint, save_checkpoint
 from .config import TrainConfig
 from .data import make_loader
-from .context_stages import InterpolationStage, PredictionStage
-from .decoder_stage import DecoderStage
-from .stages import AutoencoderStage, ImageStage, TemporalStage
-from .upsampler_stage import UpsamplerImageStage, UpsamplerVideoStage
-
-STAGES = {"autoencoder": AutoencoderStage, "image": ImageStage, "temporal": TemporalStage, "decoder": DecoderStage,
-          "prediction": PredictionStage, "interpolation": InterpolationStage,
-          "upsampler-image": UpsamplerImageStage, "upsampler-video": UpsamplerVideoStage}
+from .stages import STAGES
 
 
 class TrainingInterrupted(Exception):
@@ -88,7 +81,8 @@ class Trainer:
             mixed_precision=run.mixed_precision,
             # without a GPU, tell accelerate so: under torchrun it then runs data-parallel on CPU (gloo)
             cpu=not (torch.cuda.is_available() or torch.backends.mps.is_available()),
-            kwargs_handlers=[DistributedDataParallelKwargs(find_unused_parameters=True)])
+            kwargs_handlers=[DistributedDataParallelKwargs(find_unused_parameters=True)],
+            log_with=None if run.log_with == "none" else run.log_with.split(","), project_dir=run.output_dir)
         torch.manual_seed(run.seed)
         self.stage = STAGES[config.stage](config)  # builds and checks every model before any step
         self.run_dir = Path(run.output_dir)
@@ -145,7 +139,7 @@ class Trainer:
             (self.run_dir / "config.json").write_text(json.dumps(self.config.to_dict(), indent=2))
         global_batch = self.config.data.batch_size * acc.num_processes
         batches = self.batches()
-        logger = _Logs(self.run_dir, acc.is_main_process, resume_step=self.step)
+        logger = _Logs(self.run_dir, acc, resume_step=self.step)
         bar = tqdm(total=run.max_steps, initial=self.step, disable=not acc.is_local_main_process,
                    desc=f"{self.config.stage}", dynamic_ncols=True)
         self.model.train()
@@ -240,11 +234,14 @@ class Trainer:
 
 
 class _Logs:
-    """``log.csv`` (every step) and TensorBoard scalars (every ``every`` steps), main process only."""
+    """``log.csv`` (every step, main process only; model cards and resumes read it) and accelerate's
+    trackers (``run.log_with``, every ``every`` steps; TensorBoard by default, in ``output_dir/videoldm``)."""
 
-    def __init__(self, run_dir: Path, active: bool, resume_step: int):
-        self.active = active
-        if not active:
+    def __init__(self, run_dir: Path, accelerator: Accelerator, resume_step: int):
+        self.accelerator, self.active = accelerator, accelerator.is_main_process
+        if accelerator.log_with:
+            accelerator.init_trackers("videoldm")
+        if not self.active:
             return
         path = run_dir / "log.csv"
         rows = []
@@ -255,14 +252,10 @@ class _Logs:
         self.fields = None
         self.writer = None
         self._pending = rows
-        try:
-            from torch.utils.tensorboard import SummaryWriter
-
-            self.tb = SummaryWriter(str(run_dir / "tensorboard"))
-        except ImportError:  # tensorboard is optional
-            self.tb = None
 
     def write(self, step: int, values: dict, every: int) -> None:
+        if step % max(every, 1) == 0:
+            self.accelerator.log(values, step=step)
         if not self.active:
             return
         row = {"step": step, **{k: f"{v:.8g}" for k, v in values.items()}}
@@ -276,9 +269,6 @@ class _Logs:
             self._start(self.fields + [k for k in row if k not in self.fields])
         self.writer.writerow(row)
         self.file.flush()
-        if self.tb and (step % max(every, 1) == 0):
-            for k, v in values.items():
-                self.tb.add_scalar(k, v, step)
 
     def _start(self, fields: list[str]) -> None:
         self.fields = fields
@@ -288,10 +278,10 @@ class _Logs:
         self._pending = []
 
     def close(self) -> None:
+        for tracker in self.accelerator.trackers:  # not end_training(): it also ends the process group
+            tracker.finish()
         if self.active:
             self.file.close()
-            if self.tb:
-                self.tb.close()
 
 
 def train(config: TrainConfig, resume: bool | str = False) -> Path:

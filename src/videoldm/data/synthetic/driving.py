@@ -13,12 +13,16 @@ import numpy as np
 
 from .base import Clip, Generator
 
-__all__ = ["DrivingGenerator", "CROWDEDNESS"]
+__all__ = ["DrivingGenerator", "CROWDEDNESS", "DAYTIMES", "DRIVING_ATTRIBUTES"]
 
 LANE_WIDTH = 3.6
 CAM_HEIGHT = 1.4
 CAR_WIDTH, CAR_HEIGHT = 1.8, 1.5
-CROWDEDNESS = {"low": (1, 2), "medium": (3, 5), "high": (6, 9)}
+DAYTIMES = ("day", "night")
+CROWDEDNESS = {"low": (1, 2), "medium": (3, 5), "high": (6, 9)}  # cars per scene
+# the attributes every clip's manifest row holds, as an AttributeConditioner takes them (a category's index
+# is its embedding row: the order is fixed)
+DRIVING_ATTRIBUTES = {"daytime": {"categories": list(DAYTIMES)}, "crowdedness": {"categories": list(CROWDEDNESS)}}
 CAR_COLORS = np.array([
     (200, 30, 30), (30, 60, 170), (220, 220, 225), (30, 30, 35), (150, 150, 160), (30, 120, 60),
     (230, 180, 40), (120, 70, 40),
@@ -35,8 +39,8 @@ class DrivingGenerator(Generator):
 
     def __init__(self, frames=16, size=(128, 256), fps=8.0, seed=0, *, daytime: str | None = None, crowdedness: str | None = None):
         super().__init__(frames, size, fps, seed)
-        if daytime not in (None, "day", "night"):
-            raise ValueError(f"daytime must be 'day' or 'night', got {daytime!r}")
+        if daytime not in (None, *DAYTIMES):
+            raise ValueError(f"daytime must be one of {list(DAYTIMES)}, got {daytime!r}")
         if crowdedness not in (None, *CROWDEDNESS):
             raise ValueError(f"crowdedness must be one of {list(CROWDEDNESS)}, got {crowdedness!r}")
         self.daytime, self.crowdedness = daytime, crowdedness

@@ -1,32 +1,52 @@
-"""Conditioning tokens for the UNet's cross-attention, built offline: captions and attributes.
+"""Conditioning tokens for the UNet's cross-attention: captions and attributes, one protocol.
 
-No hub access here, so the text side is made from the dataset itself: a word-level tokenizer trained
-on its captions in milliseconds, and a small ``CLIPTextModel`` sized to it (trained with the UNet).
+A conditioner turns prompts into tokens: ``encode(prompts)`` gives ``(B, L, D)``, where a prompt of
+``None`` is the unconditional one (the empty caption, no attribute), the tokens the guidance dropout
+trains; ``null(batch)`` gives those alone; ``batch_key`` names the field of a training batch its prompts
+come from. The pipeline, the trainer and the upsampler all go through :func:`encode_prompts`.
+
+No hub access here, so the text side of the shipped models is made from the dataset itself: a word-level
+tokenizer trained on its captions in milliseconds, and a small ``CLIPTextModel`` sized to it (trained with
+the UNet). A Stable Diffusion folder's tokenizer and CLIP text encoder load into the same class.
 Attributes (the driving set's day/night and crowdedness) become learned tokens of the same width, so
-either kind feeds a UNet exactly like text. Both support classifier-free-guidance dropout and a
-``null(batch)`` for the unconditional half of guided sampling.
+either kind feeds a UNet exactly like text.
 """
 from __future__ import annotations
 
 import os
 from collections.abc import Sequence
+from typing import Protocol
 
 import torch
 from diffusers import ConfigMixin, ModelMixin
 from diffusers.configuration_utils import register_to_config
 from tokenizers import Tokenizer, models, normalizers, pre_tokenizers, processors, trainers
 from torch import nn
-from transformers import CLIPTextConfig, CLIPTextModel, PreTrainedTokenizerFast
+from transformers import AutoTokenizer, CLIPTextConfig, CLIPTextModel, PreTrainedTokenizerFast
 
-__all__ = ["AttributeConditioner", "DRIVING_ATTRIBUTES", "TextConditioner", "make_text_encoder", "train_tokenizer"]
+__all__ = ["AttributeConditioner", "Conditioner", "TextConditioner", "encode_prompts",
+           "make_text_encoder", "train_tokenizer"]
+
+
+class Conditioner(Protocol):
+    batch_key: str  # "captions" or "attributes": where a training batch holds this conditioner's prompts
+
+    def encode(self, prompts: Sequence) -> torch.Tensor:
+        """``(B, L, D)`` tokens; a ``None`` prompt gives the unconditional tokens."""
+
+    def null(self, batch: int) -> torch.Tensor:
+        """The unconditional tokens, ``(batch, L, D)``."""
+
+
+def encode_prompts(conditioner: Conditioner | None, prompts: Sequence, drop: Sequence[bool] | None = None):
+    """Tokens for ``prompts`` (None without a conditioner); where ``drop`` is True, the unconditional ones."""
+    if conditioner is None:
+        return None
+    if drop is not None:
+        prompts = [None if d else p for p, d in zip(prompts, drop)]
+    return conditioner.encode(list(prompts))
 
 PAD, UNK, BOS, EOS = "<pad>", "<unk>", "<|startoftext|>", "<|endoftext|>"
-# What the `driving` generator writes (src/videoldm/data/synthetic/driving.py): categories in a fixed
-# order (a category's index is its embedding row), numbers with the range they are normalised over.
-DRIVING_ATTRIBUTES = {
-    "daytime": {"categories": ["day", "night"]},
-    "crowdedness": {"categories": ["low", "medium", "high"]},
-}
 
 
 def train_tokenizer(captions: Sequence[str], vocab_extra: Sequence[str] = (), max_length: int = 16
@@ -75,12 +95,16 @@ class TextConditioner(nn.Module):
     """Captions to ``(B, L, D)`` tokens: the text encoder's last hidden states, as Stable Diffusion uses.
 
     Dropping a caption means encoding ``""`` (BOS, EOS, pads), the same tokens ``null`` gives, so the
-    unconditional model of guided sampling is the one trained by the dropout.
+    unconditional model of guided sampling is the one trained by the dropout. ``check_eos=False`` for a
+    Stable Diffusion text encoder: old CLIP configs record the EOS id wrongly, and only the pooled output,
+    unused here, depends on it.
     """
 
-    def __init__(self, tokenizer: PreTrainedTokenizerFast, text_encoder: CLIPTextModel):
+    batch_key = "captions"
+
+    def __init__(self, tokenizer, text_encoder: CLIPTextModel, check_eos: bool = True):
         super().__init__()
-        if text_encoder.config.eos_token_id != tokenizer.eos_token_id:
+        if check_eos and text_encoder.config.eos_token_id != tokenizer.eos_token_id:
             raise ValueError(f"text encoder eos_token_id {text_encoder.config.eos_token_id} != tokenizer's "
                              f"{tokenizer.eos_token_id}: the pooled output would read the wrong token")
         self.tokenizer = tokenizer
@@ -88,7 +112,7 @@ class TextConditioner(nn.Module):
 
     @property
     def max_length(self) -> int:
-        return self.text_encoder.config.max_position_embeddings
+        return min(self.tokenizer.model_max_length, self.text_encoder.config.max_position_embeddings)
 
     @property
     def dim(self) -> int:
@@ -102,9 +126,9 @@ class TextConditioner(nn.Module):
 
     def encode(self, captions: Sequence[str], drop_prob: float = 0.0,
                generator: torch.Generator | None = None) -> torch.Tensor:
-        """``(B, L, D)`` tokens; each caption is replaced by ``""`` with probability ``drop_prob``."""
+        """``(B, L, D)`` tokens; each caption is replaced by ``""`` (as is ``None``) with probability ``drop_prob``."""
         drop = _drop_mask(len(captions), drop_prob, generator).tolist()
-        captions = ["" if d else c for c, d in zip(captions, drop)]
+        captions = ["" if d or c is None else c for c, d in zip(captions, drop)]
         return self.text_encoder(self.tokenize(captions)).last_hidden_state
 
     forward = encode
@@ -118,12 +142,13 @@ class TextConditioner(nn.Module):
         self.text_encoder.save_pretrained(os.path.join(directory, "text_encoder"), safe_serialization=True)
 
     @classmethod
-    def from_pretrained(cls, directory: str | os.PathLike, **kwargs) -> "TextConditioner":
-        """Loads a folder written by :meth:`save_pretrained` (local files only); ``kwargs`` go to the text encoder."""
-        tokenizer = PreTrainedTokenizerFast.from_pretrained(os.path.join(directory, "tokenizer"), local_files_only=True)
+    def from_pretrained(cls, directory: str | os.PathLike, check_eos: bool = True, **kwargs) -> "TextConditioner":
+        """Loads ``tokenizer/`` and ``text_encoder/`` of ``directory`` (local files only): a folder written by
+        :meth:`save_pretrained`, or a Stable Diffusion folder; ``kwargs`` go to the text encoder."""
+        tokenizer = AutoTokenizer.from_pretrained(os.path.join(directory, "tokenizer"), local_files_only=True)
         text_encoder = CLIPTextModel.from_pretrained(os.path.join(directory, "text_encoder"), local_files_only=True,
                                                      **kwargs)
-        return cls(tokenizer, text_encoder)
+        return cls(tokenizer, text_encoder, check_eos)
 
 
 class AttributeConditioner(ModelMixin, ConfigMixin):
@@ -137,15 +162,15 @@ class AttributeConditioner(ModelMixin, ConfigMixin):
 
     Values come as one dict per sample, as the data sets write them (category names such as ``"night"``,
     or numbers). Each attribute also has a learned null token, used where it is dropped (independently
-    per attribute, as the paper drops labels for guidance) or missing from a sample's dict.
+    per attribute, as the paper drops labels for guidance) or missing from a sample's dict (a ``None``
+    prompt: every attribute missing).
     """
+
+    batch_key = "attributes"
 
     @register_to_config
     def __init__(self, attributes: dict | None = None, num_tokens: int = 1, dim: int = 64):
         super().__init__()
-        if attributes is None:
-            attributes = DRIVING_ATTRIBUTES
-            self.register_to_config(attributes=attributes)
         if not attributes:
             raise ValueError("AttributeConditioner needs at least one attribute")
         self.embedders = nn.ModuleDict()
@@ -164,7 +189,7 @@ class AttributeConditioner(ModelMixin, ConfigMixin):
     def _values(self, name: str, attributes: Sequence[dict]) -> tuple[torch.Tensor, torch.Tensor]:
         """The attribute's model inputs (category indices or normalised numbers) and a mask of missing ones."""
         spec = self.config.attributes[name]
-        raw = [a.get(name) for a in attributes]
+        raw = [(a or {}).get(name) for a in attributes]
         missing = torch.tensor([v is None for v in raw], dtype=torch.bool)
         if "categories" in spec:
             categories = list(spec["categories"])
@@ -202,20 +227,3 @@ class AttributeConditioner(ModelMixin, ConfigMixin):
     def null(self, batch: int) -> torch.Tensor:
         """Every attribute's null token, ``(batch, A * num_tokens, dim)``."""
         return torch.cat([self.null_tokens[name] for name in self.embedders], dim=0).expand(batch, -1, -1)
-
-
-class PromptEncoder:
-    """A tokenizer and a CLIP text model from elsewhere (a Stable Diffusion folder) as a conditioner:
-    prompts -> their last hidden states. Unlike :class:`TextConditioner` it does not check the EOS id, which
-    old CLIP configs record wrongly; only the pooled output, unused here, depends on it."""
-
-    def __init__(self, tokenizer, text_encoder: CLIPTextModel):
-        self.tokenizer, self.text_encoder = tokenizer, text_encoder.eval()
-
-    @torch.no_grad()
-    def encode(self, prompts: Sequence[str]) -> torch.Tensor:
-        ids = self.tokenizer(list(prompts), padding="max_length", max_length=self.tokenizer.model_max_length,
-                             truncation=True, return_tensors="pt").input_ids
-        return self.text_encoder(ids.to(self.text_encoder.device)).last_hidden_state
-
-    __call__ = encode

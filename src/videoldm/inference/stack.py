@@ -4,7 +4,7 @@ Each stage after the keyframes is optional. Keyframes come from a video model (o
 model (clips that continue each other); an interpolation model raises the frame rate k times per pass
 (``interpolations=2``: k^2); the temporal decoder (or the image decoder) turns latents into frames. The
 frame rate is carried through: the result's ``fps`` is the keyframe rate times k per pass. The video
-is built in memory; for renders longer than memory allows, ``videoldm.rollout`` streams to a file.
+is built in memory; for renders longer than memory allows, ``videoldm.inference.rollout`` streams to a file.
 """
 from __future__ import annotations
 
@@ -14,9 +14,9 @@ import torch
 from tqdm.auto import tqdm
 
 from .interpolation import interpolate
-from .outputs import OUTPUT_TYPES, VideoOutput, convert_frames
+from .outputs import VideoOutput, check_output_type, convert_frames
 from .pipeline import VideoLDMPipeline
-from .rollout import next_clip
+from .seeding import interpolation_seed, sample_generator
 
 
 class VideoLDMStack:
@@ -41,8 +41,7 @@ class VideoLDMStack:
         one before, giving ``num_frames + (num_clips - 1) * (num_frames - context_frames)`` keyframes.
         ``interpolations``: passes of the interpolation model (0 without one).
         """
-        if output_type not in OUTPUT_TYPES:
-            raise ValueError(f"output_type must be one of {OUTPUT_TYPES}, got {output_type!r}")
+        check_output_type(output_type)
         if num_clips < 1:
             raise ValueError(f"num_clips must be >= 1, got {num_clips}")
         if interpolations < 0 or (interpolations and self.interpolator is None):
@@ -56,7 +55,7 @@ class VideoLDMStack:
             k = self.interpolator.info.get("keyframe_every", 4)
             latents = interpolate(self.interpolator, latents, prompt, guidance_scale=interpolation_guidance,
                                   num_inference_steps=interpolation_steps or num_inference_steps, sampler=sampler,
-                                  seed=seed * 1_000_003 + 7919 * (n + 1))
+                                  seed=interpolation_seed(seed, n + 1))
             fps *= k
         if output_type == "latent":
             return VideoOutput(frames=latents, fps=fps)
@@ -71,10 +70,34 @@ class VideoLDMStack:
             raise ValueError("more than one clip needs a prediction model (stage: prediction)")
         if not 0 < S < num_frames:
             raise ValueError(f"context_frames must be in 1..{num_frames - 1}, got {S}")
-        pieces, previous = [], None
-        for k in tqdm(range(num_clips), desc="keyframes", disable=not progress):
-            clip = next_clip(base, prompt, previous, num_frames=num_frames, context_frames=S, guidance_scale=guidance,
-                             num_inference_steps=steps, sampler=sampler, seed=seed, index=k)
-            pieces.append(clip if previous is None else clip[:, :, S:])
-            previous = clip
+        clips = chain_clips(base, prompt, num_clips, num_frames=num_frames, context_frames=S, guidance_scale=guidance,
+                            num_inference_steps=steps, sampler=sampler, seed=seed)
+        pieces = [clip if previous is None else clip[:, :, S:]
+                  for _, clip, previous, _ in tqdm(clips, total=num_clips, desc="keyframes", disable=not progress)]
         return torch.cat(pieces, dim=2)
+
+
+def chain_clips(pipeline, prompt, num_clips: int, *, context_frames: int, load=None, **sampling):
+    """Yields ``(k, latents, previous, saved)`` for each clip of a long video: the first from nothing, every
+    later one continuing the last ``context_frames`` latents of ``previous`` (see :func:`next_clip`).
+    ``load(k)``: a finished clip's saved tensors (``{"latents": ...}``) or None; a loaded clip is not
+    sampled again (``saved`` is what it returned, None for a new clip)."""
+    previous = None
+    for k in range(num_clips):
+        saved = load(k) if load is not None else None
+        latents = saved["latents"] if saved is not None else next_clip(
+            pipeline, prompt, previous, context_frames=context_frames, index=k, **sampling)
+        yield k, latents, previous, saved
+        previous = latents
+
+
+def next_clip(pipeline, prompt, previous: torch.Tensor | None, *, num_frames: int, context_frames: int,
+              guidance_scale: float, num_inference_steps: int, sampler: str, seed: int, index: int) -> torch.Tensor:
+    """Latents of clip ``index`` of a rollout: the first clip from nothing, every later one starting with the
+    last ``context_frames`` latents of ``previous`` exactly. Its noise depends on (seed, index) only, so a
+    resumed render draws the same clips."""
+    context = previous[:, :, -context_frames:] if previous is not None else None
+    return pipeline([prompt], num_frames=num_frames, num_inference_steps=num_inference_steps,
+                    guidance_scale=guidance_scale, sampler=sampler, seed=sample_generator(seed, index),
+                    progress=False, output_type="latent", context=context).frames
+

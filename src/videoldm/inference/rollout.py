@@ -17,10 +17,12 @@ import torch
 from safetensors.torch import load_file, save_file
 from tqdm.auto import tqdm
 
-from .data.io import Mp4Writer
-from .training.data import sample_generator
-from .training.sampling_io import decode_latents
-from .training.stages import to_uint8
+from ..data.io import Mp4Writer, replacing
+from ..models.temporal_decoder import decode_latents
+from .interpolation import interpolate
+from .outputs import to_uint8
+from .seeding import interpolation_seed
+from .stack import chain_clips
 
 
 @torch.no_grad()
@@ -62,15 +64,13 @@ def rollout(pipeline, prompt, num_clips: int, out: str | Path, *, num_frames: in
     decoder = pipeline.decoder if pipeline.decoder is not None else pipeline.vae
     fps = (fps or pipeline.fps or 8.0) * (settings["interpolation"] or 1)
 
-    previous = None  # the last clip's latents (1, C, T, h, w)
     resumed, clip_starts = 0, []
+    clips = chain_clips(pipeline, prompt, num_clips, num_frames=num_frames, context_frames=context_frames,
+                        guidance_scale=guidance_scale, num_inference_steps=num_inference_steps, sampler=sampler,
+                        seed=seed, load=state.load if state is not None else None)
     with Mp4Writer(out, fps) as writer:
-        for k in tqdm(range(num_clips), desc="rollout", disable=not progress):
-            saved = state.load(k) if state is not None else None
+        for k, latents, previous, saved in tqdm(clips, total=num_clips, desc="rollout", disable=not progress):
             if saved is None:
-                latents = next_clip(pipeline, prompt, previous, num_frames=num_frames, context_frames=context_frames,
-                                    guidance_scale=guidance_scale, num_inference_steps=num_inference_steps,
-                                    sampler=sampler, seed=seed, index=k)
                 saved = {"latents": latents}
                 if interpolator is not None:
                     saved["dense"] = _densify(interpolator, latents, previous, context_frames, prompt,
@@ -79,7 +79,6 @@ def rollout(pipeline, prompt, num_clips: int, out: str | Path, *, num_frames: in
                     state.save(k, saved)
             else:
                 resumed += 1
-            latents = saved["latents"]
             # the decoder sees the whole clip (given frames included); only the new frames are written
             if interpolator is None:
                 frames, known = decode_latents(decoder, latents)[0], context_frames
@@ -87,7 +86,6 @@ def rollout(pipeline, prompt, num_clips: int, out: str | Path, *, num_frames: in
                 frames, known = decode_latents(decoder, saved["dense"])[0], 1
             clip_starts.append(writer.frames)
             writer.write(to_uint8(frames if previous is None else frames[known:]))
-            previous = latents
             if on_clip_end is not None:
                 on_clip_end(k, writer.frames)
         written = writer.frames
@@ -95,24 +93,11 @@ def rollout(pipeline, prompt, num_clips: int, out: str | Path, *, num_frames: in
             "resumed_clips": resumed, "clip_starts": clip_starts}
 
 
-def next_clip(pipeline, prompt, previous: torch.Tensor | None, *, num_frames: int, context_frames: int,
-              guidance_scale: float, num_inference_steps: int, sampler: str, seed: int, index: int) -> torch.Tensor:
-    """Latents of clip ``index`` of a rollout: the first clip from nothing, every later one starting with the
-    last ``context_frames`` latents of ``previous`` exactly. Its noise depends on (seed, index) only, so a
-    resumed render draws the same clips."""
-    context = previous[:, :, -context_frames:] if previous is not None else None
-    return pipeline([prompt], num_frames=num_frames, num_inference_steps=num_inference_steps,
-                    guidance_scale=guidance_scale, sampler=sampler, seed=sample_generator(seed, index),
-                    progress=False, output_type="latent", context=context).frames
-
-
 def _densify(interpolator, latents, previous, S, prompt, guidance, steps, sampler, seed, k):
     """The clip's frames interpolated, from the previous clip's last frame on (so clips join smoothly)."""
-    from .interpolation import interpolate
-
     keys = latents if previous is None else torch.cat([previous[:, :, -1:], latents[:, :, S:]], dim=2)
     return interpolate(interpolator, keys, prompt, guidance_scale=guidance, num_inference_steps=steps,
-                       sampler=sampler, seed=seed * 1_000_003 + k)
+                       sampler=sampler, seed=interpolation_seed(seed, clip=k))
 
 
 class _State:
@@ -139,6 +124,5 @@ class _State:
         return load_file(self.path(k)) if self.path(k).is_file() else None
 
     def save(self, k: int, tensors: dict) -> None:
-        tmp = self.path(k).with_suffix(".tmp")
-        save_file({name: t.contiguous() for name, t in tensors.items()}, tmp)
-        tmp.rename(self.path(k))  # a clip file exists only once it is complete
+        with replacing(self.path(k)) as partial:  # a clip file exists only once it is complete
+            save_file({name: t.contiguous() for name, t in tensors.items()}, partial)

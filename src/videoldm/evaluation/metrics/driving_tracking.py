@@ -22,9 +22,9 @@ import re
 
 import numpy as np
 from scipy import ndimage
+from skimage.color import rgb2lab
 
-from ..data.synthetic.driving import DrivingGenerator
-from .colour import rgb_to_lab
+from ...data.synthetic.driving import DrivingGenerator
 from .trajectory import link_detections
 
 __all__ = ["daytime_of", "empty_road", "car_mask", "track_cars"]
@@ -51,7 +51,7 @@ def empty_road(size: tuple[int, int], night: bool, phases: int = 8) -> tuple[np.
     gen = DrivingGenerator(frames=1, size=size)
     no_stars = np.zeros((0, 2), np.int64)
     imgs = [gen._background(night, _DASH_PERIOD * k / phases, no_stars) for k in range(phases)]
-    lab = rgb_to_lab(np.clip(np.stack(imgs), 0, 255).round() / 255.0)
+    lab = rgb2lab(np.clip(np.stack(imgs), 0, 255).round() / 255.0)
     low = ndimage.minimum_filter(lab.min(0), size=(3, 3, 1), mode="nearest")
     high = ndimage.maximum_filter(lab.max(0), size=(3, 3, 1), mode="nearest")
     return low.astype(np.float32), high.astype(np.float32)
@@ -72,7 +72,7 @@ def _first_row(h: int, w: int) -> int:
 def car_mask(frames: np.ndarray, daytime: str | None = None, *, min_delta_e: float = 15.0) -> np.ndarray:
     """bool (T, H, W): pixels unlike the empty road. daytime None: the background (day or night) closer to the frames."""
     t, h, w, _ = frames.shape
-    lab = rgb_to_lab(frames)
+    lab = rgb2lab(frames)
     if daytime is None:
         day, night = (_outside(lab, *empty_road((h, w), n)).mean() for n in (False, True))
         daytime = "night" if night < day else "day"

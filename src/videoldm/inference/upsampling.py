@@ -19,7 +19,6 @@ where they overlap), and blended into the output with linear ramps; working memo
 from __future__ import annotations
 
 import copy
-import json
 import math
 from pathlib import Path
 
@@ -29,12 +28,15 @@ from diffusers import DDPMScheduler, UNet2DConditionModel
 from torch import nn
 from tqdm.auto import tqdm
 
-from .models.video_unet import VideoUNet
-from .outputs import OUTPUT_TYPES, VideoOutput, convert_frames
+from ..export import load_upsampler
+from ..models.conditioning import encode_prompts
+from ..models.frames import window_starts
+from ..models.temporal_decoder import decode_latents
+from ..models.video_unet import VideoUNet
+from .outputs import VideoOutput, check_output_type, convert_frames
 from .sampling import FrameByFrame, make_scheduler, sample
 
 SPACES = ("pixel", "latent")
-UPSCALER_PIPELINE = "StableDiffusionUpscalePipeline"
 
 
 def check_upsampler_unet(unet: UNet2DConditionModel, space: str, latent_channels: int | None = None) -> None:
@@ -74,6 +76,15 @@ def condition_image(low_res: torch.Tensor, space: str, scale: int) -> torch.Tens
     return low_res  # latent: the x4 upscaler's latents have the low-resolution frame's size
 
 
+def downsample(video: torch.Tensor, scale: int) -> torch.Tensor:
+    """``(B, C, T, H, W)`` -> ``(B, C, T, H / scale, W / scale)`` by block averages."""
+    B, C, T, H, W = video.shape
+    if H % scale or W % scale:
+        raise ValueError(f"frames of {H}x{W} do not divide by the upsampling scale {scale}")
+    return F.avg_pool2d(video.transpose(1, 2).flatten(0, 1), scale).view(B, T, C, H // scale, W // scale).transpose(1, 2)
+
+
+
 class ConcatConditioned(nn.Module):
     """A video model (``VideoUNet`` or ``FrameByFrame``) whose input is the sample with ``low_res`` appended.
 
@@ -94,16 +105,6 @@ class ConcatConditioned(nn.Module):
 
     def forward(self, sample: torch.Tensor, timestep, encoder_hidden_states=None, low_res=None, **kwargs):
         return self.model(torch.cat([sample, low_res.to(sample)], dim=1), timestep, encoder_hidden_states, **kwargs)
-
-
-def tile_starts(size: int, tile: int, overlap: int) -> list[int]:
-    """Start of each tile along one axis: every ``tile - overlap``, the last moved back to end at ``size``."""
-    if tile >= size:
-        return [0]
-    if not 0 <= overlap < tile:
-        raise ValueError(f"tile overlap must be in 0..{tile - 1}, got {overlap}")
-    starts = list(range(0, size - tile, tile - overlap)) + [size - tile]
-    return sorted(set(starts))
 
 
 def _ramp(length: int, overlap: int, at_start: bool, at_end: bool) -> torch.Tensor:
@@ -173,66 +174,11 @@ class Upsampler:
         """An exported ``upsampler-image`` / ``upsampler-video`` folder, or a folder in the layout of
         diffusers' ``StableDiffusionUpscalePipeline`` (the SD x4 upscaler). ``temporal_layers``: a
         temporal-layer folder to inflate it with (an ``upsampler-video`` export brings its own)."""
-        from .training.stages import MODEL_INDEX
-
-        root = Path(path)
-        if (root / MODEL_INDEX).is_file():
-            upsampler = cls._from_export(root, json.loads((root / MODEL_INDEX).read_text()))
-        elif (root / "model_index.json").is_file():
-            upsampler = cls._from_diffusers(root, json.loads((root / "model_index.json").read_text()))
-        else:
-            raise FileNotFoundError(f"{path}: neither a videoldm upsampler export ({MODEL_INDEX}) nor a diffusers "
-                                    "upscaler folder (model_index.json)")
-        if temporal_layers is not None:
-            upsampler = upsampler.video(temporal_layers=temporal_layers)
-        return upsampler
-
-    @classmethod
-    def _from_export(cls, root: Path, index: dict) -> "Upsampler":
-        from .training.stages import referenced
-
-        if index.get("stage") not in ("upsampler-image", "upsampler-video"):
-            raise ValueError(f"{root}: a {index.get('stage')} export, not an upsampler (upsampler-image or "
-                             "upsampler-video)")
-        base = root if index["stage"] == "upsampler-image" else referenced(root, index["image_model"])
-        base_index = json.loads((base / "videoldm.json").read_text())
-        unet = UNet2DConditionModel.from_pretrained(base / base_index["unet"])
-        vae = None
-        if base_index["space"] == "latent":
-            from .training.stages import load_autoencoder
-
-            vae = load_autoencoder(str(base / base_index["vae"]))
-        scheduler = DDPMScheduler.from_pretrained(base / base_index["scheduler"])
-        upsampler = cls(unet, scheduler.config, base_index["space"], base_index["scale"], vae, None,
-                        base_index["noise_level"], base_index["max_noise_level"], base_index.get("low_res_scheduler"),
-                        base_index.get("fps"), base_index.get("residual", False),
-                        base_index.get("residual_scale", 1.0),
-                        index.get("sampling_steps", base_index.get("sampling_steps", 25)))
-        if index["stage"] == "upsampler-video":
-            upsampler = upsampler.video(temporal_layers=root / index["temporal_layers"])
-        return upsampler
-
-    @classmethod
-    def _from_diffusers(cls, root: Path, index: dict) -> "Upsampler":
-        name = index.get("_class_name")
-        if name != UPSCALER_PIPELINE:
-            raise ValueError(f"{root}: a {name} folder; only the {UPSCALER_PIPELINE} layout (the SD x4 upscaler) "
-                             "loads as an upsampler")
-        from diffusers import AutoencoderKL
-
-        unet = UNet2DConditionModel.from_pretrained(root / "unet")
-        vae = AutoencoderKL.from_pretrained(root / "vae")
-        scheduler = DDPMScheduler.from_pretrained(root / "scheduler")
-        low_res = DDPMScheduler.from_pretrained(root / "low_res_scheduler").config
-        text = None
-        if (root / "text_encoder").is_dir():
-            from transformers import AutoTokenizer, CLIPTextModel
-
-            from .conditioning import PromptEncoder
-
-            text = PromptEncoder(AutoTokenizer.from_pretrained(root / "tokenizer"),
-                                 CLIPTextModel.from_pretrained(root / "text_encoder"))
-        return cls(unet, scheduler.config, "latent", 4, vae, text, 20, index.get("max_noise_level", 350), dict(low_res))
+        options = load_upsampler(path)
+        layers = temporal_layers or options.pop("temporal_layers")
+        options.pop("temporal_layers", None)
+        upsampler = cls(**options)
+        return upsampler.video(temporal_layers=layers) if layers is not None else upsampler
 
     def video(self, temporal_layers: str | Path | None = None, **temporal_options) -> "Upsampler":
         """The same upsampler with temporal layers (new ones with ``temporal_options``, or loaded); the
@@ -243,10 +189,6 @@ class Upsampler:
         return other
 
     # ----------------------------------------------------------------------------------------- sampling
-    def tokens(self, prompts: list, uncond: bool = False):
-        if self.text is None:
-            return None
-        return self.text(["" if uncond else (p or "") for p in prompts])
 
     @torch.no_grad()
     def __call__(self, low_res: torch.Tensor, prompt: str | list | None = None, *, num_inference_steps: int | None = None,
@@ -260,8 +202,7 @@ class Upsampler:
         ``frame_by_frame``: a video upsampler with alpha = 1 (the image upsampler, frame by frame).
         ``num_inference_steps``: None takes the model's own default (``sampling_steps``, from its recipe).
         """
-        if output_type not in OUTPUT_TYPES:
-            raise ValueError(f"output_type must be one of {OUTPUT_TYPES}, got {output_type!r}")
+        check_output_type(output_type)
         if low_res.ndim != 5 or low_res.shape[2] != 3:
             raise ValueError(f"low_res must be frames (B, T, 3, h, w) in [-1, 1], got {tuple(low_res.shape)}")
         if frames_per_chunk < 1:
@@ -281,7 +222,7 @@ class Upsampler:
         kwargs = {"image_only": torch.ones(B, dtype=torch.bool)} if frame_by_frame and self.is_video else {}
         channels = self.image_unet.config.out_channels
         size = (h * self.scale, w * self.scale) if self.space == "pixel" else (h, w)
-        cond, uncond = self.tokens(prompts), self.tokens(prompts, uncond=True)
+        cond, uncond = encode_prompts(self.text, prompts), encode_prompts(self.text, prompts, [True] * B)
         # the augmented low-resolution video, at its own size: a fixed level, noise from the seed
         g = torch.Generator().manual_seed(seed)
         levels = torch.full((B,), level, dtype=torch.long)
@@ -290,7 +231,7 @@ class Upsampler:
         out = torch.zeros(B, channels, T, *size)
         weight = torch.zeros(*size)
         tile = tile_size or max(size)
-        ys, xs = tile_starts(size[0], min(tile, size[0]), tile_overlap), tile_starts(size[1], min(tile, size[1]), tile_overlap)
+        ys, xs = window_starts(size[0], min(tile, size[0]), tile_overlap), window_starts(size[1], min(tile, size[1]), tile_overlap)
         th, tw = min(tile, size[0]), min(tile, size[1])
         cell = math.gcd(th, tw, *ys, *xs) or max(th, tw)
         # frames are bounded by [-1, 1], so their x0 estimates are clipped; a residual's bound is not known
@@ -316,8 +257,6 @@ class Upsampler:
         if self.space == "latent":
             if output_type == "latent":
                 return VideoOutput(frames=out, fps=self.fps or 8.0)
-            from .training.sampling_io import decode_latents
-
             frames_out = decode_latents(self.vae, out)
         else:
             frames_out = out.clamp_(-1, 1).transpose(1, 2)  # in place: the output is the largest tensor

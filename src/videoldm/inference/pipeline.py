@@ -6,16 +6,17 @@ Loads what the trainer exports: an `image` stage folder (UNet, scheduler, VAE, c
 """
 from __future__ import annotations
 
-import json
 from pathlib import Path
 
 import torch
 
-from .models.video_unet import VideoUNet
-from .outputs import OUTPUT_TYPES, VideoOutput, convert_frames
+from ..export import load_temporal_decoder, load_video_model
+from ..models.conditioning import encode_prompts
+from ..models.frames import vae_scale_factor
+from ..models.temporal_decoder import decode_latents, encode_latents
+from ..models.video_unet import VideoUNet
+from .outputs import VideoOutput, check_output_type, convert_frames
 from .sampling import FrameByFrame, make_scheduler, sample
-from .training.sampling_io import decode_latents
-from .training.stages import MODEL_INDEX, load_image_model, referenced
 
 
 class VideoLDMPipeline:
@@ -38,33 +39,18 @@ class VideoLDMPipeline:
         ``temporal_decoder``: an exported `decoder` folder made for the same autoencoder;
         ``image_model``: another `image` export of the same architecture (e.g. fine-tuned on a new style)
         to put the temporal layers on instead of the one they were trained with."""
-        root = Path(path)
-        if not (root / MODEL_INDEX).is_file():
-            raise FileNotFoundError(f"{path}: not an exported videoldm model (no {MODEL_INDEX})")
-        index = json.loads((root / MODEL_INDEX).read_text())
-        if index["stage"] in ("temporal", "prediction", "interpolation"):
-            parts = load_image_model(str(image_model or referenced(root, index["image_model"])))
-            unet = parts["unet"]
-            if index.get("unet"):  # the spatial layers were fine-tuned too
-                from diffusers import UNet2DConditionModel
-
-                unet = UNet2DConditionModel.from_pretrained(root / index["unet"])
-            model = VideoUNet.from_unet2d(unet, temporal_layers=root / index["temporal_layers"])
-        elif index["stage"] == "image":
-            parts = load_image_model(root)
-            model = FrameByFrame(parts["unet"])
-        else:
-            raise ValueError(f"{path}: a {index['stage']} export is not a diffusion model")
+        parts = load_video_model(path, image_model)
+        unet = parts["unet"]
+        model = unet if isinstance(unet, VideoUNet) else FrameByFrame(unet)
         model.eval()
-        size = index.get("latent_size") or parts["index"].get("latent_size")
+        index, image_index = parts["index"], parts["image_index"]
+        size = index.get("latent_size") or image_index.get("latent_size")
         decoder = None
         if temporal_decoder is not None:
-            from .training.decoder_stage import load_temporal_decoder
-
             decoder = load_temporal_decoder(temporal_decoder, vae=parts["vae"])
         pipeline = cls(model, parts["vae"].eval(), parts["scheduler"].config, parts["conditioner"],
-                       parts["index"].get("conditioning", "none"), tuple(size) if size else None,
-                       index.get("fps") or parts["index"].get("fps"), decoder)
+                       image_index.get("conditioning", "none"), tuple(size) if size else None,
+                       index.get("fps") or image_index.get("fps"), decoder)
         pipeline.info = index  # what the export says of itself (stage, frames, keyframe_every, ...)
         return pipeline
 
@@ -72,13 +58,14 @@ class VideoLDMPipeline:
     def image_unet(self):
         return self.unet.unet
 
+    @property
+    def vae_scale_factor(self) -> int:
+        return vae_scale_factor(self.vae)
+
     def tokens(self, prompts: list, uncond: bool = False):
-        if self.conditioner is None:
-            return None
+        """The conditioner's tokens for ``prompts`` (``uncond``: the unconditional ones); None without one."""
         with torch.no_grad():
-            if self.conditioning == "text":
-                return self.conditioner.encode(["" if uncond else p for p in prompts])
-            return self.conditioner([{} if uncond else p for p in prompts])
+            return encode_prompts(self.conditioner, prompts, [uncond] * len(prompts))
 
     @torch.no_grad()
     def __call__(self, prompts: list | str | dict | None, num_frames: int = 16, latent_size: tuple[int, int] | None = None,
@@ -97,8 +84,7 @@ class VideoLDMPipeline:
         the first S frames; guidance then drops them (and the prompt) in the unconditional branch, and the
         result starts with them exactly.
         """
-        if output_type not in OUTPUT_TYPES:
-            raise ValueError(f"output_type must be one of {OUTPUT_TYPES}, got {output_type!r}")
+        check_output_type(output_type)
         if prompts is None or isinstance(prompts, (str, dict)):  # one video, as diffusers pipelines take it
             prompts = [prompts]
         if len(prompts) == 0:
@@ -119,9 +105,9 @@ class VideoLDMPipeline:
             kwargs.update(self._context(context, shape))
             uncond_kwargs = {"context_mask": torch.zeros(B, num_frames)}
         if self.temporal_conditioner is not None and cond is not None:  # (__call__ runs without gradients)
-            kwargs["temporal_encoder_hidden_states"] = self.temporal_conditioner.encode(list(prompts))
+            kwargs["temporal_encoder_hidden_states"] = encode_prompts(self.temporal_conditioner, prompts)
             uncond_kwargs = {**(uncond_kwargs or {}),
-                             "temporal_encoder_hidden_states": self.temporal_conditioner.encode([""] * B)}
+                             "temporal_encoder_hidden_states": encode_prompts(self.temporal_conditioner, [None] * B)}
         latents = sample(self.unet, make_scheduler(sampler, self.scheduler_config), shape,
                          cond=cond, uncond=uncond if cond is not None else None, guidance_scale=guidance_scale,
                          num_inference_steps=num_inference_steps, generator=seed, progress=progress,
@@ -155,7 +141,7 @@ class VideoLDMPipeline:
     def latent_size_for(self, size: tuple[int, int]) -> tuple[int, int]:
         """The latent ``(h, w)`` that decodes to frames of ``size`` = (height, width) pixels. The UNet halves
         the latent twice or more, so a size must be a multiple of 8 x the autoencoder's downsampling."""
-        f = 2 ** (len(self.vae.config.block_out_channels) - 1)
+        f = self.vae_scale_factor
         if size[0] % (8 * f) or size[1] % (8 * f):
             raise ValueError(f"size {size[0]}x{size[1]}: height and width must be multiples of {8 * f}")
         return size[0] // f, size[1] // f
@@ -165,9 +151,7 @@ class VideoLDMPipeline:
         """Frames ``(B, T, 3, H, W)`` in [-1, 1] -> scaled latents ``(B, C, T, h, w)`` (the distribution's mean)."""
         if frames.ndim != 5 or frames.shape[2] != 3:
             raise ValueError(f"frames must be (B, T, 3, H, W), got {tuple(frames.shape)}")
-        B, T = frames.shape[:2]
-        z = torch.cat([self.vae.encode(chunk).latent_dist.mean for chunk in frames.flatten(0, 1).split(16)])
-        return (z * self.vae.config.scaling_factor).view(B, T, *z.shape[1:]).transpose(1, 2)
+        return encode_latents(self.vae, frames.transpose(1, 2), chunk_size=16)
 
     def decode(self, latents: torch.Tensor, progress: bool = False) -> torch.Tensor:
         """Scaled latents ``(B, C, T, h, w)`` -> frames ``(B, T, 3, H, W)`` in [-1, 1], by the temporal decoder if loaded."""

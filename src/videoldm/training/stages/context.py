@@ -13,22 +13,13 @@ context. The mask is drawn from each sample's own generator, so a resumed run se
 """
 from __future__ import annotations
 
-import json
-from pathlib import Path
-
 import torch
 from diffusers import UNet2DConditionModel
 
-from ..models.video_unet import VideoUNet, read_temporal_config
-from .stages import MODEL_INDEX, TemporalStage, condition, diffusion_loss, per_sample
-
-
-def _temporal_folder(path: str) -> Path:
-    """The temporal-layers folder of an export (or the folder itself)."""
-    root = Path(path)
-    if (root / MODEL_INDEX).is_file():
-        return root / json.loads((root / MODEL_INDEX).read_text())["temporal_layers"]
-    return root
+from ...export import temporal_layers_folder
+from ...models.video_unet import VideoUNet, read_temporal_config
+from .base import condition, diffusion_loss, per_sample
+from .temporal import TemporalStage
 
 
 class ContextStage(TemporalStage):
@@ -39,7 +30,7 @@ class ContextStage(TemporalStage):
         options = {**m.temporal, "context_conditioning": True}
         if not m.init_temporal:
             return VideoUNet.from_unet2d(unet, **options)
-        folder = _temporal_folder(m.init_temporal)
+        folder = temporal_layers_folder(m.init_temporal)
         saved = read_temporal_config(folder)["options"]
         merged = {**saved, **options}
         model = VideoUNet.from_unet2d(unet, **merged)

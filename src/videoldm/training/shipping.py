@@ -20,7 +20,7 @@ from pathlib import Path
 import torch
 from safetensors.torch import load_file, save_file
 
-from .training.stages import MODEL_INDEX
+from ..export import MODEL_INDEX, is_export, read_index, write_index
 
 REFERENCE_KEYS = ("image_model", "autoencoder")
 
@@ -49,7 +49,7 @@ def ship(exports: dict[str, str | Path], out: str | Path, metrics: dict[str, str
     out = Path(out)
     sources = {name: Path(src).resolve() for name, src in exports.items()}
     for name, src in sources.items():
-        if not (src / MODEL_INDEX).is_file():
+        if not is_export(src):
             raise FileNotFoundError(f"{src}: not an export (no {MODEL_INDEX})")
     by_source = {src: name for name, src in sources.items()}
     for name, src in sources.items():
@@ -57,7 +57,7 @@ def ship(exports: dict[str, str | Path], out: str | Path, metrics: dict[str, str
         if target.exists():
             shutil.rmtree(target)
         shutil.copytree(src, target)
-        index = json.loads((target / MODEL_INDEX).read_text())
+        index = read_index(target)
         shared = shipped_copy_of_vae(src, index, sources)
         if shared is not None:  # the image model's own copy of a shipped autoencoder: refer to that one instead
             shutil.rmtree(target / index["vae"])
@@ -72,7 +72,7 @@ def ship(exports: dict[str, str | Path], out: str | Path, metrics: dict[str, str
             if referenced not in by_source:
                 raise ValueError(f"{name} refers to {referenced} ({key}), which is not among the shipped models")
             index[key] = os.path.relpath(out / by_source[referenced], target)
-        (target / MODEL_INDEX).write_text(json.dumps(index, indent=2))
+        write_index(target, index)
         (target / "MODEL_CARD.md").write_text(model_card(name, src, index, (metrics or {}).get(name), Path(root), half))
     return out
 
@@ -85,7 +85,7 @@ def shipped_copy_of_vae(src: Path, index: dict, sources: dict[str, Path]) -> str
         return None
     weights = sorted((src / index["vae"]).glob("*.safetensors"))
     for name, other in sources.items():
-        other_index = json.loads((other / MODEL_INDEX).read_text())
+        other_index = read_index(other)
         if other_index.get("stage") != "autoencoder" or other == src:
             continue
         candidates = sorted((other / other_index["vae"]).glob("*.safetensors"))

@@ -10,7 +10,6 @@ loss moves only its own side.
 """
 from __future__ import annotations
 
-import json
 from pathlib import Path
 
 import torch
@@ -18,10 +17,14 @@ import torch.nn.functional as F
 from torch import nn
 from torch.func import functional_call
 
-from ..models.discriminator import VideoDiscriminator, adaptive_weight, discriminator_loss, generator_loss
-from ..models.temporal_decoder import TemporalDecoder
-from .config import TrainConfig
-from .stages import MODEL_INDEX, Stage, build_dataset, load_autoencoder, per_sample, reference, referenced, to_uint8
+from ...data.io import write_gif
+from ...export import load_autoencoder, reference, write_index
+from ...inference.outputs import to_uint8
+from ...models.discriminator import VideoDiscriminator, adaptive_weight, discriminator_loss, generator_loss
+from ...models.frames import vae_scale_factor
+from ...models.temporal_decoder import TemporalDecoder
+from ..config import TrainConfig
+from .base import Stage, build_dataset, per_sample
 
 
 class DecoderModule(nn.Module):
@@ -84,7 +87,7 @@ class DecoderStage(Stage):
     def loss(self, model, batch, seed: int):
         video = batch["x"].to(self.device)
         vae = self.decoder.vae.config
-        f = 2 ** (len(vae.block_out_channels) - 1)
+        f = vae_scale_factor(vae)
         shape = (vae.latent_channels, video.shape[2], video.shape[3] // f, video.shape[4] // f)
         eps = per_sample(batch["positions"], seed, 1, lambda g: torch.randn(shape, generator=g))
         return model(video, eps.to(self.device), self.step >= self.config.model.disc_start)
@@ -97,12 +100,10 @@ class DecoderStage(Stage):
         if self.config.model.train_decoder:
             self.decoder.vae.save_pretrained(directory / "vae")
             index["vae"] = "vae"
-        (directory / MODEL_INDEX).write_text(json.dumps(index, indent=2))
+        write_index(directory, index)
 
     def sample(self, directory: Path, step: int) -> None:
         """Ground truth | frame-by-frame decoder | temporal decoder, side by side."""
-        from ..data.io import write_gif
-
         self.decoder.eval()
         with torch.no_grad():
             clip = self.dataset[0][0][None].to(self.device)
@@ -111,33 +112,3 @@ class DecoderStage(Stage):
         side_by_side = torch.cat([r[0].transpose(0, 1).cpu() for r in rows], dim=-1)
         write_gif(directory / f"decoder-{step:08d}.gif", to_uint8(side_by_side), self.config.data.fps or 8)
         self.decoder.train()
-
-
-def load_temporal_decoder(path: str | Path, vae=None) -> TemporalDecoder:
-    """A `decoder` export as a ``TemporalDecoder``: its temporal layers on ``vae`` (by default the
-    autoencoder it was trained on). An export that fine-tuned the decoder too brings its own autoencoder
-    (same frozen encoder)."""
-    from diffusers import AutoencoderKL
-
-    root = Path(path)
-    index_file = root / MODEL_INDEX
-    if not index_file.is_file():
-        raise FileNotFoundError(f"{path}: not an exported videoldm model (no {MODEL_INDEX})")
-    index = json.loads(index_file.read_text())
-    if index.get("stage") != "decoder":
-        raise ValueError(f"{path} is a {index.get('stage')} export, not a temporal decoder (stage: decoder)")
-    if index.get("vae"):
-        vae = AutoencoderKL.from_pretrained(root / index["vae"])
-    elif vae is None:
-        vae = load_autoencoder(str(referenced(root, index["autoencoder"])))
-    return TemporalDecoder.from_autoencoder(vae, temporal_layers=root / index["temporal_decoder"]).eval()
-
-
-def load_original_autoencoder(path: str | Path):
-    """The autoencoder a `decoder` export fine-tuned its decoder from (None if only temporal layers were
-    trained): the untouched image decoder is the frame-by-frame baseline of such an export."""
-    root = Path(path)
-    index = json.loads((root / MODEL_INDEX).read_text())
-    if not index.get("vae"):
-        return None
-    return load_autoencoder(str(referenced(root, index["autoencoder"]))).eval()

@@ -11,7 +11,7 @@ from __future__ import annotations
 import torch
 
 from .sampling import make_scheduler, sample
-from .training.data import sample_generator
+from .seeding import sample_generator
 
 
 @torch.no_grad()

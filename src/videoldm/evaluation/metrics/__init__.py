@@ -4,9 +4,9 @@ Objects are tracked by colour against the known scene (palette, empty road); the
 give the found fraction and the jerk; per-pixel statistics give flicker and temporal error; the
 Laplacian gives sharpness. See docs/metrics.md for what each number means.
 """
+from .coherence_report import coherence_report
 from .driving_tracking import car_mask, daytime_of, track_cars
 from .quality import psnr, sharpness
-from .report import coherence_report
 from .shapes_tracking import shape_colours, track_shapes
 from .temporal import flicker, temporal_error
 from .trajectory import found_fraction, jerk, link_detections, second_differences

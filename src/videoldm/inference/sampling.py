@@ -17,7 +17,8 @@ from diffusers.utils.torch_utils import randn_tensor
 from torch import nn
 from tqdm.auto import tqdm
 
-from .models.video_unet import VideoUNet, VideoUNetOutput, _per_frame
+from ..models.frames import frame_timesteps, frame_tokens, per_frame
+from ..models.video_unet import VideoUNetOutput
 
 __all__ = ["SCHEDULERS", "FrameByFrame", "frame_by_frame", "make_scheduler", "sample"]
 
@@ -193,9 +194,9 @@ class FrameByFrame(nn.Module):
             raise ValueError(f"sample must be a video latent of shape (B, C, T, H, W), got {tuple(sample.shape)}")
         B, C, T, H, W = sample.shape
         frames = sample.transpose(1, 2).reshape(B * T, C, H, W)
-        timestep = VideoUNet._frame_timesteps(timestep, B, T, sample.device)
-        tokens = VideoUNet._frame_tokens(encoder_hidden_states, B, T, "encoder_hidden_states")
-        unet_kwargs = {k: _per_frame(v, B, T) for k, v in unet_kwargs.items()}
+        timestep = frame_timesteps(timestep, B, T, sample.device)
+        tokens = frame_tokens(encoder_hidden_states, B, T, "encoder_hidden_states")
+        unet_kwargs = {k: per_frame(v, B, T) for k, v in unet_kwargs.items()}
         out = self.unet(frames, timestep, tokens, return_dict=False, **unet_kwargs)[0]
         out = out.view(B, T, -1, H, W).transpose(1, 2)
         return VideoUNetOutput(sample=out) if return_dict else (out,)

@@ -16,13 +16,14 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from .data.io import write_gif
+from ..data.io import write_gif
+from ..inference.interpolation import interpolate
+from ..inference.outputs import video_grid
 from .metrics import psnr
 from .metrics.driving_tracking import daytime_of, track_cars
 from .metrics.shapes_tracking import shape_colours, track_shapes
 from .metrics.trajectory import second_differences
 from .metrics.video import as_videos
-from .training.sampling_io import video_grid
 
 
 def _frame_change(videos: np.ndarray) -> np.ndarray:
@@ -102,8 +103,6 @@ def evaluate_interpolation(pipeline, clips: torch.Tensor, prompts: list, factor:
     decoded keyframes; and the autoencoder's own reconstruction of the true in-between frames (the
     ceiling any latent model has).
     """
-    from .interpolation import interpolate
-
     k = factor or pipeline.info.get("keyframe_every", 4)
     clips = clips.transpose(1, 2)  # (N, T, 3, H, W), as the pipeline's frames
     N, T = clips.shape[:2]
@@ -168,12 +167,4 @@ def rollout_joins(frames, clip_starts: list[int], description=None) -> dict:
     return summary
 
 
-def read_video(path: str | Path) -> np.ndarray:
-    """All frames of a video file as ``(T, H, W, 3)`` uint8."""
-    import av
-
-    with av.open(str(path)) as container:
-        return np.stack([f.to_ndarray(format="rgb24") for f in container.decode(video=0)])
-
-
-__all__ = ["evaluate_prediction", "evaluate_interpolation", "linear_blend", "rollout_joins", "read_video"]
+__all__ = ["evaluate_prediction", "evaluate_interpolation", "linear_blend", "rollout_joins"]

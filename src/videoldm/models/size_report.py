@@ -74,7 +74,7 @@ def inflation_report(unet_config: dict, latent: tuple[int, int] = (64, 64), fram
         cfg = unet.config
         x = torch.zeros(1, cfg.in_channels, frames, *latent)
         tokens = None
-        dims = [layer.context_dim for layer in video.temporal_layers.values() if getattr(layer, "context_dim", None)]
+        dims = [layer.token_dim for layer in video.temporal_layers.values() if getattr(layer, "token_dim", None)]
         cross_dim = cfg.cross_attention_dim if isinstance(cfg.cross_attention_dim, int) else (dims or [None])[0]
         if cross_dim:
             tokens = torch.zeros(1, 77, cross_dim)

@@ -17,15 +17,15 @@ import re
 
 import numpy as np
 from scipy import ndimage
+from skimage.color import deltaE_cie76, rgb2lab
 
-from ..data.synthetic.shapes import BACKGROUNDS, COLORS, SHAPES, shape_mask
-from .colour import delta_e, rgb_to_lab
+from ...data.synthetic.shapes import BACKGROUNDS, COLORS, SHAPES, shape_mask
 
 __all__ = ["shape_colours", "asked_shapes", "classify", "track_shapes", "shape_of", "caption_match", "PALETTE"]
 
 PALETTE = {**COLORS, **{f"background:{k}": v for k, v in BACKGROUNDS.items()}}
 _NAMES = list(PALETTE)
-_PALETTE_LAB = rgb_to_lab(np.array([PALETTE[k] for k in _NAMES], np.float32) / 255.0)
+_PALETTE_LAB = rgb2lab(np.array([PALETTE[k] for k in _NAMES], np.float32) / 255.0)
 _CAPTION = re.compile(r"\b(" + "|".join(COLORS) + r")\s+(\w+)\s+moving\b")
 _EIGHT = np.ones((3, 3), bool)
 
@@ -49,8 +49,8 @@ def asked_shapes(description, strict: bool = True) -> list[tuple[str, str]]:
 
 def classify(frames: np.ndarray, max_delta_e: float) -> np.ndarray:
     """Index into the palette of every pixel of float (T, H, W, 3) frames in [0, 1]; -1 where no palette colour is near."""
-    lab = rgb_to_lab(frames)
-    dist = delta_e(lab[..., None, :], _PALETTE_LAB)
+    lab = rgb2lab(frames)
+    dist = deltaE_cie76(lab[..., None, :], _PALETTE_LAB)
     label = dist.argmin(-1)
     return np.where(np.take_along_axis(dist, label[..., None], -1)[..., 0] <= max_delta_e, label, -1)
 

@@ -10,27 +10,22 @@ temporal layers on clips, conditioned frame by frame.
 """
 from __future__ import annotations
 
-import json
 from pathlib import Path
 
 import torch
-import torch.nn.functional as F
 from diffusers import DDPMScheduler, UNet2DConditionModel
 from torch import nn
 
-from ..sampling import FrameByFrame
-from ..upsampling import ConcatConditioned, NoiseAugmentation, Upsampler, check_upsampler_unet, condition_image
-from .config import TrainConfig
-from .stages import (MODEL_INDEX, Stage, build_dataset, diffusion_loss, load_autoencoder, per_sample, pick_frames,
-                     reference, to_uint8)
-
-
-def downsample(video: torch.Tensor, scale: int) -> torch.Tensor:
-    """``(B, C, T, H, W)`` -> ``(B, C, T, H / scale, W / scale)`` by block averages."""
-    B, C, T, H, W = video.shape
-    if H % scale or W % scale:
-        raise ValueError(f"frames of {H}x{W} do not divide by the upsampling scale {scale}")
-    return F.avg_pool2d(video.transpose(1, 2).flatten(0, 1), scale).view(B, T, C, H // scale, W // scale).transpose(1, 2)
+from ...data.io import write_gif
+from ...export import is_export, load_autoencoder, read_index, reference, write_index
+from ...inference.outputs import to_uint8
+from ...inference.sampling import FrameByFrame
+from ...inference.upsampling import (ConcatConditioned, NoiseAugmentation, Upsampler, check_upsampler_unet,
+                                     condition_image, downsample)
+from ...models.frames import vae_scale_factor
+from ...models.temporal_decoder import encode_latents
+from ..config import TrainConfig
+from .base import Stage, build_dataset, diffusion_loss, per_sample, pick_frames
 
 
 class UpsamplerModule(nn.Module):
@@ -59,7 +54,7 @@ class UpsamplerStage(Stage):
         if H % m.scale or W % m.scale:
             raise ValueError(f"data.size {H}x{W} does not divide by the scale {m.scale}")
         if self.vae is not None:
-            f = 2 ** (len(self.vae.config.block_out_channels) - 1)
+            f = vae_scale_factor(self.vae)
             if f != m.scale:
                 raise ValueError(f"a latent upsampler needs an autoencoder that downsamples by the scale {m.scale}; "
                                  f"this one downsamples by {f}")
@@ -84,9 +79,7 @@ class UpsamplerStage(Stage):
         cond = self._at_sample_size(self.augmentation(clean, levels, eps))
         target = (hi - self._at_sample_size(clean)) * self.residual_scale if self.residual else hi
         if self.vae is not None:
-            with torch.no_grad():
-                z = self.vae.encode(hi.transpose(1, 2).flatten(0, 1)).latent_dist.mode() * self.vae.config.scaling_factor
-            target = z.view(hi.shape[0], hi.shape[2], *z.shape[1:]).transpose(1, 2)
+            target = encode_latents(self.vae, hi)
         return target, cond, levels
 
     def _at_sample_size(self, low: torch.Tensor) -> torch.Tensor:
@@ -113,8 +106,6 @@ class UpsamplerStage(Stage):
 
     def sample(self, directory: Path, step: int) -> None:
         """Bicubic | upsampled | truth for the first clip's first frames, at the data's full size."""
-        from ..data.io import write_gif
-
         m = self.config.model
         clip = self.dataset[0][0][None][:, :, :4]  # (1, 3, T, H, W)
         low = downsample(clip, m.scale).transpose(1, 2)
@@ -140,8 +131,7 @@ class UpsamplerImageStage(UpsamplerStage):
         unet_cfg = {"in_channels": channels + 3, "out_channels": channels, "num_class_embeds": m.max_noise_level,
                     **m.unet}
         if m.image_model:  # continue an upsampler-image export (e.g. on other data): its UNet and settings
-            index_file = Path(m.image_model) / MODEL_INDEX
-            index = json.loads(index_file.read_text()) if index_file.is_file() else {}
+            index = read_index(m.image_model) if is_export(m.image_model) else {}
             if index.get("stage") != "upsampler-image":
                 raise ValueError(f"model.image_model: {m.image_model} is not an upsampler-image export")
             for key, ours in (("space", m.space), ("scale", m.scale), ("max_noise_level", m.max_noise_level),
@@ -181,7 +171,7 @@ class UpsamplerImageStage(UpsamplerStage):
         if self.vae is not None:
             self.vae.save_pretrained(directory / "vae")
             index["vae"] = "vae"
-        (directory / MODEL_INDEX).write_text(json.dumps(index, indent=2))
+        write_index(directory, index)
 
 
 class UpsamplerVideoStage(UpsamplerStage):
@@ -192,7 +182,7 @@ class UpsamplerVideoStage(UpsamplerStage):
         base = Upsampler.from_pretrained(m.image_model)
         if base.is_video:
             raise ValueError(f"{m.image_model} is a video upsampler already; give its upsampler-image export")
-        index = json.loads((Path(m.image_model) / MODEL_INDEX).read_text())
+        index = read_index(m.image_model)
         for key in ("space", "scale", "max_noise_level"):  # the recipe follows the model it starts from
             setattr(m, key, index[key])
         self.base = base
@@ -212,4 +202,4 @@ class UpsamplerVideoStage(UpsamplerStage):
         index = {"stage": "upsampler-video", "image_model": reference(self.config.model.image_model, directory),
                  "temporal_layers": "temporal_layers", "num_frames": self.config.data.num_frames,
                  "fps": self.config.data.fps, "sampling_steps": self.config.model.sampling_steps}
-        (directory / MODEL_INDEX).write_text(json.dumps(index, indent=2))
+        write_index(directory, index)

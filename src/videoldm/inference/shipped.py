@@ -1,0 +1,264 @@
+"""The main job: a driving clip and a text-to-video clip from the shipped models, or from your own weights.
+
+The shipped models live under one folder (``videoldm/shipped`` by default; ``make models`` trains them):
+
+    driving/prediction     keyframes (attribute-conditioned: daytime, crowdedness), continued clip to clip
+    driving/interpolation  x4 frame rate, applied once or twice
+    driving/decoder        the temporal decoder
+    driving/upsampler-video  4x pixel-space video upsampler
+    shapes/temporal        text-to-video (its own small text encoder and word-level tokenizer)
+
+Each stage is optional where the request does not need it. ``base``/``temporal`` replace the text-to-video
+model by an image model of yours (a diffusers Stable Diffusion folder) with a temporal-layer folder trained
+for its architecture. A :class:`Request` is checked whole when it is made, before any model is loaded;
+what depends on a model (its vocabulary, sizes, frame rates) is checked once that model is loaded.
+"""
+from __future__ import annotations
+
+import math
+import os
+import re
+from dataclasses import dataclass
+from pathlib import Path
+
+from ..export import is_export, load_stable_diffusion, load_text_encoder, read_index
+from ..models.video_unet import VideoUNet
+from .outputs import VideoOutput, write_video
+from .pipeline import VideoLDMPipeline
+from .stack import VideoLDMStack
+from .upsampling import Upsampler
+
+SHIPPED = Path(__file__).resolve().parent.parent / "shipped"
+DEFAULT_PROMPT = "a red circle moving left on a dark background"
+
+
+@dataclass(frozen=True)
+class Request:
+    """What to generate. Which videos: a text one when ``prompt``, ``base`` or ``size`` is given, a driving
+    one when ``daytime``, ``crowdedness`` or ``upsample`` is, both when nothing says. ``fps`` is the driving
+    video's when both are made. ``upsample_steps``: None, the upsampler's own default."""
+
+    prompt: str | None = None
+    daytime: str | None = None
+    crowdedness: str | None = None
+    seconds: float = 2.0
+    fps: float | None = None
+    steps: int = 25
+    guidance: float = 3.0
+    seed: int = 0
+    upsample: bool = False
+    upsample_steps: int | None = None
+    size: tuple[int, int] | None = None
+    base: str | None = None
+    temporal: str | None = None
+    temporal_text: str | None = None
+
+    def __post_init__(self):
+        if self.temporal is not None and self.base is None:
+            raise ValueError("--temporal goes with --base: the image model those temporal layers were trained for")
+        if self.base is not None and self.temporal is None:
+            raise ValueError("--base needs --temporal: a temporal-layer folder trained for that image model")
+        if self.temporal_text is not None and self.base is None:
+            raise ValueError("--temporal-text goes with --base: the text encoder the temporal layers were trained with")
+        if not self.seconds > 0:
+            raise ValueError(f"--seconds must be above 0, got {self.seconds:g}")
+        if self.steps < 1:
+            raise ValueError(f"--steps must be at least 1, got {self.steps}")
+        if self.upsample_steps is not None and self.upsample_steps < 1:
+            raise ValueError(f"--upsample-steps must be at least 1, got {self.upsample_steps}")
+        if self.size is not None and self.wants_driving:
+            raise ValueError("--size is for the text video; the driving models make their trained size "
+                             "(--upsample gives it 4x larger)")
+
+    @property
+    def asks_text(self) -> bool:
+        return self.prompt is not None or self.base is not None or self.size is not None
+
+    @property
+    def asks_driving(self) -> bool:
+        return self.daytime is not None or self.crowdedness is not None or self.upsample
+
+    @property
+    def wants_text(self) -> bool:
+        return self.asks_text or not self.asks_driving
+
+    @property
+    def wants_driving(self) -> bool:
+        return self.asks_driving or not self.asks_text
+
+
+def generate(models: str | Path | None, request: Request, out: str | Path, progress: bool = True) -> list[Path]:
+    """The main job: ``driving.mp4``/``.gif`` and/or ``text.mp4``/``.gif`` in ``out``, as ``request`` asks."""
+    models = Path(models) if models is not None else SHIPPED
+    written = []
+    if request.wants_driving:
+        written += write_outputs(_driving_video(models, request, progress), Path(out), "driving")
+    if request.wants_text:
+        written += write_outputs(_text_video(models, request, progress), Path(out), "text")
+    return written
+
+
+def driving_video(models: str | Path, daytime: str = "day", crowdedness: str = "medium", seconds: float = 2.0,
+                  fps: float | None = None, steps: int = 25, guidance: float = 3.0, seed: int = 0,
+                  upsample: bool = False, progress: bool = True, upsample_steps: int | None = None) -> VideoOutput:
+    """A driving clip: keyframes (continued clip to clip for longer videos), interpolation to ``fps``, the
+    temporal decoder, and optionally the 4x video upsampler (``upsample_steps``: None, the upsampler's own
+    default; ``steps`` is for the diffusion models that generate the frames)."""
+    request = Request(daytime=daytime, crowdedness=crowdedness, seconds=seconds, fps=fps, steps=steps,
+                      guidance=guidance, seed=seed, upsample=upsample, upsample_steps=upsample_steps)
+    return _driving_video(Path(models), request, progress)
+
+
+def text_video(models: str | Path | None, prompt: str = DEFAULT_PROMPT, seconds: float = 2.0, fps: float | None = None,
+               steps: int = 25, guidance: float = 3.0, seed: int = 0, base: str | None = None,
+               temporal: str | None = None, size: tuple[int, int] | None = None, progress: bool = True,
+               temporal_text: str | None = None) -> VideoOutput:
+    """A text-to-video clip from the shipped `shapes` model, or from ``base`` + ``temporal`` (``temporal_text``:
+    the Stable Diffusion folder whose text encoder the temporal layers were trained with, when ``base`` has
+    a fine-tuned one, as a DreamBooth model does)."""
+    request = Request(prompt=prompt, seconds=seconds, fps=fps, steps=steps, guidance=guidance, seed=seed, base=base,
+                      temporal=temporal, size=size, temporal_text=temporal_text)
+    return _text_video(Path(models) if models is not None else SHIPPED, request, progress)
+
+
+# ------------------------------------------------------------------------------- the two videos
+def _driving_video(models: Path, request: Request, progress: bool) -> VideoOutput:
+    root = models / "driving"
+    decoder = root / "decoder" if is_export(root / "decoder") else None
+    keyframes = VideoLDMPipeline.from_pretrained(model_folder(models, "driving/prediction"), temporal_decoder=decoder)
+    attributes = {"daytime": request.daytime or "day", "crowdedness": request.crowdedness or "medium"}
+    check_attributes(keyframes, attributes)
+    has_interpolator = is_export(root / "interpolation")
+    k = read_index(root / "interpolation").get("keyframe_every", 4) if has_interpolator else 4
+    base_fps = keyframes.fps or 8.0
+    passes = interpolation_passes(request.fps, base_fps, k, has_interpolator)
+    interpolator = VideoLDMPipeline.from_pretrained(root / "interpolation") if passes else None
+    num_frames = keyframes.info.get("num_frames") or 16
+    total = max(2, round(request.seconds * base_fps))
+    clips = 1 if total <= num_frames else 1 + math.ceil((total - num_frames) / (num_frames - 2))
+    frames = min(num_frames, total) if clips == 1 else num_frames + (clips - 1) * (num_frames - 2)
+    for _ in range(passes):
+        frames = (frames - 1) * k + 1
+    latent = keyframes.latent_size or (keyframes.image_unet.config.sample_size,) * 2
+    h, w = (side * keyframes.vae_scale_factor * (4 if request.upsample else 1) for side in latent)  # 4x upsampler
+    check_memory(frames, h, w)
+    stack = VideoLDMStack(keyframes, interpolator)
+    video = stack(attributes, num_frames=min(num_frames, total) if clips == 1 else num_frames, num_clips=clips,
+                  interpolations=passes, num_inference_steps=request.steps, guidance_scale=request.guidance,
+                  seed=request.seed, progress=progress)
+    if request.upsample:
+        upsampler = Upsampler.from_pretrained(model_folder(models, "driving/upsampler-video"))
+        out = upsampler(video.frames, num_inference_steps=request.upsample_steps, seed=request.seed, tile_size=256,
+                        progress=progress)
+        video = VideoOutput(frames=out.frames, fps=video.fps)
+    return video
+
+
+def _text_video(models: Path, request: Request, progress: bool) -> VideoOutput:
+    if request.base is not None:
+        pipe = load_base(request.base, request.temporal, request.temporal_text)
+    else:
+        pipe = VideoLDMPipeline.from_pretrained(model_folder(models, "shapes/temporal"))
+    prompt = request.prompt or DEFAULT_PROMPT
+    check_prompt(pipe, prompt)
+    base_fps = pipe.fps or 8.0
+    interpolation_passes(request.fps if not request.wants_driving else None, base_fps, 4, False)
+    trained = pipe.info.get("num_frames") or 16
+    frames = max(1, round(request.seconds * base_fps))
+    if frames > 4 * trained:
+        raise ValueError(f"{request.seconds:g} s is {frames} frames; this model makes up to {4 * trained} frames "
+                         f"({4 * trained / base_fps:g} s) in one clip")
+    latent = None
+    if request.size is not None:
+        size, f, trained_size = request.size, pipe.vae_scale_factor, pipe.latent_size
+        latent = pipe.latent_size_for(size)
+        if trained_size and (latent[0] > 4 * trained_size[0] or latent[1] > 4 * trained_size[1]):
+            raise ValueError(f"--size {size[0]}x{size[1]} is more than 4x the trained "
+                             f"{trained_size[0] * f}x{trained_size[1] * f}")
+    return pipe([prompt], num_frames=frames, latent_size=latent, num_inference_steps=request.steps,
+                guidance_scale=request.guidance, seed=request.seed, progress=progress)
+
+
+def load_base(base: str, temporal: str | None, temporal_text: str | None = None) -> VideoLDMPipeline:
+    """A text-to-video pipeline from a diffusers Stable Diffusion folder (unet, vae, text encoder, tokenizer,
+    scheduler) and a temporal-layer folder made for that UNet's architecture; ``temporal_text``: a Stable
+    Diffusion folder whose tokenizer and text encoder feed the temporal layers instead of ``base``'s."""
+    if temporal is None:
+        raise ValueError("--base needs --temporal: a temporal-layer folder trained for that image model")
+    parts = load_stable_diffusion(base)
+    unet = VideoUNet.from_unet2d(parts["unet"], temporal_layers=temporal).eval()
+    size = unet.unet.config.sample_size
+    pipe = VideoLDMPipeline(unet, parts["vae"].eval(), parts["scheduler"].config, parts["conditioner"], "text",
+                            (size, size), 8.0)
+    pipe.info = {"num_frames": 16}
+    if temporal_text is not None:
+        pipe.temporal_conditioner = load_text_encoder(temporal_text)
+    return pipe
+
+
+def write_outputs(video: VideoOutput, out: Path, name: str) -> list[Path]:
+    """``name``.mp4 and ``name``.gif in ``out``, from one conversion of the frames."""
+    out.mkdir(parents=True, exist_ok=True)
+    frames = video.uint8()
+    return [write_video(out / f"{name}.mp4", frames, video.fps), write_video(out / f"{name}.gif", frames, video.fps)]
+
+
+# --------------------------------------------------------------------- checks against the models
+def model_folder(models: str | Path, name: str) -> Path:
+    folder = Path(models) / name
+    if not is_export(folder):
+        raise FileNotFoundError(f"the model {name} is not in {models}: train the shipped models with `make models` "
+                                "(see README), or point --models at a folder holding them")
+    return folder
+
+
+def check_prompt(pipeline, prompt: str) -> None:
+    """A clear error for words the model's tokenizer does not know (they would be silently ignored)."""
+    tokenizer = getattr(pipeline.conditioner, "tokenizer", None)
+    if tokenizer is None or not hasattr(tokenizer, "get_vocab"):
+        return
+    vocab = tokenizer.get_vocab()
+    unk = getattr(tokenizer, "unk_token", None)
+    if unk is None or unk not in vocab:
+        return  # a subword tokenizer (CLIP's): every word is known
+    words = re.findall(r"\w+|[^\w\s]+", prompt.lower())
+    unknown = [w for w in words if w not in vocab]
+    if unknown:
+        known = sorted(w for w in vocab if w.isalpha() and not w.startswith("<"))
+        raise ValueError(f"the text-to-video model does not know {', '.join(map(repr, unknown))}; it knows: "
+                         f"{', '.join(known)} (e.g. '{DEFAULT_PROMPT}')")
+
+
+def check_attributes(pipeline, attributes: dict) -> None:
+    """A clear error for an attribute value the model was not trained on, naming the ones it was."""
+    known = getattr(getattr(pipeline.conditioner, "config", None), "attributes", None) or {}
+    for name, value in attributes.items():
+        categories = known.get(name, {}).get("categories")
+        if categories is not None and value not in categories:
+            raise ValueError(f"the driving model takes --{name} {'/'.join(categories)}; got {value!r}")
+
+
+def check_memory(frames: int, height: int, width: int) -> None:
+    """The finished video is held in memory (as float32) before it is written: refuse one that cannot fit,
+    before hours of sampling, and point to the command that streams to disk."""
+    need = frames * 3 * height * width * 4
+    have = os.sysconf("SC_PAGE_SIZE") * os.sysconf("SC_PHYS_PAGES") if hasattr(os, "sysconf") else None
+    if have and need > have / 2:
+        raise ValueError(f"{frames} frames of {height}x{width} take {need / 2 ** 30:.1f} GiB as float32, more than "
+                         f"half of this machine's {have / 2 ** 30:.0f} GiB: ask for fewer seconds, or render long "
+                         "videos with `videoldm rollout` (frames go to the mp4 as they come; --state resumes)")
+
+
+def interpolation_passes(fps: float | None, base_fps: float, factor: int, available: bool) -> int:
+    """How many x``factor`` interpolation passes turn ``base_fps`` into ``fps``; an error lists what works."""
+    if fps is None or fps == base_fps:
+        return 0
+    options = [base_fps * factor ** n for n in range(3 if available else 1)]
+    for n, rate in enumerate(options):
+        if math.isclose(fps, rate):
+            return n
+    raise ValueError(f"--fps {fps:g} is not available; this model makes {', '.join(f'{r:g}' for r in options)} fps")
+
+
+__all__ = ["SHIPPED", "DEFAULT_PROMPT", "Request", "generate", "driving_video", "text_video", "load_base",
+           "check_prompt", "interpolation_passes", "write_outputs"]

@@ -1,0 +1,76 @@
+"""Stage `temporal`: temporal layers on a frozen image LDM, trained on clips (Video LDM, section 3)."""
+from __future__ import annotations
+
+from pathlib import Path
+
+import torch
+from diffusers import UNet2DConditionModel
+from torch import nn
+
+from ...export import load_image_model, reference, write_index
+from ...models.video_unet import VideoUNet
+from ..config import TrainConfig
+from ..samples import sample_and_write
+from .base import DiffusionStage, build_dataset, condition, diffusion_loss, per_sample, require_labels
+
+
+class TemporalModule(nn.Module):
+    def __init__(self, video_unet: VideoUNet):
+        super().__init__()
+        self.video_unet = video_unet
+
+    def forward(self, noisy, timesteps, tokens, image_only, context=None, context_mask=None):
+        return self.video_unet(noisy, timesteps, tokens, image_only=image_only, context=context,
+                               context_mask=context_mask).sample
+
+
+class TemporalStage(DiffusionStage):
+    def __init__(self, config: TrainConfig):
+        self.config, m = config, config.model
+        parts = load_image_model(m.image_model)
+        self.vae = parts["vae"].requires_grad_(False).eval()
+        self.scheduler = parts["scheduler"]
+        self.conditioner = parts["conditioner"]
+        if self.conditioner is not None:
+            self.conditioner.requires_grad_(False).eval()
+        self.dataset = build_dataset(config)
+        require_labels(parts["index"].get("conditioning", "none"), self.dataset, f"stage {config.stage}")
+        self.video_unet = self.build_video_unet(parts["unet"])
+        if m.train_spatial:
+            self.video_unet.unet.requires_grad_(True)
+        self.module = TemporalModule(self.video_unet)
+        self.cfg_dropout = m.cfg_dropout
+
+    def build_video_unet(self, unet: UNet2DConditionModel) -> VideoUNet:
+        return VideoUNet.from_unet2d(unet, **self.config.model.temporal)
+
+    def loss(self, model, batch, seed: int):
+        latents = self.latents_of(batch["x"]).to(self.device)
+        noise, t, drop = self.noise_and_timesteps(latents, batch["positions"], seed)
+        with torch.no_grad():
+            tokens = condition(self.conditioner, batch, drop, self.device)
+        image_only = None
+        if self.config.model.image_batch_prob > 0:
+            image_only = per_sample(batch["positions"], seed, 5, lambda g: torch.rand((), generator=g)) \
+                < self.config.model.image_batch_prob
+        noisy = self.scheduler.add_noise(latents, noise, t)
+        out = model(noisy, t, tokens, image_only.to(self.device) if image_only is not None else None)
+        return diffusion_loss(out, self.scheduler, latents, noise, t), {}
+
+    def export(self, directory: Path) -> None:
+        """Only the temporal layers: the frozen image model is referenced by path, not copied."""
+        self.video_unet.save_temporal_layers(directory / "temporal_layers")
+        index = {"stage": "temporal", "image_model": reference(self.config.model.image_model, directory),
+                 "temporal_layers": "temporal_layers", "latent_size": self.latent_size(),
+                 "num_frames": self.config.data.num_frames, "fps": self.config.data.fps, **self.export_info()}
+        if self.config.model.train_spatial:
+            self.video_unet.unet.save_pretrained(directory / "unet")
+            index["unet"] = "unet"
+        write_index(directory, index)
+
+    def export_info(self) -> dict:
+        """What a subclass adds to the exported ``videoldm.json``."""
+        return {}
+
+    def sample(self, directory: Path, step: int) -> None:
+        sample_and_write(self, directory, step, video=True)
