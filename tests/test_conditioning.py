@@ -168,3 +168,21 @@ def test_attributes_of_the_driving_generator_feed_a_unet():
     with torch.no_grad():
         out = unet(torch.randn(3, 4, 8, 8), 10, cond(attrs)).sample
     assert out.shape == (3, 4, 8, 8) and torch.isfinite(out).all()
+
+
+def test_every_conditioner_takes_none_as_the_unconditional_prompt():
+    """The one protocol of the pipeline, the trainer and the upsampler: ``encode([None])`` is ``null(1)``,
+    and ``encode_prompts`` with ``drop`` gives the unconditional tokens where it is True."""
+    from videoldm.models.conditioning import encode_prompts
+
+    tokenizer = train_tokenizer(CAPTIONS)
+    text = TextConditioner(tokenizer, make_text_encoder(tokenizer, hidden_size=16, layers=1, heads=2)).eval()
+    attributes = AttributeConditioner(DRIVING_ATTRIBUTES, dim=16)
+    for conditioner, prompt in ((text, CAPTIONS[0]), (attributes, {"daytime": "night", "crowdedness": "low"})):
+        with torch.no_grad():
+            assert torch.equal(conditioner.encode([None]), conditioner.null(1))
+            mixed = encode_prompts(conditioner, [prompt, prompt], drop=[False, True])
+            assert torch.equal(mixed[1:], conditioner.null(1))
+            assert not torch.equal(mixed[:1], conditioner.null(1))
+    assert encode_prompts(None, ["anything"]) is None
+    assert (text.batch_key, attributes.batch_key) == ("captions", "attributes")

@@ -104,6 +104,30 @@ def test_generate_writes_both_videos_and_explains_what_it_cannot_do(shipped, tmp
     assert "videoldm rollout" in capsys.readouterr().err
 
 
+def test_the_generate_path_checks_the_request_once_and_converts_the_frames_once(shipped, tmp_path, monkeypatch):
+    """One check of the request (before any model loads), one conversion of each video to pixels for both files."""
+    import videoldm.inference.outputs as outputs
+    from videoldm.cli import main
+    from videoldm.inference.shipped import Request
+
+    tree, _ = shipped
+    counts = {"checks": 0, "conversions": 0}
+    check, convert = Request.__post_init__, outputs.to_uint8
+
+    def counted_check(self):
+        counts["checks"] += 1
+        check(self)
+
+    def counted_convert(frames):
+        counts["conversions"] += 1
+        return convert(frames)
+
+    monkeypatch.setattr(Request, "__post_init__", counted_check)
+    monkeypatch.setattr(outputs, "to_uint8", counted_convert)
+    assert main(["generate", "--models", str(tree), "--steps", "1", "--seconds", "0.5", "--out", str(tmp_path)]) == 0
+    assert counts == {"checks": 1, "conversions": 2}  # two videos (driving, text), each written as mp4 and GIF
+
+
 def test_requests_that_cannot_make_a_video_fail_first_with_a_message(tmp_path, capsys):
     """Checked before any model is loaded (the models folder here does not even exist) and before sampling."""
     from videoldm.cli import main

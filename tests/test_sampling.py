@@ -157,3 +157,12 @@ def test_oracle_model_recovers_x0(name, prediction_type):
     right = sample(oracle, make_scheduler(name, config, timestep_spacing="trailing"), VIDEO, **one_step)
     wrong = sample(oracle, make_scheduler(name, other, timestep_spacing="trailing"), VIDEO, **one_step)
     assert (right - x0).abs().max() < 1e-3 and (wrong - x0).abs().max() > 0.5
+
+
+def test_interpolation_seeds_are_those_of_earlier_versions():
+    """Stack passes and rollout clips draw the noise they drew before the two shared one seed function."""
+    from videoldm.inference.seeding import interpolation_seed
+
+    for seed in (0, 3, 12345):
+        assert interpolation_seed(seed, 2) == seed * 1_000_003 + 7919 * 2  # the stack's second pass
+        assert interpolation_seed(seed, clip=5) == seed * 1_000_003 + 5  # rollout clip 5

@@ -20,7 +20,7 @@ from tqdm.auto import tqdm
 from ..models.frames import frame_timesteps, frame_tokens, per_frame
 from ..models.video_unet import VideoUNetOutput
 
-__all__ = ["SCHEDULERS", "FrameByFrame", "frame_by_frame", "make_scheduler", "sample"]
+__all__ = ["SCHEDULERS", "FrameByFrame", "Wrapper", "frame_by_frame", "make_scheduler", "sample"]
 
 SCHEDULERS = {
     "ddim": (DDIMScheduler, {}),
@@ -167,7 +167,22 @@ def sample(
     return latents
 
 
-class FrameByFrame(nn.Module):
+class Wrapper(nn.Module):
+    """A model around another (held as ``wrapped``): its device and dtype, which :func:`sample` reads, are
+    the wrapped model's."""
+
+    wrapped = "model"
+
+    @property
+    def device(self) -> torch.device:
+        return getattr(self, self.wrapped).device
+
+    @property
+    def dtype(self) -> torch.dtype:
+        return getattr(self, self.wrapped).dtype
+
+
+class FrameByFrame(Wrapper):
     """An image UNet run on ``(B, C, T, H, W)`` video latents frame by frame: the alpha = 1 baseline.
 
     Same call signature and output as :class:`VideoUNet`, with the same folding of timesteps, tokens and
@@ -175,17 +190,11 @@ class FrameByFrame(nn.Module):
     A ``VideoUNet`` called with ``image_only=torch.ones(B, dtype=torch.bool)`` computes the same thing.
     """
 
+    wrapped = "unet"
+
     def __init__(self, unet: nn.Module):
         super().__init__()
         self.unet = unet
-
-    @property
-    def device(self) -> torch.device:
-        return self.unet.device
-
-    @property
-    def dtype(self) -> torch.dtype:
-        return self.unet.dtype
 
     def forward(self, sample: torch.Tensor, timestep, encoder_hidden_states: torch.Tensor | None = None,
                 image_only: torch.Tensor | None = None, return_dict: bool = True, **unet_kwargs):

@@ -34,7 +34,7 @@ from ..models.frames import window_starts
 from ..models.temporal_decoder import decode_latents
 from ..models.video_unet import VideoUNet
 from .outputs import VideoOutput, check_output_type, convert_frames
-from .sampling import FrameByFrame, make_scheduler, sample
+from .sampling import FrameByFrame, Wrapper, make_scheduler, sample
 
 SPACES = ("pixel", "latent")
 
@@ -84,8 +84,7 @@ def downsample(video: torch.Tensor, scale: int) -> torch.Tensor:
     return F.avg_pool2d(video.transpose(1, 2).flatten(0, 1), scale).view(B, T, C, H // scale, W // scale).transpose(1, 2)
 
 
-
-class ConcatConditioned(nn.Module):
+class ConcatConditioned(Wrapper):
     """A video model (``VideoUNet`` or ``FrameByFrame``) whose input is the sample with ``low_res`` appended.
 
     ``low_res`` is a keyword, so guidance doubles it with the batch like any other per-sample input.
@@ -94,14 +93,6 @@ class ConcatConditioned(nn.Module):
     def __init__(self, model: nn.Module):
         super().__init__()
         self.model = model
-
-    @property
-    def device(self) -> torch.device:
-        return self.model.device
-
-    @property
-    def dtype(self) -> torch.dtype:
-        return self.model.dtype
 
     def forward(self, sample: torch.Tensor, timestep, encoder_hidden_states=None, low_res=None, **kwargs):
         return self.model(torch.cat([sample, low_res.to(sample)], dim=1), timestep, encoder_hidden_states, **kwargs)
