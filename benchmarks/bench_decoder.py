@@ -47,7 +47,7 @@ def decoders(chunk: int, overlap: int):
         yield vae.decode(z.transpose(1, 2).flatten(0, 1)).sample.view(B, T, 3, h * 4, w * 4).transpose(1, 2)
 
     def whole(z):
-        yield temporal(z)
+        yield temporal(z).sample
 
     def chunked(z):
         yield from temporal.iter_decode(z, chunk_size=chunk, overlap=overlap)

@@ -90,3 +90,21 @@ def test_bench_unet_layer_times_count_every_temporal_multiply_add(capsys):
     assert sum(macs for macs, _ in result.values()) == pytest.approx(added, rel=1e-9)
     assert all(seconds > 0 for _, seconds in result.values())
     assert "TemporalTransformer" in capsys.readouterr().out
+
+
+def test_the_gpu_check_runs_its_dry_run_on_the_cpu(tmp_path):
+    """benchmarks/gpu_check.py on the tiny architecture: every model's training step and both pipelines run,
+    and the figures it would print on a GPU are there."""
+    import json
+    import subprocess
+    import sys
+
+    out = tmp_path / "check.json"
+    done = subprocess.run([sys.executable, str(SCRIPTS[0].parent / "gpu_check.py"), "--dry-run", "--json", str(out)],
+                          capture_output=True, text=True, timeout=600)
+    assert done.returncode == 0, done.stderr[-2000:]
+    figures = json.loads(out.read_text())
+    assert [r["model"] for r in figures["train_steps"]] == ["image", "videoldm", "animatediff", "svd"]
+    assert all(r["step_s"] > 0 and r["gmacs"] > 0 and r["trained_params"] > 0 for r in figures["train_steps"])
+    assert [r["finite"] for r in figures["pipelines"]] == [True, True]
+    assert "| videoldm |" in done.stdout

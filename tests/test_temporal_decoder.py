@@ -41,17 +41,17 @@ def test_alpha_one_is_the_image_decoder_and_other_alphas_are_not(decoder):
     z = torch.randn(2, 4, 5, 8, 8)
     reference = frame_by_frame(decoder.vae, z)
     force_alpha(decoder, 1.0)
-    assert (decoder(z) - reference).abs().max() <= 1e-5
+    assert (decoder(z).sample - reference).abs().max() <= 1e-5
     force_alpha(decoder, 0.5)
-    assert (decoder(z) - reference).abs().max() > 1e-3  # the temporal layers really act
-    assert torch.equal(decoder(z, image_only=True), reference)
+    assert (decoder(z).sample - reference).abs().max() > 1e-3  # the temporal layers really act
+    assert torch.equal(decoder(z, image_only=True).sample, reference)
 
 
 @torch.no_grad()
 def test_a_new_temporal_decoder_starts_as_the_image_decoder():
     vae = make_vae()
     z = torch.randn(1, 4, 4, 8, 8)
-    assert (TemporalDecoder.from_autoencoder(vae, alpha_init=0.3)(z) - frame_by_frame(vae, z)).abs().max() <= 1e-5
+    assert (TemporalDecoder.from_autoencoder(vae, alpha_init=0.3)(z).sample - frame_by_frame(vae, z)).abs().max() <= 1e-5
 
 
 @torch.no_grad()
@@ -60,7 +60,7 @@ def test_frames_interact_only_through_time(decoder):
     z = torch.randn(2, 4, 6, 8, 8)
     z2 = z.clone()
     z2[0, :, 0] += 1.0
-    a, b = decoder(z), decoder(z2)
+    a, b = decoder(z).sample, decoder(z2).sample
     assert (a[0, :, 3] - b[0, :, 3]).abs().max() > 1e-4
     assert torch.equal(a[1], b[1])
 
@@ -79,7 +79,7 @@ def test_chunked_decoding_cross_fades_exactly(decoder):
     z = torch.randn(1, 4, 13, 8, 8)
     # without temporal mixing every chunk gives the same frames: the cross-fade must give them back
     assert (decoder.decode(z, chunk_size=5, overlap=2, image_only=True) - frame_by_frame(decoder.vae, z)).abs().max() < 1e-5
-    whole = decoder(z)
+    whole = decoder(z).sample
     assert torch.equal(decoder.decode(z, chunk_size=None), whole)
     chunked = decoder.decode(z, chunk_size=6, overlap=3)
     assert chunked.shape == whole.shape
@@ -119,7 +119,7 @@ def test_temporal_weights_round_trip_and_refuse_another_autoencoder(decoder, tmp
     loaded = TemporalDecoder.from_autoencoder(make_vae(), temporal_layers=tmp_path / "td").eval()
     z = torch.randn(1, 4, 4, 8, 8)
     with torch.no_grad():
-        assert torch.equal(loaded(z), decoder(z))
+        assert torch.equal(loaded(z).sample, decoder(z).sample)
     with pytest.raises(ValueError, match="block_out_channels"):
         TemporalDecoder.from_autoencoder(make_vae(block_out_channels=[8, 24]), temporal_layers=tmp_path / "td")
     with pytest.raises(ValueError, match="latent_channels"):
@@ -133,13 +133,13 @@ def test_save_pretrained_round_trip(decoder, tmp_path):
     loaded = TemporalDecoder.from_pretrained(tmp_path / "full").eval()
     z = torch.randn(1, 4, 3, 8, 8)
     with torch.no_grad():
-        assert torch.equal(loaded(z), decoder(z))
+        assert torch.equal(loaded(z).sample, decoder(z).sample)
     assert all(not p.requires_grad for p in loaded.vae.parameters())
 
 
 def test_gradients_reach_only_the_temporal_layers(decoder):
     decoder.train()
-    decoder(torch.randn(1, 4, 4, 8, 8)).square().mean().backward()
+    decoder(torch.randn(1, 4, 4, 8, 8)).sample.square().mean().backward()
     assert all(p.grad is None for p in decoder.vae.parameters())
     assert all(p.grad is not None for p in decoder.temporal_layers.parameters())
 

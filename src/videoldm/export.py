@@ -69,11 +69,22 @@ def load_autoencoder(path: str | Path) -> AutoencoderKL:
     return AutoencoderKL.from_pretrained(root)
 
 
+def is_stable_diffusion(folder: str | Path) -> bool:
+    """A diffusers Stable Diffusion folder: ``unet/``, ``vae/``, ``text_encoder/``, ``tokenizer/``, ``scheduler/``."""
+    root = Path(folder)
+    return all((root / part).is_dir() for part in ("unet", "vae", "text_encoder", "tokenizer", "scheduler"))
+
+
 def load_image_model(path: str | Path) -> dict:
-    """The parts of an `image` export: ``index``, ``unet``, ``scheduler``, ``vae``, ``conditioner`` (or None)."""
+    """The parts of an image model: ``index``, ``unet``, ``scheduler``, ``vae``, ``conditioner`` (or None), from
+    an `image` export or a diffusers Stable Diffusion folder (whose CLIP text encoder is the conditioner)."""
     root = Path(path)
     if not is_export(root):
-        raise FileNotFoundError(f"{path} is not an exported image model (no {MODEL_INDEX}); train one with stage: image")
+        if is_stable_diffusion(root):
+            return load_stable_diffusion(root)
+        raise FileNotFoundError(f"{path} is neither an exported image model (no {MODEL_INDEX}; train one with stage: "
+                                "image) nor a diffusers Stable Diffusion folder (unet/ vae/ text_encoder/ tokenizer/ "
+                                "scheduler/)")
     index = read_index(root)
     parts = {"index": index, "unet": UNet2DConditionModel.from_pretrained(root / index["unet"]),
              "scheduler": DDPMScheduler.from_pretrained(root / index["scheduler"]),
@@ -88,7 +99,7 @@ def load_stable_diffusion(path: str | Path) -> dict:
     """The parts of a diffusers Stable Diffusion folder (``unet/ vae/ text_encoder/ tokenizer/ scheduler/``),
     in the layout of :func:`load_image_model`: its text encoder is the conditioner."""
     root = Path(path)
-    if not (root / "unet").is_dir() or not (root / "vae").is_dir():
+    if not is_stable_diffusion(root):
         raise ValueError(f"{path}: expected a diffusers Stable Diffusion folder (unet/, vae/, text_encoder/, "
                          "tokenizer/, scheduler/)")
     return {"index": {"conditioning": "text"}, "unet": load_image_unet(root),

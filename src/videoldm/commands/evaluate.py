@@ -8,7 +8,7 @@ from __future__ import annotations
 import json
 from pathlib import Path
 
-from .options import folder_first, positive, size_arg
+from .options import add_device_options, device_and_dtype, folder_first, positive, size_arg
 
 
 def add_command(subparsers) -> None:
@@ -31,6 +31,7 @@ def add_command(subparsers) -> None:
     p.add_argument("--size", type=size_arg, help="HxW pixels to sample at (default: the trained size; e.g. 2x it, with --frames "
                                   "4x the trained length, to test the model beyond what it was trained on)")
     p.add_argument("--out", help="folder for coherence.json and GIFs")
+    add_device_options(p)
     p.set_defaults(func=run)
 
     ab = subparsers.add_parser(
@@ -54,6 +55,7 @@ def add_command(subparsers) -> None:
     ab.add_argument("--upsampler-steps", type=positive(int), help="default: the upsampler's own (from its recipe)")
     ab.add_argument("--seed", type=int, default=0)
     ab.add_argument("--out", help="folder for ablation.md, ablation.json and GIFs")
+    add_device_options(ab)
     ab.set_defaults(func=run_ablation)
 
     d = subparsers.add_parser(
@@ -83,6 +85,7 @@ def add_command(subparsers) -> None:
     pr.add_argument("model", help="an exported prediction-stage folder (…/final)")
     pr.add_argument("--context", type=int, default=2, help="given frames S (default 2)")
     _clip_options(pr, frames=16)
+    add_device_options(pr)
     pr.set_defaults(func=run_prediction)
 
     it = subparsers.add_parser(
@@ -94,6 +97,7 @@ def add_command(subparsers) -> None:
                "--data data/driving-32fps-heldout --out docs/results/long")
     it.add_argument("model", help="an exported interpolation-stage folder (…/final)")
     _clip_options(it, frames=13)
+    add_device_options(it)
     it.set_defaults(func=run_interpolation)
 
     ro = subparsers.add_parser(
@@ -122,6 +126,7 @@ def add_command(subparsers) -> None:
     up.add_argument("--tile", type=positive(int), help="tile size in output pixels (default: whole frames)")
     up.add_argument("--seed", type=int, default=0)
     up.add_argument("--out", help="folder for upsampler.json and upsampler.gif")
+    add_device_options(up)
     up.set_defaults(func=run_upsampler)
 
 
@@ -157,7 +162,7 @@ def run_prediction(args) -> int:
     from videoldm.evaluation.long_videos import evaluate_prediction
     from videoldm.inference.pipeline import VideoLDMPipeline
 
-    pipe = VideoLDMPipeline.from_pretrained(args.model)
+    pipe = VideoLDMPipeline.from_pretrained(args.model).to(*device_and_dtype(args))
     clips, prompts = _clips_and_prompts(args, pipe.conditioning)
     summary = evaluate_prediction(pipe, clips, prompts, args.context, args.steps, args.guidance, args.seed, args.out)
     print(json.dumps(summary, indent=2))
@@ -169,7 +174,7 @@ def run_interpolation(args) -> int:
     from videoldm.evaluation.long_videos import evaluate_interpolation
     from videoldm.inference.pipeline import VideoLDMPipeline
 
-    pipe = VideoLDMPipeline.from_pretrained(args.model)
+    pipe = VideoLDMPipeline.from_pretrained(args.model).to(*device_and_dtype(args))
     clips, prompts = _clips_and_prompts(args, pipe.conditioning)
     summary = evaluate_interpolation(pipe, clips, prompts, None, args.steps, args.guidance, args.seed, args.out)
     print(json.dumps(summary, indent=2))
@@ -224,8 +229,9 @@ def run_ablation(args) -> int:
     from videoldm.inference.pipeline import VideoLDMPipeline
     from videoldm.inference.upsampling import Upsampler
 
-    pipeline = VideoLDMPipeline.from_pretrained(args.model, temporal_decoder=args.decoder)
-    upsampler = Upsampler.from_pretrained(args.upsampler) if args.upsampler else None
+    device, dtype = device_and_dtype(args)
+    pipeline = VideoLDMPipeline.from_pretrained(args.model, temporal_decoder=args.decoder).to(device, dtype)
+    upsampler = Upsampler.from_pretrained(args.upsampler).to(device, dtype) if args.upsampler else None
     summary = evaluate_ablation(pipeline, _prompts(args.data, args.num, pipeline), args.kind, upsampler, args.out,
                                 num_frames=args.frames, num_inference_steps=args.steps, guidance_scale=args.guidance,
                                 upsampler_steps=args.upsampler_steps, seed=args.seed, fps=pipeline.fps or 8.0)
@@ -238,7 +244,7 @@ def run(args) -> int:
     from videoldm.evaluation.coherence import evaluate_coherence, format_summary
     from videoldm.inference.pipeline import VideoLDMPipeline
 
-    pipeline = VideoLDMPipeline.from_pretrained(args.model, image_model=args.image_model)
+    pipeline = VideoLDMPipeline.from_pretrained(args.model, image_model=args.image_model).to(*device_and_dtype(args))
     prompts = _prompts(args.data, args.num, pipeline)
     latent = pipeline.latent_size_for(args.size) if args.size else None
     summary = evaluate_coherence(pipeline, prompts, args.kind, args.out, num_frames=args.frames,
@@ -256,7 +262,7 @@ def run_upsampler(args) -> int:
     from videoldm.evaluation.upsampler import evaluate_upsampler, format_upsampler_summary
     from videoldm.inference.upsampling import Upsampler
 
-    upsampler = Upsampler.from_pretrained(args.model)
+    upsampler = Upsampler.from_pretrained(args.model).to(*device_and_dtype(args))
     dataset = VideoFolderDataset(args.data, num_frames=args.frames, fps=None, start=0, crop="center")
     clips = torch.stack([dataset[i][0] for i in range(min(args.num, len(dataset)))])
     summary = evaluate_upsampler(upsampler, clips, args.steps, args.noise_level, args.seed, args.tile, args.out,

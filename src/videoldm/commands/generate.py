@@ -3,7 +3,7 @@ from __future__ import annotations
 
 import time
 
-from .options import output_folder, size_arg
+from .options import add_device_options, device_and_dtype, output_folder, size_arg
 
 
 def add_command(subparsers) -> None:
@@ -48,6 +48,7 @@ def add_command(subparsers) -> None:
                         "--base's tokens, the temporal layers these")
     p.add_argument("--models", help="folder of the shipped models (default: the ones installed with videoldm)")
     p.add_argument("--out", default="videoldm-output", help="output folder (default videoldm-output)")
+    add_device_options(p)
     p.set_defaults(func=run)
 
 
@@ -58,9 +59,10 @@ def run(args) -> int:
                       fps=args.fps, steps=args.steps, guidance=args.guidance, seed=args.seed, upsample=args.upsample,
                       upsample_steps=args.upsample_steps, size=args.size, base=args.base, temporal=args.temporal,
                       temporal_text=args.temporal_text)  # checked whole, before any model is loaded
+    device, dtype = device_and_dtype(args)
     out = output_folder(args.out)  # before any sampling
     start = time.perf_counter()
-    for path in generate(args.models, request, out):
+    for path in generate(args.models, request, out, device=device, dtype=dtype):
         print(path)
     print(f"generated in {time.perf_counter() - start:.1f} s")
     return 0

@@ -64,3 +64,21 @@ def size_arg(text: str) -> tuple[int, int]:
         return parse_size(text)
     except ValueError as err:
         raise argparse.ArgumentTypeError(str(err)) from None
+
+
+def add_device_options(parser) -> None:
+    """``--device`` and ``--dtype`` for a command that runs models."""
+    parser.add_argument("--device", default="auto",
+                        help="where to run: auto (a CUDA or Apple GPU when there is one, else the CPU), cpu, cuda, "
+                             "cuda:1, mps (default auto)")
+    parser.add_argument("--dtype", default="auto", choices=["auto", "float32", "float16", "bfloat16"],
+                        help="the models' precision: auto is bfloat16 on GPUs and CPUs that compute it natively, "
+                             "float16 on older GPUs, float32 elsewhere (default auto)")
+
+
+def device_and_dtype(args):
+    """The ``torch.device`` and ``torch.dtype`` that ``--device``/``--dtype`` ask for, checked to exist here."""
+    from ..inference.devices import resolve_device, resolve_dtype
+
+    device = resolve_device(args.device)
+    return device, resolve_dtype(args.dtype, device)

@@ -5,7 +5,7 @@ import json
 import math
 from pathlib import Path
 
-from .options import positive
+from .options import add_device_options, device_and_dtype, positive
 
 
 def add_command(subparsers) -> None:
@@ -41,6 +41,7 @@ def add_command(subparsers) -> None:
     p.add_argument("--interpolator", help="an interpolation-stage export: k times the frame rate")
     p.add_argument("--state", help="folder for per-clip state: resume an interrupted render")
     p.add_argument("--out", default="rollout.mp4", help="output mp4 (default rollout.mp4)")
+    add_device_options(p)
     p.set_defaults(func=run)
 
 
@@ -53,8 +54,9 @@ def run(args) -> int:
     if Path(args.out).suffix.lower() != ".mp4":
         raise ValueError(f"--out {args.out}: the rollout is written as mp4 frame by frame; give a .mp4 path "
                          "(make a GIF from it afterwards if you need one)")
-    pipe = VideoLDMPipeline.from_pretrained(args.model, temporal_decoder=args.decoder)
-    interpolator = VideoLDMPipeline.from_pretrained(args.interpolator) if args.interpolator else None
+    device, dtype = device_and_dtype(args)
+    pipe = VideoLDMPipeline.from_pretrained(args.model, temporal_decoder=args.decoder).to(device, dtype)
+    interpolator = VideoLDMPipeline.from_pretrained(args.interpolator).to(device, dtype) if args.interpolator else None
     if pipe.conditioning == "attributes":
         prompt = {k: v for k, v in (("daytime", args.daytime), ("crowdedness", args.crowdedness)) if v}
     elif pipe.conditioning == "text":

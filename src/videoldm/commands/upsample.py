@@ -2,7 +2,7 @@
 from __future__ import annotations
 
 
-from .options import positive
+from .options import add_device_options, device_and_dtype, positive
 
 
 def add_command(subparsers) -> None:
@@ -29,6 +29,7 @@ def add_command(subparsers) -> None:
     p.add_argument("--frame-by-frame", action="store_true", help="a video upsampler with alpha = 1 (for comparison)")
     p.add_argument("--seed", type=int, default=0)
     p.add_argument("--out", default="upsampled.mp4", help="output .mp4 or .gif")
+    add_device_options(p)
     p.set_defaults(func=run)
 
 
@@ -40,7 +41,8 @@ def run(args) -> int:
     from videoldm.inference.upsampling import Upsampler
 
     check_export_path(args.out)  # before the upsampling, not after it
-    upsampler = Upsampler.from_pretrained(args.model, temporal_layers=args.temporal)
+    device, dtype = device_and_dtype(args)
+    upsampler = Upsampler.from_pretrained(args.model, temporal_layers=args.temporal).to(device, dtype)
     frames = torch.from_numpy(read_video(args.video)).permute(0, 3, 1, 2)[None].float() / 127.5 - 1
     out = upsampler(frames, args.prompt, num_inference_steps=args.steps, noise_level=args.noise_level,
                     guidance_scale=args.guidance, seed=args.seed, tile_size=args.tile, tile_overlap=args.overlap,

@@ -48,8 +48,8 @@ def evaluate_decoder(decoder, clips, chunk_size: int = 16, overlaps=(4, 0), out_
                          f"overlaps {list(overlaps)}")
     z = torch.cat([decoder.encode(c[None]) for c in clips])
     T = clips.shape[2]
-    image = torch.cat([decoder(zi[None], image_only=True) for zi in z]).clamp(-1, 1)
-    whole = torch.cat([decoder(zi[None]) for zi in z]).clamp(-1, 1)
+    image = torch.cat([decoder(zi[None], image_only=True).sample for zi in z]).clamp(-1, 1)
+    whole = torch.cat([decoder(zi[None]).sample for zi in z]).clamp(-1, 1)
     summary = {"image_decoder": {"psnr": psnr(image, clips), "temporal_error": temporal_error(image, clips)},
                "temporal_decoder": {"psnr": psnr(whole, clips), "temporal_error": temporal_error(whole, clips)},
                "chunked": {}}

@@ -15,6 +15,7 @@ from ..models.conditioning import encode_prompts
 from ..models.frames import vae_scale_factor
 from ..models.temporal_decoder import decode_latents, encode_latents
 from ..models.video_unet import VideoUNet
+from .devices import place
 from .outputs import VideoOutput, check_output_type, convert_frames
 from .sampling import FrameByFrame, make_scheduler, sample
 
@@ -57,6 +58,20 @@ class VideoLDMPipeline:
     @property
     def image_unet(self):
         return self.unet.unet
+
+    def to(self, device: str | torch.device | None = None, dtype: torch.dtype | None = None) -> "VideoLDMPipeline":
+        """Moves every model (and casts it to ``dtype``), as diffusers pipelines do; returns the pipeline."""
+        for module in (self.unet, self.vae, self.decoder, self.conditioner, self.temporal_conditioner):
+            place(module, device, dtype)
+        return self
+
+    @property
+    def device(self) -> torch.device:
+        return self.unet.device
+
+    @property
+    def dtype(self) -> torch.dtype:
+        return self.unet.dtype
 
     @property
     def vae_scale_factor(self) -> int:

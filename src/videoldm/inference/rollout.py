@@ -125,4 +125,4 @@ class _State:
 
     def save(self, k: int, tensors: dict) -> None:
         with replacing(self.path(k)) as partial:  # a clip file exists only once it is complete
-            save_file({name: t.contiguous() for name, t in tensors.items()}, partial)
+            save_file({name: t.float().cpu().contiguous() for name, t in tensors.items()}, partial)

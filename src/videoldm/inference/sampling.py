@@ -74,6 +74,15 @@ def _pair(uncond_kwargs: Mapping, cond_kwargs: Mapping, batch: int) -> dict:
     return paired
 
 
+def _to_model(value, device: torch.device, dtype: torch.dtype):
+    """Model inputs where the model is: tensors to its device, floating ones to its dtype; dicts recursed."""
+    if isinstance(value, torch.Tensor):
+        return value.to(device, dtype) if value.is_floating_point() else value.to(device)
+    if isinstance(value, Mapping):
+        return {k: _to_model(v, device, dtype) for k, v in value.items()}
+    return value
+
+
 def _first(output) -> torch.Tensor:
     """The prediction from a diffusers output, a tuple, or a plain tensor."""
     if isinstance(output, torch.Tensor):
@@ -131,7 +140,8 @@ def sample(
         generator = torch.Generator().manual_seed(generator)
     device = torch.device(device or getattr(model, "device", "cpu"))
     dtype = getattr(model, "dtype", torch.float32)
-    model_kwargs = {**(model_kwargs or {}), **call_kwargs}
+    model_kwargs = _to_model({**(model_kwargs or {}), **call_kwargs}, device, dtype)
+    uncond_kwargs = _to_model(uncond_kwargs, device, dtype) if uncond_kwargs is not None else None
     batch = shape[0]
     cond, uncond = (c.expand(batch, *c.shape[1:]) if c is not None and c.shape[0] == 1 else c for c in (cond, uncond))
     guided = (uncond is not None or uncond_kwargs is not None) and guidance_scale != 1.0

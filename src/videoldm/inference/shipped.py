@@ -21,7 +21,9 @@ import re
 from dataclasses import dataclass
 from pathlib import Path
 
-from ..export import is_export, load_stable_diffusion, load_text_encoder, read_index
+import torch
+
+from ..export import is_export, load_stable_diffusion, load_text_encoder, read_index, temporal_layers_folder
 from ..models.video_unet import VideoUNet
 from .outputs import VideoOutput, write_video
 from .pipeline import VideoLDMPipeline
@@ -87,42 +89,48 @@ class Request:
         return self.asks_driving or not self.asks_text
 
 
-def generate(models: str | Path | None, request: Request, out: str | Path, progress: bool = True) -> list[Path]:
-    """The main job: ``driving.mp4``/``.gif`` and/or ``text.mp4``/``.gif`` in ``out``, as ``request`` asks."""
+def generate(models: str | Path | None, request: Request, out: str | Path, progress: bool = True,
+             device: str | torch.device = "cpu", dtype: torch.dtype = torch.float32) -> list[Path]:
+    """The main job: ``driving.mp4``/``.gif`` and/or ``text.mp4``/``.gif`` in ``out``, as ``request`` asks,
+    with the models on ``device`` in ``dtype``."""
     models = Path(models) if models is not None else SHIPPED
+    placement = {"device": torch.device(device), "dtype": dtype}
     written = []
     if request.wants_driving:
-        written += write_outputs(_driving_video(models, request, progress), Path(out), "driving")
+        written += write_outputs(_driving_video(models, request, progress, **placement), Path(out), "driving")
     if request.wants_text:
-        written += write_outputs(_text_video(models, request, progress), Path(out), "text")
+        written += write_outputs(_text_video(models, request, progress, **placement), Path(out), "text")
     return written
 
 
 def driving_video(models: str | Path, daytime: str = "day", crowdedness: str = "medium", seconds: float = 2.0,
                   fps: float | None = None, steps: int = 25, guidance: float = 3.0, seed: int = 0,
-                  upsample: bool = False, progress: bool = True, upsample_steps: int | None = None) -> VideoOutput:
+                  upsample: bool = False, progress: bool = True, upsample_steps: int | None = None,
+                  device: str | torch.device = "cpu", dtype: torch.dtype = torch.float32) -> VideoOutput:
     """A driving clip: keyframes (continued clip to clip for longer videos), interpolation to ``fps``, the
     temporal decoder, and optionally the 4x video upsampler (``upsample_steps``: None, the upsampler's own
     default; ``steps`` is for the diffusion models that generate the frames)."""
     request = Request(daytime=daytime, crowdedness=crowdedness, seconds=seconds, fps=fps, steps=steps,
                       guidance=guidance, seed=seed, upsample=upsample, upsample_steps=upsample_steps)
-    return _driving_video(Path(models), request, progress)
+    return _driving_video(Path(models), request, progress, torch.device(device), dtype)
 
 
 def text_video(models: str | Path | None, prompt: str = DEFAULT_PROMPT, seconds: float = 2.0, fps: float | None = None,
                steps: int = 25, guidance: float = 3.0, seed: int = 0, base: str | None = None,
                temporal: str | None = None, size: tuple[int, int] | None = None, progress: bool = True,
-               temporal_text: str | None = None) -> VideoOutput:
+               temporal_text: str | None = None, device: str | torch.device = "cpu",
+               dtype: torch.dtype = torch.float32) -> VideoOutput:
     """A text-to-video clip from the shipped `shapes` model, or from ``base`` + ``temporal`` (``temporal_text``:
     the Stable Diffusion folder whose text encoder the temporal layers were trained with, when ``base`` has
     a fine-tuned one, as a DreamBooth model does)."""
     request = Request(prompt=prompt, seconds=seconds, fps=fps, steps=steps, guidance=guidance, seed=seed, base=base,
                       temporal=temporal, size=size, temporal_text=temporal_text)
-    return _text_video(Path(models) if models is not None else SHIPPED, request, progress)
+    return _text_video(Path(models) if models is not None else SHIPPED, request, progress, torch.device(device), dtype)
 
 
 # ------------------------------------------------------------------------------- the two videos
-def _driving_video(models: Path, request: Request, progress: bool) -> VideoOutput:
+def _driving_video(models: Path, request: Request, progress: bool, device: torch.device = torch.device("cpu"),
+                   dtype: torch.dtype = torch.float32) -> VideoOutput:
     root = models / "driving"
     decoder = root / "decoder" if is_export(root / "decoder") else None
     keyframes = VideoLDMPipeline.from_pretrained(model_folder(models, "driving/prediction"), temporal_decoder=decoder)
@@ -142,23 +150,25 @@ def _driving_video(models: Path, request: Request, progress: bool) -> VideoOutpu
     latent = keyframes.latent_size or (keyframes.image_unet.config.sample_size,) * 2
     h, w = (side * keyframes.vae_scale_factor * (4 if request.upsample else 1) for side in latent)  # 4x upsampler
     check_memory(frames, h, w)
-    stack = VideoLDMStack(keyframes, interpolator)
+    stack = VideoLDMStack(keyframes, interpolator).to(device, dtype)
     video = stack(attributes, num_frames=min(num_frames, total) if clips == 1 else num_frames, num_clips=clips,
                   interpolations=passes, num_inference_steps=request.steps, guidance_scale=request.guidance,
                   seed=request.seed, progress=progress)
     if request.upsample:
-        upsampler = Upsampler.from_pretrained(model_folder(models, "driving/upsampler-video"))
+        upsampler = Upsampler.from_pretrained(model_folder(models, "driving/upsampler-video")).to(device, dtype)
         out = upsampler(video.frames, num_inference_steps=request.upsample_steps, seed=request.seed, tile_size=256,
                         progress=progress)
         video = VideoOutput(frames=out.frames, fps=video.fps)
     return video
 
 
-def _text_video(models: Path, request: Request, progress: bool) -> VideoOutput:
+def _text_video(models: Path, request: Request, progress: bool, device: torch.device = torch.device("cpu"),
+                dtype: torch.dtype = torch.float32) -> VideoOutput:
     if request.base is not None:
         pipe = load_base(request.base, request.temporal, request.temporal_text)
     else:
         pipe = VideoLDMPipeline.from_pretrained(model_folder(models, "shapes/temporal"))
+    pipe.to(device, dtype)
     prompt = request.prompt or DEFAULT_PROMPT
     check_prompt(pipe, prompt)
     base_fps = pipe.fps or 8.0
@@ -186,11 +196,12 @@ def load_base(base: str, temporal: str | None, temporal_text: str | None = None)
     if temporal is None:
         raise ValueError("--base needs --temporal: a temporal-layer folder trained for that image model")
     parts = load_stable_diffusion(base)
-    unet = VideoUNet.from_unet2d(parts["unet"], temporal_layers=temporal).eval()
-    size = unet.unet.config.sample_size
+    unet = VideoUNet.from_unet2d(parts["unet"], temporal_layers=temporal_layers_folder(temporal)).eval()
+    trained = read_index(temporal) if is_export(temporal) else {}  # a temporal export says what it trained on
+    size = trained.get("latent_size") or (unet.unet.config.sample_size,) * 2
     pipe = VideoLDMPipeline(unet, parts["vae"].eval(), parts["scheduler"].config, parts["conditioner"], "text",
-                            (size, size), 8.0)
-    pipe.info = {"num_frames": 16}
+                            tuple(size), trained.get("fps") or 8.0)
+    pipe.info = {"num_frames": trained.get("num_frames") or 16}
     if temporal_text is not None:
         pipe.temporal_conditioner = load_text_encoder(temporal_text)
     return pipe

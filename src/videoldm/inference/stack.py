@@ -30,6 +30,12 @@ class VideoLDMStack:
         return cls(VideoLDMPipeline.from_pretrained(keyframes, temporal_decoder=temporal_decoder),
                    VideoLDMPipeline.from_pretrained(interpolator) if interpolator else None)
 
+    def to(self, device: str | torch.device | None = None, dtype: torch.dtype | None = None) -> "VideoLDMStack":
+        for pipeline in (self.keyframes, self.interpolator):
+            if pipeline is not None:
+                pipeline.to(device, dtype)
+        return self
+
     @torch.no_grad()
     def __call__(self, prompt=None, *, num_frames: int = 16, num_clips: int = 1, context_frames: int = 2,
                  interpolations: int = 1, num_inference_steps: int = 25, interpolation_steps: int | None = None,

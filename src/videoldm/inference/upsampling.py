@@ -33,6 +33,7 @@ from ..models.conditioning import encode_prompts
 from ..models.frames import window_starts
 from ..models.temporal_decoder import decode_latents
 from ..models.video_unet import VideoUNet
+from .devices import place
 from .outputs import VideoOutput, check_output_type, convert_frames
 from .sampling import FrameByFrame, Wrapper, make_scheduler, sample
 
@@ -170,6 +171,13 @@ class Upsampler:
         options.pop("temporal_layers", None)
         upsampler = cls(**options)
         return upsampler.video(temporal_layers=layers) if layers is not None else upsampler
+
+    def to(self, device: str | torch.device | None = None, dtype: torch.dtype | None = None) -> "Upsampler":
+        """Moves the UNet, the autoencoder and the text encoder; the low-resolution input is prepared on the
+        CPU and tiles go to the device one at a time."""
+        for module in (self.unet, self.vae, self.text):
+            place(module, device, dtype)
+        return self
 
     def video(self, temporal_layers: str | Path | None = None, **temporal_options) -> "Upsampler":
         """The same upsampler with temporal layers (new ones with ``temporal_options``, or loaded); the

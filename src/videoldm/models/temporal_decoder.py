@@ -21,6 +21,7 @@ import torch
 from diffusers import AutoencoderKL
 from diffusers.configuration_utils import register_to_config
 from diffusers.models.attention_processor import Attention
+from diffusers.models.autoencoders.vae import DecoderOutput
 from diffusers.models.resnet import ResnetBlock2D
 from torch import nn
 from tqdm.auto import tqdm
@@ -153,8 +154,9 @@ class TemporalDecoder(TemporalAttachment):
         return z.view(B, T, *z.shape[1:]).transpose(1, 2)
 
     # ---------------------------------------------------------------------------------------- decode
-    def forward(self, latents: torch.Tensor, image_only: bool = False) -> torch.Tensor:
-        """Decodes a whole clip at once: ``(B, C, T, h, w)`` unscaled latents -> ``(B, 3, T, H, W)``.
+    def forward(self, latents: torch.Tensor, image_only: bool = False, return_dict: bool = True):
+        """Decodes a whole clip at once: ``(B, C, T, h, w)`` unscaled latents -> ``(B, 3, T, H, W)`` frames, as
+        ``DecoderOutput.sample`` (diffusers' output of a decoder) or, with ``return_dict=False``, a 1-tuple.
 
         ``image_only`` runs the plain image decoder (alpha = 1), frame by frame.
         """
@@ -162,7 +164,8 @@ class TemporalDecoder(TemporalAttachment):
         frames = latents.transpose(1, 2).flatten(0, 1)
         with self._state.use(None if image_only else FrameState(T)), self._whole_batch():
             out = self.vae.decode(frames).sample
-        return out.view(B, T, *out.shape[1:]).transpose(1, 2)
+        out = out.view(B, T, *out.shape[1:]).transpose(1, 2)
+        return DecoderOutput(sample=out) if return_dict else (out,)
 
     def iter_decode(self, latents: torch.Tensor, chunk_size: int | None = 16, overlap: int = 4,
                     tile_size: int | None = None, image_only: bool = False,
@@ -184,7 +187,7 @@ class TemporalDecoder(TemporalAttachment):
         with self._tiles(tile_size):
             for k, start in enumerate(tqdm(starts, desc="decode", disable=not progress, leave=False)):
                 end = min(start + chunk_size, T)
-                chunk = self.forward(latents[:, :, start:end], image_only=image_only)
+                chunk = self.forward(latents[:, :, start:end], image_only=image_only).sample
                 if tail is not None:  # cross-fade into the previous chunk's frames over [start, start + L)
                     L = tail.shape[2]
                     weight = torch.arange(1, L + 1, device=chunk.device, dtype=chunk.dtype) / (L + 1)
@@ -255,23 +258,26 @@ def decode_latents(vae, latents: torch.Tensor, chunk_size: int = 16, overlap: in
     ``vae``: an ``AutoencoderKL`` (frame by frame, 16 frames at a time) or a ``TemporalDecoder`` (chunks
     of ``chunk_size`` frames cross-faded over ``overlap``; ``image_only`` makes it the image decoder).
     """
+    weight = next(vae.parameters())
+    latents = latents.to(weight.device, weight.dtype)
     with torch.no_grad():
         if isinstance(vae, TemporalDecoder):
             frames = vae.decode(latents / vae.vae.config.scaling_factor, chunk_size, overlap,
                                 image_only=image_only, progress=progress)
-            return frames.transpose(1, 2).clamp(-1, 1)
+            return frames.transpose(1, 2).clamp(-1, 1).float()
         B, C, T = latents.shape[:3]
         frames = latents.transpose(1, 2).flatten(0, 1) / vae.config.scaling_factor
         images = torch.cat([vae.decode(chunk).sample for chunk in frames.split(16)])
-    return images.view(B, T, *images.shape[1:]).clamp(-1, 1)
+    return images.view(B, T, *images.shape[1:]).clamp(-1, 1).float()
 
 
 def encode_latents(vae, video: torch.Tensor, chunk_size: int | None = None) -> torch.Tensor:
     """``(B, 3, T, H, W)`` frames in [-1, 1] -> ``(B, C, T, h, w)`` scaled latents: the posterior's mode of an
     ``AutoencoderKL``'s (frozen) encoder, ``chunk_size`` frames at a time (None: all at once)."""
     B, T = video.shape[0], video.shape[2]
-    frames = video.transpose(1, 2).flatten(0, 1)
+    weight = next(vae.parameters())
+    frames = video.transpose(1, 2).flatten(0, 1).to(weight.device, weight.dtype)
     with torch.no_grad():
         z = torch.cat([vae.encode(chunk).latent_dist.mode() for chunk in frames.split(chunk_size or len(frames))])
-    z = z * vae.config.scaling_factor
+    z = z.float() * vae.config.scaling_factor
     return z.view(B, T, *z.shape[1:]).transpose(1, 2)

@@ -57,12 +57,15 @@ class RotaryTimeEmbedding(nn.Module):
         super().__init__()
         if head_dim % 2:
             raise ValueError(f"rotary embeddings need an even head dimension, got {head_dim}")
-        inv_freq = max_period ** (-torch.arange(0, head_dim, 2, dtype=torch.float32) / head_dim)
-        self.register_buffer("inv_freq", inv_freq, persistent=False)
+        self.head_dim, self.max_period = head_dim, max_period
 
     def rotations(self, num_frames: int, device) -> torch.Tensor:
         """``(T, head_dim / 2)`` unit complex numbers ``exp(i * t * inv_freq)``."""
-        angles = torch.outer(torch.arange(num_frames, device=device, dtype=torch.float32), self.inv_freq.to(device))
+        # in float32 whatever the model's dtype (not a buffer: casting the module to bf16 would round the
+        # frequencies, and far frames would rotate by the wrong angles)
+        inv_freq = self.max_period ** (-torch.arange(0, self.head_dim, 2, device=device, dtype=torch.float32)
+                                       / self.head_dim)
+        angles = torch.outer(torch.arange(num_frames, device=device, dtype=torch.float32), inv_freq)
         return torch.polar(torch.ones_like(angles), angles)
 
     def forward(self, x: torch.Tensor, time_dim: int = -2) -> torch.Tensor:

@@ -2,6 +2,7 @@
 from __future__ import annotations
 
 import dataclasses
+import re
 import types
 import typing
 from dataclasses import dataclass, field
@@ -42,7 +43,7 @@ class RunConfig:
     seed: int = 0
     max_steps: int = 1000
     grad_accum: int = 1
-    mixed_precision: str = "no"  # no | bf16 | fp16
+    mixed_precision: str = "auto"  # auto (bf16 where the hardware computes it, else float32) | no | bf16 | fp16
     gradient_checkpointing: bool = False
     log_every: int = 10
     log_with: str = "tensorboard"  # accelerate's trackers (tensorboard, wandb, mlflow, ...; comma-separated), or none
@@ -222,8 +223,8 @@ def parse_config(values: dict, source: str | None = None) -> TrainConfig:
         run=_build(RunConfig, values.get("run") or {}, "run"),
         source=source,
     )
-    if config.run.mixed_precision not in ("no", "bf16", "fp16"):
-        raise ValueError(f"run.mixed_precision must be no, bf16 or fp16; got {config.run.mixed_precision!r}")
+    if config.run.mixed_precision not in ("auto", "no", "bf16", "fp16"):
+        raise ValueError(f"run.mixed_precision must be auto, no, bf16 or fp16; got {config.run.mixed_precision!r}")
     if config.optim.schedule not in ("constant", "cosine", "linear"):
         raise ValueError(f"optim.schedule must be constant, cosine or linear; got {config.optim.schedule!r}")
     _check_ranges(config)
@@ -262,12 +263,24 @@ def _check_ranges(config: TrainConfig) -> None:
             raise ValueError(f"{key} must be {meaning}; got {value!r}")
 
 
+class RecipeLoader(yaml.SafeLoader):
+    """YAML as recipes mean it: only true/false are booleans (YAML 1.2), so ``mixed_precision: no`` is the
+    word "no", not False."""
+
+
+RecipeLoader.yaml_implicit_resolvers = {
+    first: [(tag, regex) for tag, regex in resolvers if tag != "tag:yaml.org,2002:bool"]
+    for first, resolvers in yaml.SafeLoader.yaml_implicit_resolvers.items()}
+RecipeLoader.add_implicit_resolver("tag:yaml.org,2002:bool", re.compile(r"^(?:true|True|TRUE|false|False|FALSE)$"),
+                                   list("tTfF"))
+
+
 def load_config(path: str | Path, overrides: list[str] = ()) -> TrainConfig:
     """Reads a YAML config; ``overrides`` are ``section.key=value`` strings (the value parsed as YAML)."""
     path = Path(path)
     if not path.is_file():
         raise FileNotFoundError(f"config {path} not found")
-    values = yaml.safe_load(path.read_text()) or {}
+    values = yaml.load(path.read_text(), Loader=RecipeLoader) or {}
     for item in overrides:
         key, sep, raw = item.partition("=")
         if not sep:
@@ -276,5 +289,5 @@ def load_config(path: str | Path, overrides: list[str] = ()) -> TrainConfig:
         *parents, leaf = key.split(".")
         for part in parents:
             node = node.setdefault(part, {})
-        node[leaf] = yaml.safe_load(raw)
+        node[leaf] = yaml.load(raw, Loader=RecipeLoader)
     return parse_config(values, str(path))

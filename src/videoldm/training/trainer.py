@@ -23,6 +23,7 @@ from diffusers.optimization import get_scheduler
 from diffusers.training_utils import EMAModel
 from tqdm.auto import tqdm
 
+from ..inference.devices import resolve_device, resolve_mixed_precision
 from .checkpoint import list_checkpoints, load_checkpoint, save_checkpoint
 from .config import TrainConfig
 from .data import make_loader
@@ -77,12 +78,16 @@ class Trainer:
     def __init__(self, config: TrainConfig, accelerator: Accelerator | None = None):
         self.config = config
         run = config.run
+        precision, why = resolve_mixed_precision(run.mixed_precision, resolve_device("auto"))
         self.accelerator = accelerator or Accelerator(
-            mixed_precision=run.mixed_precision,
+            mixed_precision=precision,
             # without a GPU, tell accelerate so: under torchrun it then runs data-parallel on CPU (gloo)
             cpu=not (torch.cuda.is_available() or torch.backends.mps.is_available()),
             kwargs_handlers=[DistributedDataParallelKwargs(find_unused_parameters=True)],
             log_with=None if run.log_with == "none" else run.log_with.split(","), project_dir=run.output_dir)
+        if run.mixed_precision == "auto":  # recorded in the run's config.json as what it was
+            self._log(f"run.mixed_precision auto: {precision} ({why})")
+            run.mixed_precision = precision
         torch.manual_seed(run.seed)
         self.stage = STAGES[config.stage](config)  # builds and checks every model before any step
         self.run_dir = Path(run.output_dir)

@@ -41,7 +41,7 @@ class DecoderModule(nn.Module):
             B, T = video.shape[0], video.shape[2]
             mean = posterior.mean.view(B, T, *posterior.mean.shape[1:]).transpose(1, 2)
             std = posterior.std.view(B, T, *posterior.std.shape[1:]).transpose(1, 2)
-        recon = self.decoder(mean + std * eps.to(mean)).float()
+        recon = self.decoder(mean + std * eps.to(mean)).sample.float()
         rec = F.l1_loss(recon, video.float())
         logs = {"l1": rec.detach()}
         if o.temporal_weight:  # the error in how frames change: what flickers, even when each frame is close
@@ -108,7 +108,7 @@ class DecoderStage(Stage):
         with torch.no_grad():
             clip = self.dataset[0][0][None].to(self.device)
             z = self.decoder.encode(clip)
-            rows = [clip, self.decoder(z, image_only=True), self.decoder(z)]
+            rows = [clip, self.decoder(z, image_only=True).sample, self.decoder(z).sample]
         side_by_side = torch.cat([r[0].transpose(0, 1).cpu() for r in rows], dim=-1)
         write_gif(directory / f"decoder-{step:08d}.gif", to_uint8(side_by_side), self.config.data.fps or 8)
         self.decoder.train()

@@ -6,7 +6,7 @@ from pathlib import Path
 from diffusers import DDPMScheduler, UNet2DConditionModel
 from torch import nn
 
-from ...export import is_export, load_autoencoder, load_image_model, write_index
+from ...export import is_export, is_stable_diffusion, load_autoencoder, load_image_model, write_index
 from ...models.loading import load_image_unet
 from ..config import TrainConfig
 from ..samples import sample_and_write
@@ -28,8 +28,15 @@ class ImageStage(DiffusionStage):
         self.config, m = config, config.model
         self.vae = load_autoencoder(m.autoencoder).requires_grad_(False).eval()
         pretrained = m.unet.get("pretrained")
-        base = load_image_model(pretrained) if pretrained and is_export(pretrained) else None
-        if base is not None:  # fine-tuning an image export (a new style): its UNet, schedule and conditioner
+        # fine-tuning an image export (a new style) or Stable Diffusion (on video frames, as the paper did before
+        # adding temporal layers): its UNet, schedule and conditioner; SD's CLIP text encoder stays frozen
+        base = load_image_model(pretrained) if pretrained and (is_export(pretrained) or is_stable_diffusion(pretrained)) \
+            else None
+        if base is not None and is_stable_diffusion(pretrained):
+            if m.conditioning != "text":
+                raise ValueError(f"model.conditioning is {m.conditioning!r}, but {pretrained} is a text-to-image model")
+            base["conditioner"].requires_grad_(False)
+        if base is not None:
             unet = base["unet"]
         elif pretrained:
             unet = load_image_unet(pretrained)
