@@ -94,3 +94,18 @@ def test_sd_spatial_layers_fine_tune_on_video_frames_with_their_own_frozen_text_
     temporal = Trainer(load_config(RECIPE, [f"model.image_model={final}",
                                             *tiny(data, sd, **{"run.output_dir": tmp_path / "temporal"})]))
     assert temporal.train().joinpath("videoldm.json").is_file()
+
+
+def test_a_temporal_decoder_fine_tunes_on_the_sd_autoencoder(sd_and_clips, tmp_path):
+    """The decoder stage takes an SD folder as its autoencoder (its vae/), encoder untouched."""
+    from conftest import run_stage
+    from videoldm.export import load_temporal_decoder
+
+    data, sd = sd_and_clips
+    clips = {"path": str(data / "clips"), "num_frames": 5, "fps": None, "size": [16, 16], "batch_size": 2}
+    final = run_stage(tmp_path, "decoder", "decoder", clips, {
+        "autoencoder": str(sd), "discriminator": {"channels": 8, "num_layers": 1}}).train()
+    decoder = load_temporal_decoder(final)
+    assert decoder.vae.config.scaling_factor == 0.18215  # SD's own autoencoder, referenced, not copied
+    frames = decoder(torch.randn(1, 4, 5, 8, 8)).sample
+    assert frames.shape == (1, 3, 5, 16, 16) and torch.isfinite(frames).all()

@@ -319,3 +319,19 @@ def test_resume_without_a_checkpoint_says_it_starts_at_step_0(tmp_path, clips, c
     trainer = Trainer(load_config(recipe(tmp_path, clips)))
     assert trainer.resume() is False and trainer.step == 0
     assert f"no checkpoint in {tmp_path / 'run'} to resume from: starting at step 0" in capsys.readouterr().out
+
+
+def test_ddp_searches_for_unused_parameters_only_where_a_stage_can_leave_some():
+    """The search costs time on GPUs: on for the decoder (its discriminator waits for disc_start) and temporal
+    stages with image batches, off elsewhere (the two-process test above runs without it); a recipe decides."""
+    from videoldm.training.config import parse_config
+    from videoldm.training.trainer import may_skip_parameters
+
+    def recipe(stage, model=None, **run):
+        return parse_config({"stage": stage, "model": model or {}, "run": run})
+
+    assert not may_skip_parameters(recipe("autoencoder"))
+    assert not may_skip_parameters(recipe("temporal", {"image_model": "x"}))
+    assert may_skip_parameters(recipe("temporal", {"image_model": "x", "image_batch_prob": 0.2}))
+    assert may_skip_parameters(recipe("decoder", {"autoencoder": "x"}))
+    assert may_skip_parameters(recipe("autoencoder", find_unused_parameters=True))

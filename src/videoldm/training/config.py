@@ -46,6 +46,9 @@ class RunConfig:
     mixed_precision: str = "auto"  # auto (bf16 where the hardware computes it, else float32) | no | bf16 | fp16
     gradient_checkpointing: bool = False
     log_every: int = 10
+    # DDP's search for parameters a step leaves unused (it costs time on GPUs); None: only where the stage may
+    # leave some (the decoder's discriminator before disc_start, image batches of a temporal stage)
+    find_unused_parameters: bool | None = None
     log_with: str = "tensorboard"  # accelerate's trackers (tensorboard, wandb, mlflow, ...; comma-separated), or none
     sample_every: int = 0  # 0: only at the end
     checkpoint_every: int = 200

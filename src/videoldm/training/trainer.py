@@ -30,6 +30,15 @@ from .data import make_loader
 from .stages import STAGES
 
 
+def may_skip_parameters(config: TrainConfig) -> bool:
+    """Whether a step of this recipe can leave trainable parameters without a gradient, which DDP must then
+    search for: ``run.find_unused_parameters``, or else the stages that do (the decoder's discriminator before
+    ``disc_start``; a temporal stage's all-image batches skip the temporal layers)."""
+    if config.run.find_unused_parameters is not None:
+        return config.run.find_unused_parameters
+    return config.stage == "decoder" or getattr(config.model, "image_batch_prob", 0.0) > 0
+
+
 class TrainingInterrupted(Exception):
     """SIGINT or SIGTERM arrived: the step in progress was finished and checkpointed, nothing is lost."""
 
@@ -83,7 +92,7 @@ class Trainer:
             mixed_precision=precision,
             # without a GPU, tell accelerate so: under torchrun it then runs data-parallel on CPU (gloo)
             cpu=not (torch.cuda.is_available() or torch.backends.mps.is_available()),
-            kwargs_handlers=[DistributedDataParallelKwargs(find_unused_parameters=True)],
+            kwargs_handlers=[DistributedDataParallelKwargs(find_unused_parameters=may_skip_parameters(config))],
             log_with=None if run.log_with == "none" else run.log_with.split(","), project_dir=run.output_dir)
         if run.mixed_precision == "auto":  # recorded in the run's config.json as what it was
             self._log(f"run.mixed_precision auto: {precision} ({why})")
