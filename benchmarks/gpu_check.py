@@ -96,10 +96,7 @@ def train_step_figures(name: str, cfg: dict, args, device, dtype) -> dict:
                "params": sum(p.numel() for p in model.parameters()), "step_s": seconds, "gmacs": macs / 1e9,
                "tflops": 2 * macs / seconds / 1e12,
                "peak_gib": torch.cuda.max_memory_allocated() / 2 ** 30 if device.type == "cuda" else None}
-    del model, optimizer
-    if device.type == "cuda":
-        torch.cuda.empty_cache()
-    return figures
+    return figures  # the model and its optimizer state go with this frame
 
 
 def synchronize(device) -> None:
@@ -155,7 +152,11 @@ def main() -> None:
     card = torch.cuda.get_device_name(0) if device.type == "cuda" else "CPU (dry run)"
     peak = card_peak(card) if device.type == "cuda" else None
     cfg = resolve_unet_config(args.base)
-    rows = [train_step_figures(name, cfg, args, device, dtype) for name in ("image", "videoldm", "animatediff", "svd")]
+    rows = []
+    for name in ("image", "videoldm", "animatediff", "svd"):
+        rows.append(train_step_figures(name, cfg, args, device, dtype))
+        if device.type == "cuda":
+            torch.cuda.empty_cache()
     pipelines = pipeline_figures(device, dtype, args.pipeline_steps, 0.5 if args.dry_run else 2.0, not args.dry_run)
 
     image = rows[0]

@@ -178,3 +178,44 @@ def save_original_checkpoint(unet, path: str | os.PathLike) -> dict[str, torch.T
     state_dict = {k: v.detach().cpu().contiguous() for k, v in unet_to_original_state_dict(unet).items()}
     save_file(state_dict, os.fspath(path))
     return state_dict
+
+
+LDM_VAE_PREFIX = "first_stage_model."
+LDM_CLIP_PREFIX = "cond_stage_model.transformer."
+
+
+def vae_to_original_state_dict(vae) -> dict:
+    """An ``AutoencoderKL``'s state dict under the original LDM keys (``first_stage_model.*``): the inverse of
+    diffusers' ``convert_ldm_vae_checkpoint`` (decoder blocks counted from the bottom, attention as 1x1 convs)."""
+    n_up = len(vae.config.up_block_types)
+    out = {}
+    for key, tensor in vae.state_dict().items():
+        new = key.replace("conv_norm_out", "norm_out").replace("conv_shortcut", "nin_shortcut")
+        new = re.sub(r"down_blocks\.(\d+)\.resnets\.(\d+)", r"down.\1.block.\2", new)
+        new = re.sub(r"down_blocks\.(\d+)\.downsamplers\.0", r"down.\1.downsample", new)
+        new = re.sub(r"up_blocks\.(\d+)\.resnets\.(\d+)",
+                     lambda m: f"up.{n_up - 1 - int(m.group(1))}.block.{m.group(2)}", new)
+        new = re.sub(r"up_blocks\.(\d+)\.upsamplers\.0", lambda m: f"up.{n_up - 1 - int(m.group(1))}.upsample", new)
+        new = re.sub(r"mid_block\.resnets\.(\d+)", lambda m: f"mid.block_{int(m.group(1)) + 1}", new)
+        if "mid_block.attentions.0" in new:
+            new = new.replace("mid_block.attentions.0", "mid.attn_1")
+            new = (new.replace("group_norm", "norm").replace("to_q", "q").replace("to_k", "k").replace("to_v", "v")
+                   .replace("to_out.0", "proj_out"))
+            if tensor.ndim == 2:  # linear -> 1x1 conv
+                tensor = tensor[:, :, None, None]
+        out[LDM_VAE_PREFIX + new] = tensor
+    return out
+
+
+def save_sd_single_file(pipeline_folder, path) -> None:
+    """A diffusers Stable Diffusion 1.x folder as one original-format checkpoint (UNet, VAE, CLIP text encoder)."""
+    from diffusers import AutoencoderKL, UNet2DConditionModel
+    from transformers import CLIPTextModel
+
+    unet = UNet2DConditionModel.from_pretrained(os.path.join(pipeline_folder, "unet"))
+    vae = AutoencoderKL.from_pretrained(os.path.join(pipeline_folder, "vae"))
+    text = CLIPTextModel.from_pretrained(os.path.join(pipeline_folder, "text_encoder"))
+    state = {**unet_to_original_state_dict(unet), **vae_to_original_state_dict(vae),
+             **{LDM_CLIP_PREFIX + ("" if k.startswith("text_model.") else "text_model.") + k: v
+                for k, v in text.state_dict().items()}}  # transformers >= 5.6 flattened CLIPTextModel's keys
+    save_file({k: v.contiguous() for k, v in state.items()}, str(path))

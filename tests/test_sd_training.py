@@ -109,3 +109,35 @@ def test_a_temporal_decoder_fine_tunes_on_the_sd_autoencoder(sd_and_clips, tmp_p
     assert decoder.vae.config.scaling_factor == 0.18215  # SD's own autoencoder, referenced, not copied
     frames = decoder(torch.randn(1, 4, 5, 8, 8)).sample
     assert frames.shape == (1, 3, 5, 16, 16) and torch.isfinite(frames).all()
+
+
+def test_an_original_single_file_checkpoint_trains_and_generates_like_its_folder(sd_and_clips, tmp_path):
+    """The same tiny SD as one original-format file (UNet, VAE, CLIP under their LDM keys), read by diffusers'
+    single-file loader with the folder as its configs: same weights, a temporal run on it, generate with it."""
+    from sd_single_file import save_sd_single_file
+    from videoldm.cli import main
+    from videoldm.data.io import read_video
+    from videoldm.export import load_image_model
+    from videoldm.training.config import load_config
+    from videoldm.training.trainer import Trainer
+
+    data, sd = sd_and_clips
+    checkpoint = tmp_path / "sd.safetensors"
+    save_sd_single_file(sd, checkpoint)
+    single, folder = load_image_model(checkpoint, sd), load_image_model(sd)
+    for part in ("unet", "vae"):
+        a, b = single[part].state_dict(), folder[part].state_dict()
+        assert a.keys() == b.keys() and all(torch.equal(a[k], b[k]) for k in a)
+    with torch.no_grad():
+        assert torch.equal(single["conditioner"].encode(["a red circle"]), folder["conditioner"].encode(["a red circle"]))
+
+    config = load_config(RECIPE, [f"model.image_model={checkpoint}", f"model.image_config={sd}",
+                                  *tiny(data, sd, **{"run.output_dir": tmp_path / "run"})])
+    final = Trainer(config).train()
+    index = json.loads((final / "videoldm.json").read_text())
+    assert (final / index["image_model"]).resolve() == checkpoint.resolve()
+    assert (final / index["image_config"]).resolve() == sd.resolve()
+    out = tmp_path / "out"
+    assert main(["generate", "--base", str(checkpoint), "--base-config", str(sd), "--temporal", str(final),
+                 "--prompt", "a red circle", "--steps", "2", "--seconds", "0.5", "--out", str(out)]) == 0
+    assert read_video(out / "text.mp4").shape == (4, 16, 16, 3)

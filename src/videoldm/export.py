@@ -75,10 +75,13 @@ def is_stable_diffusion(folder: str | Path) -> bool:
     return all((root / part).is_dir() for part in ("unet", "vae", "text_encoder", "tokenizer", "scheduler"))
 
 
-def load_image_model(path: str | Path) -> dict:
+def load_image_model(path: str | Path, config: str | Path | None = None) -> dict:
     """The parts of an image model: ``index``, ``unet``, ``scheduler``, ``vae``, ``conditioner`` (or None), from
-    an `image` export or a diffusers Stable Diffusion folder (whose CLIP text encoder is the conditioner)."""
+    an `image` export, a diffusers Stable Diffusion folder (whose CLIP text encoder is the conditioner) or an
+    original single-file SD checkpoint (``config``: a diffusers-format folder of its configs and tokenizer)."""
     root = Path(path)
+    if root.is_file() and root.suffix in (".safetensors", ".ckpt"):
+        return load_stable_diffusion_file(root, config)
     if not is_export(root):
         if is_stable_diffusion(root):
             return load_stable_diffusion(root)
@@ -107,6 +110,21 @@ def load_stable_diffusion(path: str | Path) -> dict:
             "vae": AutoencoderKL.from_pretrained(root / "vae"), "conditioner": load_text_encoder(root)}
 
 
+def load_stable_diffusion_file(path: str | Path, config: str | Path | None = None) -> dict:
+    """An original single-file Stable Diffusion checkpoint (UNet, VAE and CLIP in one file), read by diffusers'
+    own single-file loader, in the layout of :func:`load_image_model`. ``config``: a diffusers-format SD folder
+    for the configs and the tokenizer (its weights are not read); without one diffusers looks them up online."""
+    from diffusers import StableDiffusionPipeline
+
+    if config is not None and not is_stable_diffusion(config):
+        raise ValueError(f"{config}: expected a diffusers Stable Diffusion folder (configs and tokenizer) for {path}")
+    pipe = StableDiffusionPipeline.from_single_file(str(path), config=str(config) if config else None,
+                                                    local_files_only=config is not None)
+    return {"index": {"conditioning": "text"}, "unet": pipe.unet,
+            "scheduler": DDPMScheduler.from_config(pipe.scheduler.config), "vae": pipe.vae,
+            "conditioner": TextConditioner(pipe.tokenizer, pipe.text_encoder, check_eos=False).eval()}
+
+
 def load_text_encoder(path: str | Path) -> TextConditioner:
     """The tokenizer and CLIP text encoder of a Stable Diffusion folder, as a conditioner."""
     root = Path(path)
@@ -123,7 +141,8 @@ def load_video_model(path: str | Path, image_model: str | Path | None = None) ->
     root = Path(path)
     index = read_index(root)
     if index["stage"] in VIDEO_STAGES:
-        parts = load_image_model(image_model or referenced(root, index["image_model"]))
+        config = referenced(root, index["image_config"]) if index.get("image_config") and not image_model else None
+        parts = load_image_model(image_model or referenced(root, index["image_model"]), config)
         unet = parts["unet"]
         if index.get("unet"):  # the spatial layers were fine-tuned too
             unet = UNet2DConditionModel.from_pretrained(root / index["unet"])

@@ -41,7 +41,10 @@ def add_command(subparsers) -> None:
                    help="text video only: HxW, multiples of 32 for the shipped model, up to 4x the trained 64x64 "
                         "(default the trained size)")
     p.add_argument("--base", help="your image model: a diffusers Stable Diffusion folder (needs --temporal)")
-    p.add_argument("--temporal", help="a temporal-layer folder for --base")
+    p.add_argument("--temporal", help="a temporal-layer folder (or a temporal run's final/) for --base")
+    p.add_argument("--base-config", metavar="SD_FOLDER",
+                   help="with --base as an original single-file checkpoint (.safetensors/.ckpt): a diffusers Stable "
+                        "Diffusion folder holding its configs and tokenizer (its weights are not read)")
     p.add_argument("--temporal-text", metavar="SD_FOLDER",
                    help="with --base: the Stable Diffusion folder whose text encoder the temporal layers were "
                         "trained with, when --base's is fine-tuned (DreamBooth): the spatial layers then read "
@@ -58,7 +61,8 @@ def run(args) -> int:
     request = Request(prompt=args.prompt, daytime=args.daytime, crowdedness=args.crowdedness, seconds=args.seconds,
                       fps=args.fps, steps=args.steps, guidance=args.guidance, seed=args.seed, upsample=args.upsample,
                       upsample_steps=args.upsample_steps, size=args.size, base=args.base, temporal=args.temporal,
-                      temporal_text=args.temporal_text)  # checked whole, before any model is loaded
+                      temporal_text=args.temporal_text, base_config=args.base_config)
+    # (checked whole when made, before any model is loaded)
     device, dtype = device_and_dtype(args)
     out = output_folder(args.out)  # before any sampling
     start = time.perf_counter()

@@ -23,7 +23,8 @@ from pathlib import Path
 
 import torch
 
-from ..export import is_export, load_stable_diffusion, load_text_encoder, read_index, temporal_layers_folder
+from ..export import (is_export, load_stable_diffusion, load_stable_diffusion_file, load_text_encoder, read_index,
+                      temporal_layers_folder)
 from ..models.video_unet import VideoUNet
 from .outputs import VideoOutput, write_video
 from .pipeline import VideoLDMPipeline
@@ -54,12 +55,15 @@ class Request:
     base: str | None = None
     temporal: str | None = None
     temporal_text: str | None = None
+    base_config: str | None = None
 
     def __post_init__(self):
         if self.temporal is not None and self.base is None:
             raise ValueError("--temporal goes with --base: the image model those temporal layers were trained for")
         if self.base is not None and self.temporal is None:
             raise ValueError("--base needs --temporal: a temporal-layer folder trained for that image model")
+        if self.base_config is not None and self.base is None:
+            raise ValueError("--base-config goes with --base: the configs of a single-file checkpoint")
         if self.temporal_text is not None and self.base is None:
             raise ValueError("--temporal-text goes with --base: the text encoder the temporal layers were trained with")
         if not self.seconds > 0:
@@ -165,7 +169,7 @@ def _driving_video(models: Path, request: Request, progress: bool, device: torch
 def _text_video(models: Path, request: Request, progress: bool, device: torch.device = torch.device("cpu"),
                 dtype: torch.dtype = torch.float32) -> VideoOutput:
     if request.base is not None:
-        pipe = load_base(request.base, request.temporal, request.temporal_text)
+        pipe = load_base(request.base, request.temporal, request.temporal_text, request.base_config)
     else:
         pipe = VideoLDMPipeline.from_pretrained(model_folder(models, "shapes/temporal"))
     pipe.to(device, dtype)
@@ -189,13 +193,16 @@ def _text_video(models: Path, request: Request, progress: bool, device: torch.de
                 guidance_scale=request.guidance, seed=request.seed, progress=progress)
 
 
-def load_base(base: str, temporal: str | None, temporal_text: str | None = None) -> VideoLDMPipeline:
+def load_base(base: str, temporal: str | None, temporal_text: str | None = None,
+              base_config: str | None = None) -> VideoLDMPipeline:
     """A text-to-video pipeline from a diffusers Stable Diffusion folder (unet, vae, text encoder, tokenizer,
-    scheduler) and a temporal-layer folder made for that UNet's architecture; ``temporal_text``: a Stable
-    Diffusion folder whose tokenizer and text encoder feed the temporal layers instead of ``base``'s."""
+    scheduler), or an original single-file SD checkpoint with ``base_config`` (a diffusers SD folder of its
+    configs), and a temporal-layer folder (or temporal export) made for that UNet's architecture;
+    ``temporal_text``: a Stable Diffusion folder whose tokenizer and text encoder feed the temporal layers
+    instead of ``base``'s."""
     if temporal is None:
         raise ValueError("--base needs --temporal: a temporal-layer folder trained for that image model")
-    parts = load_stable_diffusion(base)
+    parts = load_stable_diffusion_file(base, base_config) if Path(base).is_file() else load_stable_diffusion(base)
     unet = VideoUNet.from_unet2d(parts["unet"], temporal_layers=temporal_layers_folder(temporal)).eval()
     trained = read_index(temporal) if is_export(temporal) else {}  # a temporal export says what it trained on
     size = trained.get("latent_size") or (unet.unet.config.sample_size,) * 2

@@ -22,7 +22,7 @@ def cache_latents(config: TrainConfig, batch_size: int = 16) -> Path:
     if config.stage == "image":
         vae = load_autoencoder(config.model.autoencoder)
     elif config.stage == "temporal":
-        vae = load_image_model(config.model.image_model)["vae"]
+        vae = load_image_model(config.model.image_model, config.model.image_config)["vae"]
     else:
         raise ValueError("cache-latents needs an image or temporal recipe (they name the autoencoder)")
     vae.eval()

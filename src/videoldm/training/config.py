@@ -84,7 +84,8 @@ class ImageModelConfig:
 
 @dataclass
 class TemporalModelConfig:
-    image_model: str = ""  # an `image` run's `final/` folder: its UNet stays frozen
+    image_model: str = ""  # an `image` run's `final/`, a diffusers SD folder or an SD single file: frozen
+    image_config: str | None = None  # for a single file: a diffusers SD folder of its configs and tokenizer
     temporal: dict = field(default_factory=dict)  # VideoUNet temporal options
     image_batch_prob: float = 0.0  # share of samples trained as images (alpha forced to 1)
     train_spatial: bool = False  # also fine-tune the image UNet (SVD's option); default: temporal only

@@ -27,7 +27,7 @@ class TemporalModule(nn.Module):
 class TemporalStage(DiffusionStage):
     def __init__(self, config: TrainConfig):
         self.config, m = config, config.model
-        parts = load_image_model(m.image_model)
+        parts = load_image_model(m.image_model, m.image_config)
         self.vae = parts["vae"].requires_grad_(False).eval()
         self.scheduler = parts["scheduler"]
         self.conditioner = parts["conditioner"]
@@ -61,6 +61,8 @@ class TemporalStage(DiffusionStage):
         """Only the temporal layers: the frozen image model is referenced by path, not copied."""
         self.video_unet.save_temporal_layers(directory / "temporal_layers")
         index = {"stage": "temporal", "image_model": reference(self.config.model.image_model, directory),
+                 **({"image_config": reference(self.config.model.image_config, directory)}
+                    if self.config.model.image_config else {}),
                  "temporal_layers": "temporal_layers", "latent_size": self.latent_size(),
                  "num_frames": self.config.data.num_frames, "fps": self.config.data.fps, **self.export_info()}
         if self.config.model.train_spatial:
