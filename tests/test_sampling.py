@@ -166,3 +166,33 @@ def test_interpolation_seeds_are_those_of_earlier_versions():
     for seed in (0, 3, 12345):
         assert interpolation_seed(seed, 2) == seed * 1_000_003 + 7919 * 2  # the stack's second pass
         assert interpolation_seed(seed, clip=5) == seed * 1_000_003 + 5  # rollout clip 5
+
+
+def test_the_pipeline_calls_back_after_every_step_and_takes_a_generator(chain):
+    """diffusers' callback_on_step_end: once per step with the latents, which it may replace; raising stops;
+    generator= gives what the same seed gives."""
+    import pytest
+    import torch
+
+    from videoldm import VideoLDMPipeline
+
+    _, _, _, temporal = chain
+    pipe = VideoLDMPipeline.from_pretrained(temporal)
+    seen = []
+
+    def record(pipeline, step, timestep, tensors):
+        seen.append((step, int(timestep), tuple(tensors["latents"].shape)))
+        return {"latents": torch.zeros_like(tensors["latents"])} if step == 2 else {}
+
+    run = dict(num_frames=3, num_inference_steps=3, progress=False, output_type="latent")
+    zeroed = pipe(["a red circle"], callback_on_step_end=record, **run).frames
+    assert [s for s, _, _ in seen] == [0, 1, 2] and seen[0][1] > seen[-1][1]
+    assert torch.equal(zeroed, torch.zeros_like(zeroed))  # what the last call returned is the result
+    by_seed = pipe(["a red circle"], seed=5, **run).frames
+    assert torch.equal(pipe(["a red circle"], generator=torch.Generator().manual_seed(5), **run).frames, by_seed)
+
+    def cancel(pipeline, step, timestep, tensors):
+        raise KeyboardInterrupt
+
+    with pytest.raises(KeyboardInterrupt):
+        pipe(["a red circle"], callback_on_step_end=cancel, **run)

@@ -86,7 +86,8 @@ class VideoLDMPipeline:
     def __call__(self, prompts: list | str | dict | None, num_frames: int = 16, latent_size: tuple[int, int] | None = None,
                  num_inference_steps: int = 25, guidance_scale: float = 3.0, sampler: str = "ddim",
                  seed: int | torch.Generator = 0, frame_by_frame: bool = False, progress: bool = True,
-                 output_type: str = "pt", context: torch.Tensor | None = None) -> VideoOutput:
+                 output_type: str = "pt", context: torch.Tensor | None = None,
+                 generator: torch.Generator | None = None, callback_on_step_end=None) -> VideoOutput:
         """Samples one video per prompt (a caption, or an attribute dict for attribute models; a single one
         needs no list).
 
@@ -98,6 +99,9 @@ class VideoLDMPipeline:
         ``context``: for a prediction model, scaled latents ``(B, C, S, h, w)`` (see :meth:`encode`) given as
         the first S frames; guidance then drops them (and the prompt) in the unconditional branch, and the
         result starts with them exactly.
+        ``generator``: a ``torch.Generator`` instead of ``seed``, as diffusers pipelines take it.
+        ``callback_on_step_end(pipeline, step, timestep, {"latents": latents})``: called after every denoising
+        step, as in diffusers; a dict it returns with ``"latents"`` replaces them; raising stops the sampling.
         """
         check_output_type(output_type)
         if prompts is None or isinstance(prompts, (str, dict)):  # one video, as diffusers pipelines take it
@@ -125,8 +129,9 @@ class VideoLDMPipeline:
                              "temporal_encoder_hidden_states": encode_prompts(self.temporal_conditioner, [None] * B)}
         latents = sample(self.unet, make_scheduler(sampler, self.scheduler_config), shape,
                          cond=cond, uncond=uncond if cond is not None else None, guidance_scale=guidance_scale,
-                         num_inference_steps=num_inference_steps, generator=seed, progress=progress,
-                         model_kwargs=kwargs or None, uncond_kwargs=uncond_kwargs)
+                         num_inference_steps=num_inference_steps, generator=generator if generator is not None else seed,
+                         progress=progress, model_kwargs=kwargs or None, uncond_kwargs=uncond_kwargs,
+                         callback=self._step_callback(callback_on_step_end))
         if context is not None:
             latents[:, :, :context.shape[2]] = context
         fps = self.fps or 8.0
@@ -137,6 +142,16 @@ class VideoLDMPipeline:
         else:
             frames = decode_latents(self.vae, latents)
         return VideoOutput(frames=convert_frames(frames, output_type), fps=fps)
+
+    def _step_callback(self, callback_on_step_end):
+        """diffusers' ``callback_on_step_end(pipeline, step, timestep, tensors)`` as :func:`sample` calls it."""
+        if callback_on_step_end is None:
+            return None
+
+        def call(step, timestep, latents):
+            returned = callback_on_step_end(self, step, timestep, {"latents": latents}) or {}
+            return returned.get("latents")
+        return call
 
     def _context(self, context: torch.Tensor, shape: tuple) -> dict:
         if getattr(self.unet, "context_encoder", None) is None:

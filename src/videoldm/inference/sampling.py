@@ -106,6 +106,7 @@ def sample(
     step_kwargs: dict | None = None,
     uncond_kwargs: dict | None = None,
     latents: torch.Tensor | None = None,
+    callback=None,
     **call_kwargs,
 ) -> torch.Tensor:
     """Denoises Gaussian noise of ``shape`` into latents with ``scheduler``.
@@ -129,6 +130,8 @@ def sample(
             zero mask (S = 0). With ``uncond`` too, both text and context are dropped together.
         latents: the initial noise (unit variance, of ``shape``) instead of drawing it from ``generator``
             (tiled sampling gives each tile its part of one noise field this way).
+        callback: called after every step as ``callback(step, timestep, latents)`` (progress bars, previews,
+            cancelling by raising); a tensor it returns replaces the latents.
 
     Returns: the final latents, float32, on ``device``.
     """
@@ -166,7 +169,7 @@ def sample(
     if "generator" in inspect.signature(scheduler.step).parameters:
         step_kwargs["generator"] = generator  # stochastic samplers (DDPM, DDIM eta > 0) draw from the seed too
 
-    for t in tqdm(scheduler.timesteps, desc="sampling", disable=not progress, leave=False):
+    for step, t in enumerate(tqdm(scheduler.timesteps, desc="sampling", disable=not progress, leave=False)):
         x = torch.cat([latents, latents]) if guided else latents
         x = scheduler.scale_model_input(x, t).to(dtype)
         out = _first(model(x, t.expand(x.shape[0]), encoder_hidden_states=context, **model_kwargs)).float()
@@ -174,6 +177,9 @@ def sample(
             out_uncond, out_cond = out.chunk(2)
             out = out_uncond + guidance_scale * (out_cond - out_uncond)
         latents = scheduler.step(out, t, latents, return_dict=False, **step_kwargs)[0]
+        if callback is not None:
+            replaced = callback(step, t, latents)
+            latents = replaced if replaced is not None else latents
     return latents
 
 
