@@ -91,7 +91,7 @@ def chain_clips(pipeline, prompt, num_clips: int, *, context_frames: int, load=N
     previous = None
     for k in range(num_clips):
         saved = load(k) if load is not None else None
-        latents = saved["latents"] if saved is not None else next_clip(
+        latents = saved["latents"].to(pipeline.device) if saved is not None else next_clip(  # a saved clip is on the CPU
             pipeline, prompt, previous, context_frames=context_frames, index=k, **sampling)
         yield k, latents, previous, saved
         previous = latents
