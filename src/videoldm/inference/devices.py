@@ -1,8 +1,8 @@
 """Which device and precision to run on, chosen by the hardware when the user says ``auto``.
 
 bf16 is fast only where the hardware computes it: GPUs of the last generations, and CPUs with AVX-512-bf16
-or AMX (measured here: 1.2-1.6x float32). On a CPU without them bf16 is emulated and was 18.5x slower than
-float32 for the same training step, so ``auto`` means float32 there.
+or AMX (1.2-1.6x float32, measured by earlier sessions). On a CPU without them bf16 is emulated: the shapes
+temporal recipe trained 22x slower than in float32 (docs/benchmarks.md), so ``auto`` means float32 there.
 """
 from __future__ import annotations
 
