@@ -290,3 +290,26 @@ def test_a_residual_upsampler_divides_its_sample_by_the_scale_and_adds_bicubic(m
     out = up(low, noise_level=0, num_inference_steps=1, progress=False).frames
     bicubic = condition_image(low[0], "pixel", 4)
     assert torch.allclose(out[0], (bicubic + 0.25).clamp(-1, 1), atol=1e-6)
+
+
+def test_temporal_layers_train_on_the_sd_x4_upscaler_folder_with_its_text(tmp_path):
+    """upsampler-video on a StableDiffusionUpscalePipeline folder: its UNet frozen, read with the clips' captions
+    through its own (frozen) text encoder; the export names the folder and loads as a video upsampler."""
+    from conftest import run_stage
+    from safetensors.torch import load_file
+    from videoldm.data.synthetic import make_generator
+    from videoldm.data.synthetic.base import write_dataset
+
+    folder = tiny_x4_upscaler(tmp_path)
+    write_dataset(make_generator("shapes", frames=3, size=(32, 32), fps=8, seed=0), tmp_path / "clips", num=2)
+    data = {"path": str(tmp_path / "clips"), "num_frames": 3, "fps": None, "size": [32, 32], "batch_size": 2}
+    trainer = run_stage(tmp_path, "video", "upsampler-video", data, {"image_model": str(folder), "patch_size": 16})
+    assert trainer.stage.text is not None and trainer.config.model.space == "latent"
+    final = trainer.train()
+    before = load_file(folder / "unet" / "diffusion_pytorch_model.safetensors")
+    after = trainer.stage.video_upsampler.image_unet.state_dict()
+    assert all(torch.equal(after[k], v) for k, v in before.items())  # the upscaler's own UNet did not move
+    up = Upsampler.from_pretrained(final)
+    assert up.is_video and up.text is not None
+    out = up(torch.rand(1, 2, 3, 8, 8) * 2 - 1, "a red circle", num_inference_steps=2, progress=False).frames
+    assert out.shape == (1, 2, 3, 32, 32) and torch.isfinite(out).all()

@@ -192,20 +192,21 @@ def load_upsampler(path: str | Path) -> dict:
         index = read_index(root)
         if index.get("stage") not in UPSAMPLER_STAGES:
             raise ValueError(f"{path}: a {index.get('stage')} export, not an upsampler ({' or '.join(UPSAMPLER_STAGES)})")
-        base = root if index["stage"] == "upsampler-image" else referenced(root, index["image_model"])
-        base_index = read_index(base)
-        options = {"unet": UNet2DConditionModel.from_pretrained(base / base_index["unet"]),
-                   "scheduler_config": DDPMScheduler.from_pretrained(base / base_index["scheduler"]).config,
-                   "space": base_index["space"], "scale": base_index["scale"],
-                   "vae": load_autoencoder(base / base_index["vae"]) if base_index["space"] == "latent" else None,
-                   "text": None, "noise_level": base_index["noise_level"],
-                   "max_noise_level": base_index["max_noise_level"],
-                   "low_res_scheduler_config": base_index.get("low_res_scheduler"), "fps": base_index.get("fps"),
-                   "residual": base_index.get("residual", False),
-                   "residual_scale": base_index.get("residual_scale", 1.0),
-                   "sampling_steps": index.get("sampling_steps", base_index.get("sampling_steps", 25))}
-        temporal = root / index["temporal_layers"] if index["stage"] == "upsampler-video" else None
-        return {**options, "temporal_layers": temporal}
+        if index["stage"] == "upsampler-video":  # temporal layers on an upsampler-image export or the SD x4 upscaler
+            options = load_upsampler(referenced(root, index["image_model"]))
+            return {**options, "temporal_layers": root / index["temporal_layers"],
+                    "sampling_steps": index.get("sampling_steps", options.get("sampling_steps", 25))}
+        options = {"unet": UNet2DConditionModel.from_pretrained(root / index["unet"]),
+                   "scheduler_config": DDPMScheduler.from_pretrained(root / index["scheduler"]).config,
+                   "space": index["space"], "scale": index["scale"],
+                   "vae": load_autoencoder(root / index["vae"]) if index["space"] == "latent" else None,
+                   "text": None, "noise_level": index["noise_level"],
+                   "max_noise_level": index["max_noise_level"],
+                   "low_res_scheduler_config": index.get("low_res_scheduler"), "fps": index.get("fps"),
+                   "residual": index.get("residual", False),
+                   "residual_scale": index.get("residual_scale", 1.0),
+                   "sampling_steps": index.get("sampling_steps", 25)}
+        return {**options, "temporal_layers": None}
     if not (root / "model_index.json").is_file():
         raise FileNotFoundError(f"{path}: neither a videoldm upsampler export ({MODEL_INDEX}) nor a diffusers "
                                 "upscaler folder (model_index.json)")

@@ -22,6 +22,7 @@ from ...inference.outputs import to_uint8
 from ...inference.sampling import FrameByFrame
 from ...inference.upsampling import (ConcatConditioned, NoiseAugmentation, Upsampler, check_upsampler_unet,
                                      condition_image, downsample)
+from ...models.conditioning import encode_prompts
 from ...models.frames import vae_scale_factor
 from ...models.temporal_decoder import encode_latents
 from ..config import TrainConfig
@@ -29,14 +30,15 @@ from .base import Stage, build_dataset, diffusion_loss, per_sample, pick_frames
 
 
 class UpsamplerModule(nn.Module):
-    """The trained model: ``(noisy, t, low_res, levels)`` -> the prediction, on videos ``(B, C, T, H, W)``."""
+    """The trained model: ``(noisy, t, low_res, levels, tokens)`` -> the prediction, on videos ``(B, C, T, H, W)``
+    (``tokens``: the text of a text-conditioned upsampler, as the SD x4 upscaler; None for the others)."""
 
     def __init__(self, model: nn.Module):
         super().__init__()
         self.model = ConcatConditioned(model)
 
-    def forward(self, noisy, timesteps, low_res, levels):
-        return self.model(noisy, timesteps, None, low_res=low_res, class_labels=levels).sample
+    def forward(self, noisy, timesteps, low_res, levels, tokens=None):
+        return self.model(noisy, timesteps, tokens, low_res=low_res, class_labels=levels).sample
 
 
 class UpsamplerStage(Stage):
@@ -97,8 +99,12 @@ class UpsamplerStage(Stage):
         t = per_sample(keys, seed, 3, lambda g: torch.randint(
             0, self.scheduler.config.num_train_timesteps, (), generator=g)).to(self.device)
         noisy = self.scheduler.add_noise(target, noise, t)
-        out = model(noisy, t, cond, levels.to(self.device))
+        out = model(noisy, t, cond, levels.to(self.device), self.tokens(batch))
         return diffusion_loss(out, self.scheduler, target, noise, t), {}
+
+    def tokens(self, batch):
+        """The captions' tokens for a text-conditioned upsampler (its text encoder frozen), else None."""
+        return None
 
     def clips(self, batch, seed: int):
         """The training clips ``(N, 3, T, H, W)`` of a batch and one stream key per clip (its generators)."""
@@ -179,13 +185,14 @@ class UpsamplerVideoStage(UpsamplerStage):
         self.config, m = config, config.model
         if not m.image_model:
             raise ValueError("model.image_model: the upsampler-image export whose UNet the temporal layers go on")
-        base = Upsampler.from_pretrained(m.image_model)
+        base = Upsampler.from_pretrained(m.image_model)  # an upsampler-image export, or the SD x4 upscaler's folder
         if base.is_video:
             raise ValueError(f"{m.image_model} is a video upsampler already; give its upsampler-image export")
-        index = read_index(m.image_model)
-        for key in ("space", "scale", "max_noise_level"):  # the recipe follows the model it starts from
-            setattr(m, key, index[key])
-        self.base = base
+        # the recipe follows the model it starts from
+        m.space, m.scale, m.max_noise_level = base.space, base.scale, base.augmentation.max_noise_level
+        self.base, self.text = base, base.text
+        if self.text is not None:
+            self.text.requires_grad_(False)
         self.video_upsampler = base.video(**m.temporal)
         self.video_upsampler.sampling_steps = m.sampling_steps
         self.vae, self.augmentation, self.residual = base.vae, base.augmentation, base.residual
@@ -196,6 +203,12 @@ class UpsamplerVideoStage(UpsamplerStage):
 
     def upsampler(self) -> Upsampler:
         return self.video_upsampler
+
+    def tokens(self, batch):
+        if self.text is None:
+            return None
+        with torch.no_grad():
+            return encode_prompts(self.text, batch["captions"]).to(self.device)
 
     def export(self, directory: Path) -> None:
         self.video_upsampler.unet.save_temporal_layers(directory / "temporal_layers")
