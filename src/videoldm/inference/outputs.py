@@ -79,7 +79,7 @@ class VideoOutput(BaseOutput):
 
     def export(self, path: str | Path, index: int = 0) -> Path:
         """Writes video ``index`` to ``path``: H.264 mp4 or animated GIF, by the suffix."""
-        return write_video(check_export_path(path), self.uint8(index), self.fps)
+        return write_video(path, self.uint8(index), self.fps)
 
 
 def check_export_path(path: str | Path) -> Path:

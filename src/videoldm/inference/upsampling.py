@@ -167,9 +167,8 @@ class Upsampler:
         diffusers' ``StableDiffusionUpscalePipeline`` (the SD x4 upscaler). ``temporal_layers``: a
         temporal-layer folder to inflate it with (an ``upsampler-video`` export brings its own)."""
         options = load_upsampler(path)
-        layers = temporal_layers or options.pop("temporal_layers")
-        options.pop("temporal_layers", None)
-        upsampler = cls(**options)
+        layers = temporal_layers or options.pop("temporal_layers")  # given ones replace an export's own
+        upsampler = cls(**{k: v for k, v in options.items() if k != "temporal_layers"})
         return upsampler.video(temporal_layers=layers) if layers is not None else upsampler
 
     def to(self, device: str | torch.device | None = None, dtype: torch.dtype | None = None) -> "Upsampler":

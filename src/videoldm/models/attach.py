@@ -26,7 +26,8 @@ class FrameState:
     image_only: torch.Tensor | None = None  # (B*T,) bool, or None
     all_image_only: bool = False  # every sample is an image: the temporal layers have nothing to do
     tokens: torch.Tensor | None = None  # for temporal cross-attention, (B, L, D) or (B*T, L, D)
-    injections: dict | None = None  # context conditioning: per layer key, features added to the temporal layer's input (B*T, C, h, w)
+    # context conditioning: per layer key, features added to the temporal layer's input (B*T, C, h, w)
+    injections: dict | None = None
 
 
 class VideoState:

@@ -24,7 +24,7 @@ from tokenizers import Tokenizer, models, normalizers, pre_tokenizers, processor
 from torch import nn
 from transformers import AutoTokenizer, CLIPTextConfig, CLIPTextModel, PreTrainedTokenizerFast
 
-__all__ = ["AttributeConditioner", "Conditioner", "TextConditioner", "encode_prompts",
+__all__ = ["AttributeConditioner", "Conditioner", "TextConditioner", "encode_batch", "encode_prompts",
            "make_text_encoder", "train_tokenizer"]
 
 
@@ -45,6 +45,14 @@ def encode_prompts(conditioner: Conditioner | None, prompts: Sequence, drop: Seq
     if drop is not None:
         prompts = [None if d else p for p, d in zip(prompts, drop)]
     return conditioner.encode(list(prompts))
+
+
+def encode_batch(conditioner: Conditioner | None, batch: dict, drop: Sequence[bool] | None = None):
+    """Tokens for a training batch: the prompts under the conditioner's ``batch_key`` (captions or attributes)."""
+    if conditioner is None:
+        return None
+    return encode_prompts(conditioner, batch[conditioner.batch_key], drop)
+
 
 PAD, UNK, BOS, EOS = "<pad>", "<unk>", "<|startoftext|>", "<|endoftext|>"
 

@@ -156,7 +156,7 @@ class VideoUNet(TemporalAttachment):
         attach(self._attach_points(), self.temporal_layers, self._state, self._hooks)
         self.unet.requires_grad_(False)
         self._token_dims = {layer.token_dim for layer in self.temporal_layers.values()
-                              if isinstance(layer, TemporalTransformer) and layer.token_dim is not None}
+                            if isinstance(layer, TemporalTransformer) and layer.token_dim is not None}
         blocks = [*self.unet.down_blocks, self.unet.mid_block, *self.unet.up_blocks]
         self._takes_tokens = any(getattr(block, "has_cross_attention", False) for block in blocks if block is not None)
 

@@ -8,7 +8,7 @@ import torch
 from ..data.io import write_gif
 from ..inference.outputs import video_grid
 from ..inference.sampling import make_scheduler, sample
-from ..models.conditioning import encode_prompts
+from ..models.conditioning import encode_batch
 from ..models.temporal_decoder import decode_latents
 
 
@@ -21,12 +21,10 @@ def sample_and_write(stage, directory: Path, step: int, video: bool) -> Path:
              "attributes": [m.get("attributes") or {} for _, m in items]}
     example = stage.latents_of(items[0][0][None])[0]  # (C, T, h, w)
     device = stage.device
-    cond = uncond = None
-    if stage.conditioner is not None:
-        prompts = batch[stage.conditioner.batch_key]
-        with torch.no_grad():
-            cond = encode_prompts(stage.conditioner, prompts).to(device)
-            uncond = encode_prompts(stage.conditioner, prompts, [True] * n).to(device)
+    with torch.no_grad():
+        cond, uncond = encode_batch(stage.conditioner, batch), encode_batch(stage.conditioner, batch, [True] * n)
+    if cond is not None:
+        cond, uncond = cond.to(device), uncond.to(device)
     model = stage.video_unet if video else stage.module.unet
     shape = (n, *example.shape) if video else (n * example.shape[1], example.shape[0], *example.shape[2:])
     if not video and cond is not None:  # one image per frame slot, each with its clip's caption

@@ -15,7 +15,7 @@ from diffusers import DDPMScheduler
 from ...data import VideoFolderDataset
 from ...data.synthetic.driving import DRIVING_ATTRIBUTES
 from ...inference.seeding import sample_generator
-from ...models.conditioning import (AttributeConditioner, TextConditioner, encode_prompts, make_text_encoder,
+from ...models.conditioning import (AttributeConditioner, TextConditioner, encode_batch, make_text_encoder,
                                     train_tokenizer)
 from ...models.temporal_decoder import encode_latents
 from ..config import TrainConfig
@@ -127,9 +127,8 @@ def build_conditioner(kind: str, dataset, text_options: dict, cross_attention_di
 
 def condition(conditioner, batch, drop: torch.Tensor, device):
     """Conditioning tokens for a batch; samples where ``drop`` is True get the unconditional tokens."""
-    if conditioner is None:
-        return None
-    return encode_prompts(conditioner, batch[conditioner.batch_key], drop.tolist()).to(device)
+    tokens = encode_batch(conditioner, batch, drop.tolist())
+    return tokens.to(device) if tokens is not None else None
 
 
 class DiffusionStage(Stage):
