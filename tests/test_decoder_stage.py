@@ -99,4 +99,5 @@ def test_temporal_weight_adds_the_frame_difference_error(setup):
     options.temporal_weight = 2.0
     weighted, logs = DecoderModule(stage.decoder, stage.discriminator, None, options)(video, eps, adversarial=False)
     assert logs["temporal_l1"] > 0
-    assert torch.allclose(weighted, plain + 2.0 * logs["temporal_l1"])
+    # `plain` ran through the prepared module: in bf16 where the CPU computes it (mixed_precision auto)
+    assert torch.allclose(weighted, plain + 2.0 * logs["temporal_l1"], rtol=1e-2)

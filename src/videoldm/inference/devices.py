@@ -6,6 +6,8 @@ temporal recipe trained 22x slower than in float32 (docs/benchmarks.md), so ``au
 """
 from __future__ import annotations
 
+import contextlib
+import logging
 import platform
 from functools import lru_cache
 from pathlib import Path
@@ -81,13 +83,14 @@ def resolve_dtype(name: str | torch.dtype, device: torch.device) -> torch.dtype:
     return DTYPES[name]
 
 
-def place(module: torch.nn.Module | None, device=None, dtype: torch.dtype | None = None) -> None:
-    """``module.to(device, dtype)``, leaving out a dtype it has already (diffusers warns on every cast)."""
-    if module is None:
-        return
-    weight = next(module.parameters(), None)
-    if weight is not None and dtype == weight.dtype:
-        dtype = None
-    placement = {k: v for k, v in (("device", device), ("dtype", dtype)) if v is not None}
-    if placement:
-        module.to(**placement)
+@contextlib.contextmanager
+def quiet_casts():
+    """Silences the warning diffusers 0.42 gives for every model a pipeline's ``to`` casts ("modules that should
+    be kept in float32: []": no model here keeps any)."""
+    modeling = logging.getLogger("diffusers.models.modeling_utils")
+    level = modeling.level
+    modeling.setLevel(logging.ERROR)
+    try:
+        yield
+    finally:
+        modeling.setLevel(level)

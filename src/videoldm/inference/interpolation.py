@@ -32,7 +32,7 @@ def interpolate(pipeline, keyframes: torch.Tensor, prompt=None, *, factor: int |
     per_call = window or max(2, (pipeline.info.get("num_frames") or 4 * k + 1) // k + 1)
     N = keyframes.shape[2]
     cond, uncond = pipeline.tokens([prompt]), pipeline.tokens([prompt], uncond=True)
-    scheduler = make_scheduler(sampler, pipeline.scheduler_config)
+    scheduler = make_scheduler(sampler, pipeline.scheduler.config)
     pieces = [keyframes[:, :, :1]]
     for w, start in enumerate(range(0, N - 1, per_call - 1)):
         keys = keyframes[:, :, start:min(start + per_call, N)]

@@ -1,73 +1,152 @@
-"""`VideoLDMPipeline`: text (or attributes) to video with a trained Video LDM stack.
+"""`VideoLDMPipeline`: text (or attributes) to video with a trained Video LDM stack, as a diffusers pipeline.
 
-Loads what the trainer exports: an `image` stage folder (UNet, scheduler, VAE, conditioner) or a
-`temporal` stage folder (temporal layers plus a reference to its image model), and optionally a
-`decoder` stage folder (a temporal decoder for the same autoencoder).
+Components, as in diffusers' text-to-image pipelines: ``unet`` (a :class:`VideoUNet`, or an image
+``UNet2DConditionModel`` sampled frame by frame), ``vae``, ``scheduler`` (the training scheduler: samplers
+are built on its noise schedule), ``tokenizer`` + ``text_encoder`` (text models) or ``attribute_encoder``
+(attribute models), optionally ``decoder`` (a temporal decoder for ``vae``) and ``temporal_tokenizer`` +
+``temporal_text_encoder`` (the text the temporal layers were trained with, when the spatial layers read a
+fine-tuned one). So ``save_pretrained``/``from_pretrained`` of the whole pipeline, ``.to(device, dtype)``,
+``enable_model_cpu_offload`` and the progress-bar settings are diffusers' own.
+
+``from_pretrained`` also takes what the trainer exports (an `image` or `temporal`/`prediction`/
+`interpolation` folder, optionally with a `decoder` folder) and a Stable Diffusion folder (its image model,
+frame by frame, until temporal layers are loaded with :meth:`load_temporal_layers`).
 """
 from __future__ import annotations
 
 from pathlib import Path
 
 import torch
+from diffusers import DiffusionPipeline, UNet2DConditionModel
 
-from ..export import load_temporal_decoder, load_video_model
-from ..models.conditioning import encode_prompts
+from ..export import is_export, load_temporal_decoder, load_video_model, temporal_layers_folder
+from ..models.conditioning import TextConditioner, encode_prompts
 from ..models.frames import vae_scale_factor
 from ..models.temporal_decoder import decode_latents, encode_latents
 from ..models.video_unet import VideoUNet
-from .devices import place
+from .devices import quiet_casts
 from .outputs import VideoOutput, check_output_type, convert_frames
 from .sampling import FrameByFrame, make_scheduler, sample
 
 
-class VideoLDMPipeline:
-    def __init__(self, unet, vae, scheduler_config: dict, conditioner=None, conditioning: str = "none",
-                 latent_size: tuple[int, int] | None = None, fps: float | None = None, decoder=None):
-        self.unet, self.vae, self.conditioner = unet, vae, conditioner
-        self.decoder = decoder  # a TemporalDecoder on `vae`, or None: frame-by-frame decoding
-        self.scheduler_config, self.conditioning = dict(scheduler_config), conditioning
-        self.latent_size, self.fps = latent_size, fps  # what the model was trained at
-        self.info: dict = {}
-        # text tokens for the temporal layers when they must differ from the spatial ones: a DreamBooth
-        # text encoder feeds the fine-tuned spatial layers, the one the temporal layers were trained with
-        # feeds them (the paper's personalized video); None: both read `conditioner`
-        self.temporal_conditioner = None
+def text_parts(conditioner) -> dict:
+    """A prompt encoder as pipeline components: a :class:`TextConditioner`'s tokenizer and text encoder, or an
+    attribute encoder."""
+    if conditioner is None:
+        return {}
+    if isinstance(conditioner, TextConditioner):
+        return {"tokenizer": conditioner.tokenizer, "text_encoder": conditioner.text_encoder}
+    return {"attribute_encoder": conditioner}
 
+
+def config_property(name: str, doc: str = "") -> property:
+    """A pipeline setting kept in its config (so ``save_pretrained`` writes it), read and set as an attribute."""
+    return property(lambda self: self.config[name], lambda self, value: self.register_to_config(**{name: value}),
+                    doc=doc)
+
+
+class VideoLDMPipeline(DiffusionPipeline):
+    model_cpu_offload_seq = "text_encoder->temporal_text_encoder->attribute_encoder->unet->decoder->vae"
+    _optional_components = ["tokenizer", "text_encoder", "attribute_encoder", "decoder", "temporal_tokenizer",
+                            "temporal_text_encoder"]
+
+    def __init__(self, unet, vae, scheduler, tokenizer=None, text_encoder=None, attribute_encoder=None,
+                 decoder=None, temporal_tokenizer=None, temporal_text_encoder=None,
+                 latent_size: tuple[int, int] | list | None = None, fps: float | None = None, info: dict | None = None):
+        super().__init__()
+        if (tokenizer is None) != (text_encoder is None) or (temporal_tokenizer is None) != (temporal_text_encoder is None):
+            raise ValueError("a text encoder needs its tokenizer (and a tokenizer its text encoder)")
+        if text_encoder is not None and attribute_encoder is not None:
+            raise ValueError("a model reads text or attributes, not both: give text_encoder or attribute_encoder")
+        self.register_modules(unet=unet, vae=vae, scheduler=scheduler, tokenizer=tokenizer, text_encoder=text_encoder,
+                              attribute_encoder=attribute_encoder, decoder=decoder, temporal_tokenizer=temporal_tokenizer,
+                              temporal_text_encoder=temporal_text_encoder)
+        # what the model was trained at, and what its export says of itself (stage, frames, keyframe_every, ...)
+        self.register_to_config(latent_size=list(latent_size) if latent_size else None, fps=fps, info=dict(info or {}))
+
+    # ------------------------------------------------------------------------------------------ loading
     @classmethod
     def from_pretrained(cls, path: str | Path, temporal_decoder: str | Path | None = None,
-                        image_model: str | Path | None = None) -> "VideoLDMPipeline":
-        """``path``: an exported `temporal` folder (a video model) or `image` folder (frame by frame);
+                        image_model: str | Path | None = None, **kwargs) -> "VideoLDMPipeline":
+        """``path``: a folder written by :meth:`save_pretrained`, a Stable Diffusion folder (frame by frame), or
+        an exported `temporal` folder (a video model) or `image` folder (frame by frame);
         ``temporal_decoder``: an exported `decoder` folder made for the same autoencoder;
-        ``image_model``: another `image` export of the same architecture (e.g. fine-tuned on a new style)
-        to put the temporal layers on instead of the one they were trained with."""
-        parts = load_video_model(path, image_model)
-        unet = parts["unet"]
-        model = unet if isinstance(unet, VideoUNet) else FrameByFrame(unet)
-        model.eval()
-        index, image_index = parts["index"], parts["image_index"]
-        size = index.get("latent_size") or image_index.get("latent_size")
-        decoder = None
+        ``image_model``: (exports) another `image` export of the same architecture (e.g. fine-tuned on a new
+        style) to put the temporal layers on instead of the one they were trained with.
+        ``kwargs`` (``torch_dtype``, ...) go to diffusers' loader; an export takes ``torch_dtype`` only."""
+        if is_export(path):
+            dtype = kwargs.pop("torch_dtype", None)
+            if kwargs:
+                raise ValueError(f"an export takes temporal_decoder, image_model and torch_dtype; not {sorted(kwargs)}")
+            pipeline = cls.from_export(path, image_model)
+        else:
+            if image_model is not None:
+                raise ValueError("image_model is for exports; put temporal layers on this pipeline's UNet with "
+                                 "load_temporal_layers")
+            dtype, pipeline = None, super().from_pretrained(path, **kwargs)
         if temporal_decoder is not None:
-            decoder = load_temporal_decoder(temporal_decoder, vae=parts["vae"])
-        pipeline = cls(model, parts["vae"].eval(), parts["scheduler"].config, parts["conditioner"],
-                       image_index.get("conditioning", "none"), tuple(size) if size else None,
-                       index.get("fps") or image_index.get("fps"), decoder)
-        pipeline.info = index  # what the export says of itself (stage, frames, keyframe_every, ...)
-        return pipeline
+            pipeline.register_modules(decoder=load_temporal_decoder(temporal_decoder, vae=pipeline.vae))
+        return pipeline.to(dtype=dtype) if dtype is not None else pipeline
 
-    @property
-    def image_unet(self):
-        return self.unet.unet
+    @classmethod
+    def from_export(cls, path: str | Path, image_model: str | Path | None = None) -> "VideoLDMPipeline":
+        parts = load_video_model(path, image_model)
+        index, image_index = parts["index"], parts["image_index"]
+        return cls(parts["unet"].eval(), parts["vae"].eval(), parts["scheduler"], **text_parts(parts["conditioner"]),
+                   latent_size=index.get("latent_size") or image_index.get("latent_size"),
+                   fps=index.get("fps") or image_index.get("fps"), info=index)
 
-    def to(self, device: str | torch.device | None = None, dtype: torch.dtype | None = None) -> "VideoLDMPipeline":
-        """Moves every model (and casts it to ``dtype``), as diffusers pipelines do; returns the pipeline."""
-        for module in (self.unet, self.vae, self.decoder, self.conditioner, self.temporal_conditioner):
-            place(module, device, dtype)
+    def load_temporal_layers(self, folder: str | Path) -> "VideoLDMPipeline":
+        """Puts the temporal layers of ``folder`` (a temporal-layer folder or a temporal export) on this
+        pipeline's image UNet, shared, not copied: the pipeline becomes a video model (as diffusers'
+        ``load_lora_weights`` puts adapters on a loaded model)."""
+        unet = VideoUNet.from_unet2d(self.image_unet, temporal_layers=temporal_layers_folder(folder))
+        self.register_modules(unet=unet.eval())
         return self
 
+    def to(self, *args, **kwargs) -> "VideoLDMPipeline":
+        """diffusers' ``to(device, dtype)``: every component moved and cast; returns the pipeline."""
+        with quiet_casts():
+            return super().to(*args, **kwargs)
+
+    # ------------------------------------------------------------------------------------- properties
     @property
-    def device(self) -> torch.device:
-        return self.unet.device
+    def image_unet(self) -> UNet2DConditionModel:
+        return self.unet.unet if isinstance(self.unet, VideoUNet) else self.unet
+
+    @property
+    def conditioner(self):
+        """The prompt encoder (:mod:`videoldm.models.conditioning` protocol) of the spatial layers, or None."""
+        if self.text_encoder is not None:
+            return TextConditioner(self.tokenizer, self.text_encoder, check_eos=False)
+        return self.attribute_encoder
+
+    @property
+    def conditioning(self) -> str:
+        """What the model is conditioned on: ``text``, ``attributes`` or ``none``."""
+        return "text" if self.text_encoder is not None else "attributes" if self.attribute_encoder is not None else "none"
+
+    @property
+    def temporal_conditioner(self):
+        """The prompt encoder of the temporal layers where it differs from :attr:`conditioner`: a DreamBooth
+        text encoder feeds the fine-tuned spatial layers, the one the temporal layers were trained with feeds
+        them (the paper's personalized video); None: both read :attr:`conditioner`."""
+        if self.temporal_text_encoder is None:
+            return None
+        return TextConditioner(self.temporal_tokenizer, self.temporal_text_encoder, check_eos=False)
+
+    @temporal_conditioner.setter
+    def temporal_conditioner(self, conditioner: TextConditioner | None) -> None:
+        self.register_modules(temporal_tokenizer=getattr(conditioner, "tokenizer", None),
+                              temporal_text_encoder=getattr(conditioner, "text_encoder", None))
+
+    @property
+    def latent_size(self) -> tuple[int, int] | None:
+        """The latent (height, width) the model was trained at (None: the UNet's sample size)."""
+        return tuple(self.config.latent_size) if self.config.latent_size else None
+
+    fps = config_property("fps", "The frame rate the model was trained at (None: unknown, 8 is used).")
+    info = config_property("info", "What the export says of itself: stage, num_frames, keyframe_every, ...")
 
     @property
     def dtype(self) -> torch.dtype:
@@ -77,11 +156,25 @@ class VideoLDMPipeline:
     def vae_scale_factor(self) -> int:
         return vae_scale_factor(self.vae)
 
+    @property
+    def model(self):
+        """The denoiser :func:`sample` runs on video latents: the video UNet, or the image UNet frame by frame."""
+        return self.unet if isinstance(self.unet, VideoUNet) else FrameByFrame(self.unet)
+
     def tokens(self, prompts: list, uncond: bool = False):
         """The conditioner's tokens for ``prompts`` (``uncond``: the unconditional ones); None without one."""
         with torch.no_grad():
             return encode_prompts(self.conditioner, prompts, [uncond] * len(prompts))
 
+    def enable_vae_slicing(self) -> None:
+        """Decode one frame at a time with the image decoder (less memory); a temporal decoder keeps its chunks
+        of frames together, which its temporal layers need."""
+        self.vae.enable_slicing()
+
+    def disable_vae_slicing(self) -> None:
+        self.vae.disable_slicing()
+
+    # ------------------------------------------------------------------------------------------ sampling
     @torch.no_grad()
     def __call__(self, prompts: list | str | dict | None, num_frames: int = 16, latent_size: tuple[int, int] | None = None,
                  num_inference_steps: int = 25, guidance_scale: float = 3.0, sampler: str = "ddim",
@@ -99,7 +192,8 @@ class VideoLDMPipeline:
         ``context``: for a prediction model, scaled latents ``(B, C, S, h, w)`` (see :meth:`encode`) given as
         the first S frames; guidance then drops them (and the prompt) in the unconditional branch, and the
         result starts with them exactly.
-        ``generator``: a ``torch.Generator`` instead of ``seed``, as diffusers pipelines take it.
+        ``generator``: a ``torch.Generator`` instead of ``seed``, as diffusers pipelines take it; noise is drawn
+        on the generator's device (a seed: the CPU), so a seed gives the same video on every device.
         ``callback_on_step_end(pipeline, step, timestep, {"latents": latents})``: called after every denoising
         step, as in diffusers; a dict it returns with ``"latents"`` replaces them; raising stops the sampling.
         """
@@ -114,26 +208,27 @@ class VideoLDMPipeline:
         h, w = latent_size or self.latent_size or (cfg.sample_size, cfg.sample_size)
         if h < 1 or w < 1:
             raise ValueError(f"latent_size must be positive, got {h}x{w}")
-        B = len(prompts)
+        B, device = len(prompts), self._execution_device
         shape = (B, cfg.in_channels, num_frames, h, w)
         cond, uncond = self.tokens(prompts), self.tokens(prompts, uncond=True)
-        # an image export is frame by frame already; a video model is told alpha = 1 per sample
-        kwargs = {"image_only": torch.ones(B, dtype=torch.bool)} if frame_by_frame and isinstance(self.unet, VideoUNet) else {}
+        # an image UNet is frame by frame already; a video model is told alpha = 1 per sample
+        video = isinstance(self.unet, VideoUNet)
+        kwargs = {"image_only": torch.ones(B, dtype=torch.bool, device=device)} if frame_by_frame and video else {}
         uncond_kwargs = None
         if context is not None:
-            kwargs.update(self._context(context, shape))
-            uncond_kwargs = {"context_mask": torch.zeros(B, num_frames)}
+            kwargs.update(self._context(context, shape, device))
+            uncond_kwargs = {"context_mask": torch.zeros(B, num_frames, device=device)}
         if self.temporal_conditioner is not None and cond is not None:  # (__call__ runs without gradients)
             kwargs["temporal_encoder_hidden_states"] = encode_prompts(self.temporal_conditioner, prompts)
             uncond_kwargs = {**(uncond_kwargs or {}),
                              "temporal_encoder_hidden_states": encode_prompts(self.temporal_conditioner, [None] * B)}
-        latents = sample(self.unet, make_scheduler(sampler, self.scheduler_config), shape,
+        latents = sample(self.model, make_scheduler(sampler, self.scheduler.config), shape,
                          cond=cond, uncond=uncond if cond is not None else None, guidance_scale=guidance_scale,
                          num_inference_steps=num_inference_steps, generator=generator if generator is not None else seed,
-                         progress=progress, model_kwargs=kwargs or None, uncond_kwargs=uncond_kwargs,
+                         progress=progress, model_kwargs=kwargs or None, uncond_kwargs=uncond_kwargs, device=device,
                          callback=self._step_callback(callback_on_step_end))
         if context is not None:
-            latents[:, :, :context.shape[2]] = context
+            latents[:, :, :context.shape[2]] = context.to(latents)
         fps = self.fps or 8.0
         if output_type == "latent":
             return VideoOutput(frames=latents, fps=fps)
@@ -141,6 +236,7 @@ class VideoLDMPipeline:
             frames = decode_latents(self.decoder, latents, image_only=frame_by_frame, progress=progress)
         else:
             frames = decode_latents(self.vae, latents)
+        self.maybe_free_model_hooks()
         return VideoOutput(frames=convert_frames(frames, output_type), fps=fps)
 
     def _step_callback(self, callback_on_step_end):
@@ -153,7 +249,7 @@ class VideoLDMPipeline:
             return returned.get("latents")
         return call
 
-    def _context(self, context: torch.Tensor, shape: tuple) -> dict:
+    def _context(self, context: torch.Tensor, shape: tuple, device: torch.device) -> dict:
         if getattr(self.unet, "context_encoder", None) is None:
             raise ValueError("context frames need a prediction model (stage: prediction)")
         B, C, T, h, w = shape
@@ -162,9 +258,9 @@ class VideoLDMPipeline:
         S = context.shape[2]
         if not 0 < S < T:
             raise ValueError(f"{S} context frames for a clip of {T}: give 1..{T - 1}")
-        full = torch.zeros(shape)
-        full[:, :, :S] = context
-        mask = torch.zeros(B, T)
+        full = torch.zeros(shape, device=device)
+        full[:, :, :S] = context.to(full)
+        mask = torch.zeros(B, T, device=device)
         mask[:, :S] = 1
         return {"context": full, "context_mask": mask}
 

@@ -27,7 +27,7 @@ from ..export import (is_export, load_stable_diffusion, load_stable_diffusion_fi
                       temporal_layers_folder)
 from ..models.video_unet import VideoUNet
 from .outputs import VideoOutput, write_video
-from .pipeline import VideoLDMPipeline
+from .pipeline import VideoLDMPipeline, text_parts
 from .stack import VideoLDMStack
 from .upsampling import Upsampler
 
@@ -206,9 +206,9 @@ def load_base(base: str, temporal: str | None, temporal_text: str | None = None,
     unet = VideoUNet.from_unet2d(parts["unet"], temporal_layers=temporal_layers_folder(temporal)).eval()
     trained = read_index(temporal) if is_export(temporal) else {}  # a temporal export says what it trained on
     size = trained.get("latent_size") or (unet.unet.config.sample_size,) * 2
-    pipe = VideoLDMPipeline(unet, parts["vae"].eval(), parts["scheduler"].config, parts["conditioner"], "text",
-                            tuple(size), trained.get("fps") or 8.0)
-    pipe.info = {"num_frames": trained.get("num_frames") or 16}
+    pipe = VideoLDMPipeline(unet, parts["vae"].eval(), parts["scheduler"], **text_parts(parts["conditioner"]),
+                            latent_size=size, fps=trained.get("fps") or 8.0,
+                            info={"num_frames": trained.get("num_frames") or 16})
     if temporal_text is not None:
         pipe.temporal_conditioner = load_text_encoder(temporal_text)
     return pipe

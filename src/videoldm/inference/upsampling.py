@@ -18,23 +18,25 @@ where they overlap), and blended into the output with linear ramps; working memo
 """
 from __future__ import annotations
 
-import copy
+import json
 import math
+from collections.abc import Mapping
 from pathlib import Path
 
 import torch
 import torch.nn.functional as F
-from diffusers import DDPMScheduler, UNet2DConditionModel
+from diffusers import DDPMScheduler, DiffusionPipeline, UNet2DConditionModel
 from torch import nn
 from tqdm.auto import tqdm
 
 from ..export import load_upsampler
-from ..models.conditioning import encode_prompts
+from ..models.conditioning import TextConditioner, encode_prompts
 from ..models.frames import window_starts
 from ..models.temporal_decoder import decode_latents
 from ..models.video_unet import VideoUNet
-from .devices import place
+from .devices import quiet_casts
 from .outputs import VideoOutput, check_output_type, convert_frames
+from .pipeline import config_property, text_parts
 from .sampling import FrameByFrame, Wrapper, make_scheduler, sample
 
 SPACES = ("pixel", "latent")
@@ -128,29 +130,61 @@ def noise_field(seed: int, shape: tuple, y0: int, x0: int, cell: int) -> torch.T
     return field[..., oy:oy + h, ox:ox + w]
 
 
-class Upsampler:
-    """A trained (or loaded) upsampler; :meth:`video` gives its temporally aligned version."""
+class Upsampler(DiffusionPipeline):
+    """A trained (or loaded) upsampler, as a diffusers pipeline; :meth:`video` gives its temporally aligned version.
 
-    def __init__(self, unet: UNet2DConditionModel | VideoUNet, scheduler_config: dict, space: str = "pixel",
-                 scale: int = 4, vae=None, text=None, noise_level: int = 20, max_noise_level: int = 350,
-                 low_res_scheduler_config: dict | None = None, fps: float | None = None, residual: bool = False,
+    Components as in diffusers' ``StableDiffusionUpscalePipeline``: ``unet`` (an image UNet, or a
+    :class:`VideoUNet` on one), ``scheduler`` (the training scheduler: samplers are built on its noise
+    schedule), ``low_res_scheduler`` (the noise augmentation's schedule), and for the latent form ``vae``;
+    ``tokenizer`` + ``text_encoder`` where the UNet reads text (the SD x4 upscaler). ``scheduler`` may also
+    be given as a scheduler config (a DDPM scheduler is made from it).
+    """
+
+    model_cpu_offload_seq = "text_encoder->unet->vae"
+    _optional_components = ["vae", "tokenizer", "text_encoder", "low_res_scheduler"]
+
+    def __init__(self, unet: UNet2DConditionModel | VideoUNet, scheduler, space: str = "pixel", scale: int = 4,
+                 vae=None, tokenizer=None, text_encoder=None, low_res_scheduler=None, noise_level: int = 20,
+                 max_noise_level: int = 350, fps: float | None = None, residual: bool = False,
                  residual_scale: float = 1.0, sampling_steps: int = 25):
+        super().__init__()
         if space not in SPACES:
             raise ValueError(f"space must be one of {SPACES}, got {space!r}")
         image_unet = unet.unet if isinstance(unet, VideoUNet) else unet
         if space == "latent" and vae is None:
             raise ValueError("a latent upsampler needs its autoencoder (vae=...)")
         check_upsampler_unet(image_unet, space, vae.config.latent_channels if vae is not None else None)
-        self.unet, self.vae, self.text, self.space, self.scale = unet, vae, text, space, int(scale)
-        self.scheduler_config = dict(scheduler_config)
-        self.noise_level = int(noise_level)
-        self.augmentation = NoiseAugmentation(max_noise_level, low_res_scheduler_config)
-        self.fps = fps
-        self.sampling_steps = int(sampling_steps)  # the default of __call__: what the export was measured best at
         if residual and space != "pixel":
             raise ValueError("residual upsampling (adding to the bicubic upsampled input) is a pixel-space option")
-        self.residual = residual  # the model generates the difference to the bicubic upsampled input,
-        self.residual_scale = float(residual_scale)  # times this (see UpsamplerModelConfig.residual_scale)
+        if (tokenizer is None) != (text_encoder is None):
+            raise ValueError("a text encoder needs its tokenizer (and a tokenizer its text encoder)")
+        if isinstance(scheduler, Mapping):
+            scheduler = DDPMScheduler.from_config(scheduler)
+        low_res_scheduler = low_res_scheduler or DDPMScheduler()
+        self.register_modules(unet=unet, scheduler=scheduler, vae=vae, tokenizer=tokenizer, text_encoder=text_encoder,
+                              low_res_scheduler=low_res_scheduler)
+        # residual: the model generates the difference to the bicubic upsampled input, times residual_scale
+        # (see UpsamplerModelConfig.residual_scale); sampling_steps: the default of __call__, what the export
+        # was measured best at
+        self.register_to_config(space=space, scale=int(scale), noise_level=int(noise_level),
+                                max_noise_level=int(max_noise_level), fps=fps, residual=bool(residual),
+                                residual_scale=float(residual_scale), sampling_steps=int(sampling_steps))
+        self.augmentation = NoiseAugmentation(max_noise_level, dict(low_res_scheduler.config))
+
+    space = config_property("space")
+    scale = config_property("scale")
+    noise_level = config_property("noise_level")
+    fps = config_property("fps")
+    residual = config_property("residual")
+    residual_scale = config_property("residual_scale")
+    sampling_steps = config_property("sampling_steps")
+
+    @property
+    def text(self) -> TextConditioner | None:
+        """The prompt encoder of a UNet that reads text (the SD x4 upscaler's), or None."""
+        if self.text_encoder is None:
+            return None
+        return TextConditioner(self.tokenizer, self.text_encoder, check_eos=False)
 
     @property
     def image_unet(self) -> UNet2DConditionModel:
@@ -160,31 +194,48 @@ class Upsampler:
     def is_video(self) -> bool:
         return isinstance(self.unet, VideoUNet)
 
+    @property
+    def dtype(self) -> torch.dtype:
+        return self.unet.dtype
+
     # ------------------------------------------------------------------------------------------ loading
     @classmethod
-    def from_pretrained(cls, path: str | Path, temporal_layers: str | Path | None = None) -> "Upsampler":
-        """An exported ``upsampler-image`` / ``upsampler-video`` folder, or a folder in the layout of
-        diffusers' ``StableDiffusionUpscalePipeline`` (the SD x4 upscaler). ``temporal_layers``: a
-        temporal-layer folder to inflate it with (an ``upsampler-video`` export brings its own)."""
+    def from_pretrained(cls, path: str | Path, temporal_layers: str | Path | None = None, **kwargs) -> "Upsampler":
+        """A folder written by :meth:`save_pretrained`, an exported ``upsampler-image`` / ``upsampler-video``
+        folder, or a folder in the layout of diffusers' ``StableDiffusionUpscalePipeline`` (the SD x4
+        upscaler). ``temporal_layers``: a temporal-layer folder to inflate it with (an ``upsampler-video``
+        export brings its own). ``kwargs`` (``torch_dtype``, ...) go to diffusers' loader for a saved pipeline."""
+        index = Path(path) / "model_index.json"
+        if index.is_file() and json.loads(index.read_text()).get("_class_name") == cls.__name__:
+            upsampler = super().from_pretrained(path, **kwargs)
+            return upsampler.video(temporal_layers=temporal_layers) if temporal_layers is not None else upsampler
         options = load_upsampler(path)
         layers = temporal_layers or options.pop("temporal_layers")  # given ones replace an export's own
-        upsampler = cls(**{k: v for k, v in options.items() if k != "temporal_layers"})
-        return upsampler.video(temporal_layers=layers) if layers is not None else upsampler
+        options.pop("temporal_layers", None)
+        low_res = options.pop("low_res_scheduler_config", None)
+        upsampler = cls(**{k: v for k, v in options.items() if k not in ("scheduler_config", "text")},
+                        scheduler=DDPMScheduler.from_config(options["scheduler_config"]),
+                        low_res_scheduler=DDPMScheduler.from_config(low_res) if low_res else None,
+                        **text_parts(options.get("text")))
+        upsampler = upsampler.video(temporal_layers=layers) if layers is not None else upsampler
+        dtype = kwargs.pop("torch_dtype", None)
+        if kwargs:
+            raise ValueError(f"an export takes temporal_layers and torch_dtype; not {sorted(kwargs)}")
+        return upsampler.to(dtype=dtype) if dtype is not None else upsampler
 
-    def to(self, device: str | torch.device | None = None, dtype: torch.dtype | None = None) -> "Upsampler":
-        """Moves the UNet, the autoencoder and the text encoder; the low-resolution input is prepared on the
-        CPU and tiles go to the device one at a time."""
-        for module in (self.unet, self.vae, self.text):
-            place(module, device, dtype)
-        return self
+    def to(self, *args, **kwargs) -> "Upsampler":
+        """diffusers' ``to(device, dtype)``; the low-resolution input is prepared on the CPU and tiles go to the
+        device one at a time."""
+        with quiet_casts():
+            return super().to(*args, **kwargs)
 
     def video(self, temporal_layers: str | Path | None = None, **temporal_options) -> "Upsampler":
         """The same upsampler with temporal layers (new ones with ``temporal_options``, or loaded); the
-        spatial UNet is shared, not copied."""
+        spatial UNet and the other components are shared, not copied."""
         unet = VideoUNet.from_unet2d(self.image_unet, temporal_layers=temporal_layers, **temporal_options)
-        other = copy.copy(self)
-        other.unet = unet.eval()
-        return other
+        components = {**self.components, "unet": unet.eval()}
+        config = {k: v for k, v in self.config.items() if not k.startswith("_") and k not in components}
+        return type(self)(**components, **config)
 
     # ----------------------------------------------------------------------------------------- sampling
 
@@ -233,7 +284,7 @@ class Upsampler:
         th, tw = min(tile, size[0]), min(tile, size[1])
         cell = math.gcd(th, tw, *ys, *xs) or max(th, tw)
         # frames are bounded by [-1, 1], so their x0 estimates are clipped; a residual's bound is not known
-        scheduler = make_scheduler(sampler, self.scheduler_config, clip_sample=self.space == "pixel" and not self.residual)
+        scheduler = make_scheduler(sampler, self.scheduler.config, clip_sample=self.space == "pixel" and not self.residual)
         s = self.scale if self.space == "pixel" else 1  # output pixels per low-resolution pixel
         jobs = [(t0, y, x) for t0 in range(0, T, frames_per_chunk) for y in ys for x in xs]
         for t0, y, x in tqdm(jobs, desc="upsampling", disable=not progress or len(jobs) == 1):

@@ -18,7 +18,7 @@ import re
 from collections.abc import Iterator
 
 import torch
-from diffusers import AutoencoderKL
+from diffusers import AutoencoderKL, ModelMixin  # ModelMixin: diffusers' pipeline loader looks it up here
 from diffusers.configuration_utils import register_to_config
 from diffusers.models.attention_processor import Attention
 from diffusers.models.autoencoders.vae import DecoderOutput

@@ -13,7 +13,7 @@ import re
 from dataclasses import dataclass
 
 import torch
-from diffusers import UNet2DConditionModel
+from diffusers import ModelMixin, UNet2DConditionModel  # ModelMixin: diffusers' pipeline loader looks it up here
 from diffusers.configuration_utils import register_to_config
 from diffusers.models.attention import BasicTransformerBlock
 from diffusers.models.resnet import ResnetBlock2D

@@ -18,6 +18,7 @@ from pathlib import Path
 
 import torch
 from accelerate import Accelerator
+from accelerate.state import AcceleratorState
 from accelerate.utils import DistributedDataParallelKwargs
 from diffusers.optimization import get_scheduler
 from diffusers.training_utils import EMAModel
@@ -88,6 +89,10 @@ class Trainer:
         self.config = config
         run = config.run
         precision, why = resolve_mixed_precision(run.mixed_precision, resolve_device("auto"))
+        if accelerator is None and AcceleratorState._shared_state.get("_mixed_precision", precision) != precision:
+            # accelerate keeps one precision per process: a second trainer in one process (a chain of stages
+            # in Python, whose recipes resolve to different precisions) starts accelerate's state anew
+            AcceleratorState._reset_state()
         self.accelerator = accelerator or Accelerator(
             mixed_precision=precision,
             # without a GPU, tell accelerate so: under torchrun it then runs data-parallel on CPU (gloo)

@@ -162,8 +162,8 @@ class UpsamplerImageStage(UpsamplerStage):
 
     def upsampler(self) -> Upsampler:
         m = self.config.model
-        return Upsampler(self.unet, self.scheduler.config, m.space, m.scale, self.vae, None, m.noise_level,
-                         m.max_noise_level, fps=self.config.data.fps, residual=self.residual,
+        return Upsampler(self.unet, self.scheduler, m.space, m.scale, self.vae, noise_level=m.noise_level,
+                         max_noise_level=m.max_noise_level, fps=self.config.data.fps, residual=self.residual,
                          residual_scale=self.residual_scale, sampling_steps=m.sampling_steps)
 
     def export(self, directory: Path) -> None:
@@ -197,7 +197,7 @@ class UpsamplerVideoStage(UpsamplerStage):
         self.video_upsampler.sampling_steps = m.sampling_steps
         self.vae, self.augmentation, self.residual = base.vae, base.augmentation, base.residual
         self.residual_scale = base.residual_scale
-        self.scheduler = DDPMScheduler.from_config(base.scheduler_config)
+        self.scheduler = DDPMScheduler.from_config(base.scheduler.config)
         self.setup_data(config)
         self.module = UpsamplerModule(self.video_upsampler.unet)
 
