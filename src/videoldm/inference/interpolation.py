@@ -38,13 +38,13 @@ def interpolate(pipeline, keyframes: torch.Tensor, prompt=None, *, factor: int |
         keys = keyframes[:, :, start:min(start + per_call, N)]
         n = keys.shape[2]
         T = (n - 1) * k + 1
-        context = torch.zeros(1, keys.shape[1], T, *keys.shape[-2:])
+        context = torch.zeros(1, keys.shape[1], T, *keys.shape[-2:], device=keys.device)
         context[:, :, ::k] = keys
-        mask = torch.zeros(1, T)
+        mask = torch.zeros(1, T, device=keys.device)
         mask[:, ::k] = 1
         out = sample(unet, scheduler, tuple(context.shape), cond=cond, uncond=uncond, guidance_scale=guidance_scale,
                      num_inference_steps=num_inference_steps, generator=sample_generator(seed, w), progress=False,
-                     context=context, context_mask=mask, uncond_kwargs={"context_mask": torch.zeros(1, T)})
+                     context=context, context_mask=mask, uncond_kwargs={"context_mask": torch.zeros(1, T, device=keys.device)})
         out[:, :, ::k] = keys  # the given frames stay exactly as given
         pieces.append(out[:, :, 1:])
     return torch.cat(pieces, dim=2)

@@ -73,11 +73,11 @@ class VideoLDMPipeline(DiffusionPipeline):
         ``temporal_decoder``: an exported `decoder` folder made for the same autoencoder;
         ``image_model``: (exports) another `image` export of the same architecture (e.g. fine-tuned on a new
         style) to put the temporal layers on instead of the one they were trained with.
-        ``kwargs`` (``torch_dtype``, ...) go to diffusers' loader; an export takes ``torch_dtype`` only."""
+        ``kwargs`` (``dtype``, ...) go to diffusers' loader; an export takes ``dtype`` only."""
         if is_export(path):
-            dtype = kwargs.pop("torch_dtype", None)
+            dtype = kwargs.pop("dtype", None) or kwargs.pop("torch_dtype", None)
             if kwargs:
-                raise ValueError(f"an export takes temporal_decoder, image_model and torch_dtype; not {sorted(kwargs)}")
+                raise ValueError(f"an export takes temporal_decoder, image_model and dtype; not {sorted(kwargs)}")
             pipeline = cls.from_export(path, image_model)
         else:
             if image_model is not None:

@@ -8,9 +8,11 @@ is built in memory; for renders longer than memory allows, ``videoldm.inference.
 """
 from __future__ import annotations
 
+import json
 from pathlib import Path
 
 import torch
+from diffusers import DiffusionPipeline
 from tqdm.auto import tqdm
 
 from .interpolation import interpolate
@@ -19,22 +21,43 @@ from .pipeline import VideoLDMPipeline
 from .seeding import interpolation_seed, sample_generator
 
 
-class VideoLDMStack:
+class VideoLDMStack(DiffusionPipeline):
+    """Two pipelines as one diffusers pipeline: ``keyframes`` (a video or prediction model, with the decoder)
+    and optionally ``interpolator``; ``save_pretrained`` writes each in its own folder."""
+
+    _optional_components = ["interpolator"]
+
     def __init__(self, keyframes: VideoLDMPipeline, interpolator: VideoLDMPipeline | None = None):
-        self.keyframes, self.interpolator = keyframes, interpolator
+        super().__init__()
+        self.register_modules(keyframes=keyframes, interpolator=interpolator)
 
     @classmethod
     def from_pretrained(cls, keyframes: str | Path, interpolator: str | Path | None = None,
-                        temporal_decoder: str | Path | None = None) -> "VideoLDMStack":
-        """Exported folders: a temporal or prediction model, an interpolation model, a decoder."""
-        return cls(VideoLDMPipeline.from_pretrained(keyframes, temporal_decoder=temporal_decoder),
-                   VideoLDMPipeline.from_pretrained(interpolator) if interpolator else None)
+                        temporal_decoder: str | Path | None = None, **kwargs) -> "VideoLDMStack":
+        """A folder written by :meth:`save_pretrained`, or exported folders: a temporal or prediction model,
+        an interpolation model, a decoder."""
+        index = Path(keyframes) / "model_index.json"
+        if index.is_file() and json.loads(index.read_text()).get("_class_name") == cls.__name__:
+            if interpolator is not None or temporal_decoder is not None:
+                raise ValueError(f"{keyframes} is a saved stack: it brings its own interpolator and decoder")
+            return super().from_pretrained(keyframes, **kwargs)
+        return cls(VideoLDMPipeline.from_pretrained(keyframes, temporal_decoder=temporal_decoder, **kwargs),
+                   VideoLDMPipeline.from_pretrained(interpolator, **kwargs) if interpolator else None)
 
-    def to(self, device: str | torch.device | None = None, dtype: torch.dtype | None = None) -> "VideoLDMStack":
+    def to(self, *args, **kwargs) -> "VideoLDMStack":
+        """Moves and casts both pipelines, as ``VideoLDMPipeline.to`` takes it."""
         for pipeline in (self.keyframes, self.interpolator):
             if pipeline is not None:
-                pipeline.to(device, dtype)
+                pipeline.to(*args, **kwargs)
         return self
+
+    @property
+    def device(self) -> torch.device:
+        return self.keyframes.device
+
+    @property
+    def dtype(self) -> torch.dtype:
+        return self.keyframes.dtype
 
     @torch.no_grad()
     def __call__(self, prompt=None, *, num_frames: int = 16, num_clips: int = 1, context_frames: int = 2,

@@ -204,7 +204,7 @@ class Upsampler(DiffusionPipeline):
         """A folder written by :meth:`save_pretrained`, an exported ``upsampler-image`` / ``upsampler-video``
         folder, or a folder in the layout of diffusers' ``StableDiffusionUpscalePipeline`` (the SD x4
         upscaler). ``temporal_layers``: a temporal-layer folder to inflate it with (an ``upsampler-video``
-        export brings its own). ``kwargs`` (``torch_dtype``, ...) go to diffusers' loader for a saved pipeline."""
+        export brings its own). ``kwargs`` (``dtype``, ...) go to diffusers' loader for a saved pipeline."""
         index = Path(path) / "model_index.json"
         if index.is_file() and json.loads(index.read_text()).get("_class_name") == cls.__name__:
             upsampler = super().from_pretrained(path, **kwargs)
@@ -218,9 +218,9 @@ class Upsampler(DiffusionPipeline):
                         low_res_scheduler=DDPMScheduler.from_config(low_res) if low_res else None,
                         **text_parts(options.get("text")))
         upsampler = upsampler.video(temporal_layers=layers) if layers is not None else upsampler
-        dtype = kwargs.pop("torch_dtype", None)
+        dtype = kwargs.pop("dtype", None) or kwargs.pop("torch_dtype", None)
         if kwargs:
-            raise ValueError(f"an export takes temporal_layers and torch_dtype; not {sorted(kwargs)}")
+            raise ValueError(f"an export takes temporal_layers and dtype; not {sorted(kwargs)}")
         return upsampler.to(dtype=dtype) if dtype is not None else upsampler
 
     def to(self, *args, **kwargs) -> "Upsampler":

@@ -200,7 +200,9 @@ class TemporalAttachment(ModelMixin, ConfigMixin):
         if unknown:
             raise ValueError(f"unknown {cls.__name__} options {sorted(unknown)}; known: {cls._temporal_option_names()}")
         with torch.device("meta"):  # the image model built here is replaced by `base` at once
-            model = cls(**{f"{cls.base_attribute}_config": dict(base.config)}, **temporal_options)
+            # the base's architecture only: private keys (its load path, versions) are not part of it
+            config = {k: v for k, v in base.config.items() if not k.startswith("_")}
+            model = cls(**{f"{cls.base_attribute}_config": config}, **temporal_options)
         for handle in model._hooks:
             handle.remove()
         model._set_up(base)
