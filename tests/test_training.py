@@ -336,3 +336,21 @@ def test_ddp_searches_for_unused_parameters_only_where_a_stage_can_leave_some():
     assert may_skip_parameters(recipe("temporal", {"image_model": "x", "image_batch_prob": 0.2}))
     assert may_skip_parameters(recipe("decoder", {"autoencoder": "x"}))
     assert may_skip_parameters(recipe("autoencoder", find_unused_parameters=True))
+
+
+def test_a_second_run_on_a_folder_in_use_stops_and_writes_nothing(tmp_path, clips):
+    """Two runs on one output_dir would write over each other's log.csv and checkpoints (seen: a log full of
+    NUL bytes when a stopped run was still saving as the next one started)."""
+    from videoldm.training.config import load_config
+    from videoldm.training.trainer import RunLock, Trainer
+
+    path = recipe(tmp_path, clips, max_steps=2)
+    run_dir = tmp_path / "run"
+    run_dir.mkdir()
+    (run_dir / "log.csv").write_text("step,loss\n1,0.5\n")
+    with RunLock(run_dir):  # another run holds the folder
+        with pytest.raises(RuntimeError, match=rf"in use by another training run \(process {os.getpid()}\)"):
+            Trainer(load_config(path)).train()
+    assert (run_dir / "log.csv").read_text() == "step,loss\n1,0.5\n" and not list(run_dir.glob("checkpoint-*"))
+    Trainer(load_config(path)).train()  # free again
+    assert sorted(losses(run_dir)) == [1, 2]

@@ -9,8 +9,10 @@ from __future__ import annotations
 
 import contextlib
 import csv
+import fcntl
 import gc
 import json
+import os
 import signal
 import threading
 import time
@@ -154,20 +156,21 @@ class Trainer:
     def train(self) -> Path:
         run, acc = self.config.run, self.accelerator
         self.run_dir.mkdir(parents=True, exist_ok=True)
-        if acc.is_main_process:
-            (self.run_dir / "config.json").write_text(json.dumps(self.config.to_dict(), indent=2))
-        global_batch = self.config.data.batch_size * acc.num_processes
-        batches = self.batches()
-        logger = _Logs(self.run_dir, acc, resume_step=self.step)
-        bar = tqdm(total=run.max_steps, initial=self.step, disable=not acc.is_local_main_process,
-                   desc=f"{self.config.stage}", dynamic_ncols=True)
-        self.model.train()
-        with StopSignals() as signals:
-            self._loop(batches, logger, bar, signals, global_batch)
-        bar.close()
-        logger.close()
-        self.save()
-        return self.export()
+        with RunLock(self.run_dir) if acc.is_main_process else contextlib.nullcontext():
+            if acc.is_main_process:
+                (self.run_dir / "config.json").write_text(json.dumps(self.config.to_dict(), indent=2))
+            global_batch = self.config.data.batch_size * acc.num_processes
+            batches = self.batches()
+            logger = _Logs(self.run_dir, acc, resume_step=self.step)
+            bar = tqdm(total=run.max_steps, initial=self.step, disable=not acc.is_local_main_process,
+                       desc=f"{self.config.stage}", dynamic_ncols=True)
+            self.model.train()
+            with StopSignals() as signals:
+                self._loop(batches, logger, bar, signals, global_batch)
+            bar.close()
+            logger.close()
+            self.save()
+            return self.export()
 
     def _loop(self, batches, logger, bar, signals: StopSignals, global_batch: int) -> None:
         run, acc = self.config.run, self.accelerator
@@ -250,6 +253,34 @@ class Trainer:
     def _log(self, message: str) -> None:
         if self.accelerator.is_main_process:
             tqdm.write(message)
+
+
+class RunLock:
+    """Holds ``run_dir/.lock`` for the life of a run: a second run on the same folder (its checkpoints and
+    ``log.csv``) stops at once with the first one's process id, instead of the two writing over each other."""
+
+    def __init__(self, run_dir: Path):
+        self.path = run_dir / ".lock"
+
+    def __enter__(self) -> "RunLock":
+        self.file = open(self.path, "a+")
+        try:
+            fcntl.flock(self.file, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except OSError:
+            self.file.seek(0)
+            holder = self.file.read().strip() or "unknown"
+            self.file.close()
+            raise RuntimeError(f"{self.path.parent} is in use by another training run (process {holder}): wait "
+                               "for it to stop, or give this one another run.output_dir") from None
+        self.file.seek(0)
+        self.file.truncate()
+        self.file.write(str(os.getpid()))
+        self.file.flush()
+        return self
+
+    def __exit__(self, *exc) -> None:
+        fcntl.flock(self.file, fcntl.LOCK_UN)
+        self.file.close()
 
 
 class _Logs:
