@@ -155,7 +155,7 @@ def test_evaluate_decoder_command_reports_both_decoders_and_seams(exports, tmp_p
     assert seam_pairs(32, 16, 0) == [15] and seam_pairs(16, 16, 4) == []
     tmp, _, _, _, decoder = exports
     assert main(["evaluate-decoder", str(decoder), "--data", str(tmp / "clips"), "--num", "2", "--frames", "4",
-                 "--chunk", "2", "--overlaps", "1", "0", "--out", str(tmp_path)]) == 0
+                 "--chunk", "2", "--overlaps", "1", "0", "--out", str(tmp_path), "--dtype", "bfloat16"]) == 0
     summary = json.loads((tmp_path / "decoder.json").read_text())
     assert set(summary["chunked"]) == {"overlap_1", "overlap_0"}
     assert summary["image_decoder"]["temporal_error"] > 0 and (tmp_path / "decoder.gif").is_file()

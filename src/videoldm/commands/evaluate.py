@@ -73,6 +73,7 @@ def add_command(subparsers) -> None:
     d.add_argument("--chunk", type=positive(int), default=16, help="frames per decoding chunk")
     d.add_argument("--overlaps", type=int, nargs="+", default=[4, 0], help="chunk overlaps to measure (each 0..chunk-1)")
     d.add_argument("--out", help="folder for decoder.json and decoder.gif")
+    add_device_options(d)
     d.set_defaults(func=run_decoder)
 
     pr = subparsers.add_parser(
@@ -203,8 +204,11 @@ def run_decoder(args) -> int:
     from videoldm.evaluation.decoder import evaluate_decoder, format_decoder_summary
     from videoldm.export import load_original_autoencoder, load_temporal_decoder
 
-    decoder = load_temporal_decoder(args.decoder)
+    device, dtype = device_and_dtype(args)
+    decoder = load_temporal_decoder(args.decoder).to(device, dtype)
     original = load_original_autoencoder(args.decoder)
+    if original is not None:
+        original.to(device, dtype)
     dataset = VideoFolderDataset(args.data, num_frames=args.frames, fps=None, size=args.size, start=0, crop="center")
     if len(dataset) == 0:
         raise ValueError(f"no readable videos in {args.data}")

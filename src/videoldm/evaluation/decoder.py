@@ -46,16 +46,18 @@ def evaluate_decoder(decoder, clips, chunk_size: int = 16, overlaps=(4, 0), out_
     if chunk_size < 1 or bad:  # before the decoding, not after the image decoder's half of it
         raise ValueError(f"overlaps must be in 0..chunk_size-1 with chunk_size >= 1; got chunk {chunk_size}, "
                          f"overlaps {list(overlaps)}")
-    z = torch.cat([decoder.encode(c[None]) for c in clips])
+    weight = next(decoder.parameters())  # the decoder runs where it is; the metrics on the CPU in float32
+    z = torch.cat([decoder.encode(c[None].to(weight.device, weight.dtype)) for c in clips])
     T = clips.shape[2]
-    image = torch.cat([decoder(zi[None], image_only=True).sample for zi in z]).clamp(-1, 1)
-    whole = torch.cat([decoder(zi[None]).sample for zi in z]).clamp(-1, 1)
+    image = torch.cat([decoder(zi[None], image_only=True).sample.float().cpu() for zi in z]).clamp(-1, 1)
+    whole = torch.cat([decoder(zi[None]).sample.float().cpu() for zi in z]).clamp(-1, 1)
     summary = {"image_decoder": {"psnr": psnr(image, clips), "temporal_error": temporal_error(image, clips)},
                "temporal_decoder": {"psnr": psnr(whole, clips), "temporal_error": temporal_error(whole, clips)},
                "chunked": {}}
     if original is not None:
         # the same (frozen, shared) encoder's latents, unscaled, through the untouched decoder
-        first = torch.cat([original.decode(zi.transpose(0, 1)).sample.transpose(0, 1)[None] for zi in z])
+        first = torch.cat([original.decode(zi.transpose(0, 1).to(original.dtype)).sample.float().cpu().transpose(0, 1)[None]
+                           for zi in z])
         summary["original_decoder"] = {"psnr": psnr(first.clamp(-1, 1), clips),
                                        "temporal_error": temporal_error(first.clamp(-1, 1), clips)}
     # per clip: whether the gain is on most clips or a few; the baseline is the untouched image decoder
@@ -75,7 +77,7 @@ def evaluate_decoder(decoder, clips, chunk_size: int = 16, overlaps=(4, 0), out_
 
     whole_pairs = pair_errors(whole)
     for overlap in overlaps:
-        chunked = torch.cat([decoder.decode(zi[None], chunk_size, overlap) for zi in z]).clamp(-1, 1)
+        chunked = torch.cat([decoder.decode(zi[None], chunk_size, overlap).float().cpu() for zi in z]).clamp(-1, 1)
         per_pair = pair_errors(chunked)
         seams = seam_pairs(T, chunk_size, overlap)
         rest = [t for t in range(T - 1) if t not in seams]
