@@ -43,6 +43,7 @@ def test_a_pipeline_saves_and_loads_whole_in_diffusers_layout(chain, tmp_path):
     again = VideoLDMPipeline.from_pretrained(tmp_path / "saved")
     assert again.latent_size == pipe.latent_size and again.fps == pipe.fps and again.info == pipe.info
     assert same_video(pipe, again)
+    assert set(pipe.model_cpu_offload_seq.split("->")) <= set(pipe.components)  # what enable_model_cpu_offload moves
     half = VideoLDMPipeline.from_pretrained(tmp_path / "saved", dtype=torch.bfloat16)
     assert half.dtype == half.vae.dtype == half.text_encoder.dtype == torch.bfloat16
 
