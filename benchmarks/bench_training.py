@@ -50,7 +50,8 @@ def child(args) -> dict:
     before = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
     for step in range(args.warmup + args.steps):
         start = time.perf_counter()
-        loss = (video(x, t, ehs).sample - x).square().mean()
+        with torch.autocast("cpu", dtype=torch.bfloat16, enabled=args.precision == "bf16"):
+            loss = (video(x, t, ehs).sample.float() - x).square().mean()
         loss.backward()
         opt.step()
         opt.zero_grad(set_to_none=True)
@@ -74,6 +75,8 @@ def main() -> None:
     p.add_argument("--steps", type=int, default=5)
     p.add_argument("--warmup", type=int, default=2)
     p.add_argument("--threads", type=int, default=min(2, os.cpu_count() or 1))
+    p.add_argument("--precision", choices=("float32", "bf16"), default="float32",
+                   help="bf16: autocast, as mixed_precision bf16 trains (fast only where the CPU computes bf16)")
     p.add_argument("--temporal-only", action="store_true",
                    help="skip the whole-UNet rows (at SD size its AdamW state alone is ~14 GB)")
     p.add_argument("--child", action="store_true", help=argparse.SUPPRESS)
@@ -88,14 +91,14 @@ def main() -> None:
         for checkpointing in (False, True):
             cmd = [sys.executable, __file__, "--child", "--base", args.base, "--latent", f"{args.latent[0]}x{args.latent[1]}",
                    "--frames", str(args.frames), "--batch", str(args.batch), "--steps", str(args.steps),
-                   "--warmup", str(args.warmup), "--threads", str(args.threads)]
+                   "--warmup", str(args.warmup), "--threads", str(args.threads), "--precision", args.precision]
             cmd += ["--whole"] * whole + ["--checkpointing"] * checkpointing
             out = subprocess.run(cmd, capture_output=True, text=True, check=True).stdout.strip().splitlines()[-1]
             rows.append(({"trained": "whole UNet" if whole else "temporal only", "checkpointing": checkpointing},
                          json.loads(out)))
     base_time, base_mem = rows[0][1]["time"], rows[0][1]["memory_mib"]
     print(f"\nbase {args.base}, batch {args.batch} x {args.frames} frames, latent {args.latent[0]}x{args.latent[1]}, "
-          f"{args.threads} threads; median of {args.steps} steps after {args.warmup} warm-up")
+          f"{args.precision}, {args.threads} threads; median of {args.steps} steps after {args.warmup} warm-up")
     print(f"{'trained':<15}{'checkpointing':>14}{'trained params':>16}{'step s':>9}{'x':>7}{'peak growth MiB':>17}{'x':>7}"
           f"{'peak MiB':>10}{'spatial unchanged':>19}")
     for meta, r in rows:
