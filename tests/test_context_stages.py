@@ -184,3 +184,54 @@ def test_a_clean_context_model_trains_without_its_given_frames_in_the_loss(chain
     video = pipe(["a red circle moving left on a dark background"], num_frames=5, num_inference_steps=2,
                  progress=False, output_type="latent", context=context).frames
     assert torch.equal(video[:, :, :2], context)  # the given frames come back as given
+
+
+def test_prompts_that_change_along_a_rollout_condition_each_clip_on_its_own(chain, tmp_path, monkeypatch):
+    import json
+
+    import numpy as np
+
+    from videoldm.cli import main
+    from videoldm.inference import stack
+    from videoldm.inference.pipeline import VideoLDMPipeline
+    from videoldm.inference.rollout import rollout
+    from videoldm.inference.stack import scheduled_prompts
+
+    # clip k takes the prompt in effect at its first new frame: clips start at 0, 5, 8, 11 frames (2 s at 4 fps)
+    schedule = [(0, "left"), (2.0, "up")]
+    assert scheduled_prompts(schedule, 4, 5, 2, fps=4) == ["left", "left", "up", "up"]
+    for bad, match in (([], "empty"), ([(1, "a")], "starts at 0"), ([(0, "a"), (0, "b")], "increase")):
+        with pytest.raises(ValueError, match=match):
+            scheduled_prompts(bad, 4, 5, 2, fps=4)
+
+    tmp, data, image, _ = chain
+    final = run(tmp, "pred-travel", "prediction", data, {"image_model": str(image)}, max_steps=1).train()
+    pipe = VideoLDMPipeline.from_pretrained(final)
+    seen = []
+    original = stack.next_clip
+    monkeypatch.setattr(stack, "next_clip", lambda p, prompt, *a, **k: seen.append(prompt) or original(p, prompt, *a, **k))
+    kw = dict(num_frames=5, context_frames=2, num_inference_steps=2, seed=4, progress=False)
+    left, up = "a red circle moving left on a dark background", "a red circle moving up on a dark background"
+    travel = rollout(pipe, [left, left, up], 3, tmp_path / "t.mp4", state_dir=tmp_path / "state", **kw)
+    assert seen == [left, left, up] and travel["frames"] == 11
+    single = rollout(pipe, left, 3, tmp_path / "s.mp4", **kw)  # the same clips until the prompt changes
+    assert np.array_equal(read_frames(tmp_path / "t.mp4")[:8], read_frames(tmp_path / "s.mp4")[:8])
+    assert not np.array_equal(read_frames(tmp_path / "t.mp4")[8:], read_frames(tmp_path / "s.mp4")[8:])
+    with pytest.raises(ValueError, match="one prompt per clip"):
+        rollout(pipe, [left, up], 3, tmp_path / "x.mp4", **kw)
+    with pytest.raises(ValueError, match="prompt"):  # a resumed render must keep its schedule
+        rollout(pipe, [left, up, up], 3, tmp_path / "t.mp4", state_dir=tmp_path / "state", **kw)
+
+    common = [str(final), "--frames", "5", "--steps", "2", "--clips", "3"]
+    seen.clear()
+    assert main(["rollout", *common, "--prompt", left, "--prompt", up, "--seconds-per-prompt", "0.75",
+                 "--out", str(tmp_path / "c.mp4")]) == 0  # at 8 fps the clips start at 0, 0.625, 1.0 s
+    assert seen == [left, left, up]
+    assert json.loads((tmp_path / "c.json").read_text())["prompt"] == [left, left, up]
+    (tmp_path / "schedule.txt").write_text(f"# seconds caption\n0 {left}\n0.5 {up}\n")
+    seen.clear()
+    assert main(["rollout", *common, "--prompt-file", str(tmp_path / "schedule.txt"), "--out", str(tmp_path / "f.mp4")]) == 0
+    assert seen == [left, up, up]
+    (tmp_path / "empty.txt").write_text("# nothing\n")
+    assert main(["rollout", *common, "--prompt-file", str(tmp_path / "empty.txt"), "--out", str(tmp_path / "e.mp4")]) == 2
+    assert main(["evaluate-rollout", str(tmp_path / "c.mp4")]) == 0

@@ -131,11 +131,13 @@ def rollout_joins(frames, clip_starts: list[int], description=None) -> dict:
 
     ``frames``: one video (anything ``as_videos`` takes for a single video, e.g. ``(T, H, W, 3)`` uint8);
     ``clip_starts``: the frame index where each clip's frames begin (``rollout(...)["clip_starts"]``).
-    ``description``: the rollout's prompt (caption or attributes). The objects tracked are the shapes it
+    ``description``: the rollout's prompt (caption or attributes; of a schedule, its first). The objects tracked are the shapes it
     names (``shapes``), or else cars, lit for the daytime it names (driving). A boundary pair is
     (start - 1, start); a boundary triple for the track acceleration is any of the three frames around it
     that contains the boundary pair.
     """
+    if isinstance(description, list):  # a prompt schedule: the first prompt names the objects followed
+        description = description[0]
     x = as_videos(np.asarray(frames)[None])
     change = _frame_change(x)
     joins = [s - 1 for s in clip_starts if 0 < s < x.shape[1]]

@@ -22,7 +22,7 @@ from ..models.temporal_decoder import decode_latents
 from .interpolation import interpolate
 from .outputs import to_uint8
 from .seeding import interpolation_seed
-from .stack import chain_clips
+from .stack import chain_clips, clip_prompts
 
 
 @torch.no_grad()
@@ -33,7 +33,8 @@ def rollout(pipeline, prompt, num_clips: int, out: str | Path, *, num_frames: in
             on_clip_end=None, progress: bool = True) -> dict:
     """Renders ``num_clips`` clips of ``num_frames`` frames into the mp4 ``out``; returns what it did.
 
-    ``prompt``: a caption, or an attribute dict for attribute models. The video has
+    ``prompt``: a caption, or an attribute dict for attribute models, or a list of one per clip (prompts that
+    change along the video; each clip is interpolated with its own too). The video has
     ``num_frames + (num_clips - 1) * (num_frames - context_frames)`` frames. ``state_dir``: where each
     clip's latents are kept; a later call with the same settings skips the clips found there (their frames
     are decoded again from the saved latents) and goes on. ``interpolator``: an interpolation pipeline;
@@ -64,6 +65,7 @@ def rollout(pipeline, prompt, num_clips: int, out: str | Path, *, num_frames: in
     decoder = pipeline.decoder if pipeline.decoder is not None else pipeline.vae
     fps = (fps or pipeline.fps or 8.0) * (settings["interpolation"] or 1)
 
+    prompts = clip_prompts(prompt, num_clips)
     resumed, clip_starts = 0, []
     clips = chain_clips(pipeline, prompt, num_clips, num_frames=num_frames, context_frames=context_frames,
                         guidance_scale=guidance_scale, num_inference_steps=num_inference_steps, sampler=sampler,
@@ -73,7 +75,7 @@ def rollout(pipeline, prompt, num_clips: int, out: str | Path, *, num_frames: in
             if saved is None:
                 saved = {"latents": latents}
                 if interpolator is not None:
-                    saved["dense"] = _densify(interpolator, latents, previous, context_frames, prompt,
+                    saved["dense"] = _densify(interpolator, latents, previous, context_frames, prompts[k],
                                               interpolation_guidance, settings["interpolation_steps"], sampler, seed, k)
                 if state is not None:
                     state.save(k, saved)

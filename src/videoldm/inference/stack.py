@@ -73,6 +73,9 @@ class VideoLDMStack(DiffusionPipeline):
         check_output_type(output_type)
         if num_clips < 1:
             raise ValueError(f"num_clips must be >= 1, got {num_clips}")
+        if isinstance(prompt, list) and interpolations:
+            raise ValueError("a prompt schedule with interpolation: use videoldm.inference.rollout.rollout, which "
+                             "interpolates each clip with its own prompt")
         if interpolations < 0 or (interpolations and self.interpolator is None):
             raise ValueError(f"interpolations={interpolations}: give 0, or more with an interpolation model "
                              "(interpolator=...)")
@@ -106,16 +109,46 @@ class VideoLDMStack(DiffusionPipeline):
         return torch.cat(pieces, dim=2)
 
 
+def clip_prompts(prompt, num_clips: int) -> list:
+    """The prompt of each clip: ``prompt`` for all of them, or, given a list (a schedule, one per clip: prompts
+    that change along the video), that list."""
+    if not isinstance(prompt, list):
+        return [prompt] * num_clips
+    if len(prompt) != num_clips:
+        raise ValueError(f"a prompt schedule needs one prompt per clip: {len(prompt)} prompts for {num_clips} clips")
+    return prompt
+
+
+def scheduled_prompts(schedule: list[tuple[float, object]], num_clips: int, num_frames: int, context_frames: int,
+                      fps: float) -> list:
+    """One prompt per clip from ``schedule``: ``(start second, prompt)`` pairs, the first at 0, in time order.
+    A clip takes the prompt in effect at its first new frame (clip 0: frame 0; clip k: frame
+    ``num_frames + (k - 1) * (num_frames - context_frames)``)."""
+    if not schedule:
+        raise ValueError("an empty prompt schedule: give at least one prompt")
+    starts = [float(t) for t, _ in schedule]
+    if starts[0] != 0 or any(b <= a for a, b in zip(starts, starts[1:])):
+        raise ValueError(f"a prompt schedule starts at 0 s and its times increase; got {starts}")
+    prompts = []
+    for k in range(num_clips):
+        second = (0 if k == 0 else num_frames + (k - 1) * (num_frames - context_frames)) / fps
+        prompts.append([p for t, p in zip(starts, (p for _, p in schedule)) if t <= second + 1e-9][-1])
+    return prompts
+
+
 def chain_clips(pipeline, prompt, num_clips: int, *, context_frames: int, load=None, **sampling):
     """Yields ``(k, latents, previous, saved)`` for each clip of a long video: the first from nothing, every
     later one continuing the last ``context_frames`` latents of ``previous`` (see :func:`next_clip`).
+    ``prompt``: one prompt, or a list of one per clip (:func:`clip_prompts`): each clip is conditioned on its
+    own, and its context frames carry the scene across a change.
     ``load(k)``: a finished clip's saved tensors (``{"latents": ...}``) or None; a loaded clip is not
     sampled again (``saved`` is what it returned, None for a new clip)."""
     previous = None
+    prompts = clip_prompts(prompt, num_clips)
     for k in range(num_clips):
         saved = load(k) if load is not None else None
         latents = saved["latents"].to(pipeline.device) if saved is not None else next_clip(  # a saved clip is on the CPU
-            pipeline, prompt, previous, context_frames=context_frames, index=k, **sampling)
+            pipeline, prompts[k], previous, context_frames=context_frames, index=k, **sampling)
         yield k, latents, previous, saved
         previous = latents
 
