@@ -349,3 +349,43 @@ def test_make_models_trains_every_shipped_run_after_the_runs_it_needs():
         trained.add(config["run"]["output_dir"])
     for name, run in SHIPPED_RUNS.items():
         assert str(Path(run).parent) in trained, f"{name} ships {run}, which `make models` does not train"
+
+
+def test_image_to_video_and_continuing_a_clip_start_from_the_given_frames(shipped, tmp_path):
+    import torch
+    from PIL import Image
+
+    from videoldm.cli import main
+    from videoldm.data.io import read_video
+
+    tree, _ = shipped
+    common = ["--models", str(tree), "--steps", "2", "--seconds", "1"]
+    real = sorted((tree.parent / "drive").glob("*.mp4"))[0]
+    frames = read_video(real)
+    Image.fromarray(frames[0]).resize((64, 32)).save(tmp_path / "still.png")  # twice the model's 16x32: resized
+    assert main(["generate", *common, "--image", str(tmp_path / "still.png"), "--out", str(tmp_path / "i")]) == 0
+    video = read_video(tmp_path / "i" / "image.mp4")
+    assert video.shape == (8, 16, 32, 3)  # 1 s at 8 fps, the still first
+    # the video starts with the still exactly, in latent space (then decoded like every frame)
+    from videoldm.inference.pipeline import VideoLDMPipeline
+    from videoldm.inference.shipped import given_frames
+    from videoldm.inference.stack import VideoLDMStack
+
+    keyframes = VideoLDMPipeline.from_pretrained(tree / "driving" / "prediction")
+    start = keyframes.encode(given_frames(tmp_path / "still.png", (16, 32), still=True))
+    latents = VideoLDMStack(keyframes)({"daytime": "day"}, num_frames=5, num_clips=2, start=start, interpolations=0,
+                                       num_inference_steps=2, progress=False, output_type="latent").frames
+    assert latents.shape[2] == 5 + 3 and torch.equal(latents[:, :, :1], start)
+    assert main(["generate", *common, "--continue", str(real), "--out", str(tmp_path / "c")]) == 0
+    assert read_video(tmp_path / "c" / "continued.mp4").shape == (8 - 2, 16, 32, 3)  # the given two left out
+    assert main(["generate", *common, "--continue", str(real), "--join", "--out", str(tmp_path / "j")]) == 0
+    assert read_video(tmp_path / "j" / "continued.mp4").shape[0] == len(frames) + 6
+    # bad input: a clip shorter than the context, a file that is not an image, a text model not shipped
+    from videoldm.inference.outputs import write_video
+    write_video(tmp_path / "one.mp4", frames[:1], 8)
+    assert main(["generate", *common, "--continue", str(tmp_path / "one.mp4"), "--out", str(tmp_path / "x")]) == 2
+    (tmp_path / "not.png").write_text("text")
+    assert main(["generate", *common, "--image", str(tmp_path / "not.png"), "--out", str(tmp_path / "x")]) == 2
+    assert main(["generate", *common, "--image", str(tmp_path / "still.png"), "--prompt", "a red circle",
+                 "--out", str(tmp_path / "x")]) == 2
+    assert main(["generate", *common, "--join", "--out", str(tmp_path / "x")]) == 2

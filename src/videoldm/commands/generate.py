@@ -24,7 +24,9 @@ def add_command(subparsers) -> None:
                "  videoldm generate --base path/to/stable-diffusion-v1-5 --temporal my-temporal-layers "
                "--prompt 'a dog running on a beach'\n"
                "  videoldm generate --base path/to/my-dreambooth --temporal my-temporal-layers "
-               "--temporal-text path/to/stable-diffusion-v1-5 --prompt 'a sks dog running on a beach'")
+               "--temporal-text path/to/stable-diffusion-v1-5 --prompt 'a sks dog running on a beach'\n"
+               "  videoldm generate --image road.png --daytime night --seconds 4      # image-to-video\n"
+               "  videoldm generate --continue videoldm-output/driving.mp4 --join      # two more seconds of it")
     p.add_argument("--prompt", help=f"text-to-video prompt (default: '{DEFAULT_PROMPT}')")
     p.add_argument("--daytime", choices=DAYTIMES, help="driving: time of day (default day)")
     p.add_argument("--crowdedness", choices=list(CROWDEDNESS), help="driving: traffic (default medium)")
@@ -49,6 +51,12 @@ def add_command(subparsers) -> None:
                    help="with --base: the Stable Diffusion folder whose text encoder the temporal layers were "
                         "trained with, when --base's is fine-tuned (DreamBooth): the spatial layers then read "
                         "--base's tokens, the temporal layers these")
+    p.add_argument("--image", metavar="STILL",
+                   help="image-to-video: animate this still (png, jpg, ...; resized to the model's size) with the "
+                        "prediction model, driving by default, or a text one with --prompt; writes image.mp4/.gif")
+    p.add_argument("--continue", dest="continue_from", metavar="CLIP",
+                   help="continue this clip from its last two frames; writes continued.mp4/.gif (new frames only)")
+    p.add_argument("--join", action="store_true", help="with --continue: the clip and its continuation as one video")
     p.add_argument("--models", help="folder of the shipped models (default: the ones installed with videoldm)")
     p.add_argument("--out", default="videoldm-output", help="output folder (default videoldm-output)")
     add_device_options(p)
@@ -61,7 +69,8 @@ def run(args) -> int:
     request = Request(prompt=args.prompt, daytime=args.daytime, crowdedness=args.crowdedness, seconds=args.seconds,
                       fps=args.fps, steps=args.steps, guidance=args.guidance, seed=args.seed, upsample=args.upsample,
                       upsample_steps=args.upsample_steps, size=args.size, base=args.base, temporal=args.temporal,
-                      temporal_text=args.temporal_text, base_config=args.base_config)
+                      temporal_text=args.temporal_text, base_config=args.base_config, image=args.image,
+                      continue_from=args.continue_from, join=args.join)
     # (checked whole when made, before any model is loaded)
     device, dtype = device_and_dtype(args)
     out = output_folder(args.out)  # before any sampling

@@ -24,8 +24,9 @@ def add_command(subparsers) -> None:
                "      --state drive.state --out drive.mp4\n"
                "  videoldm rollout runs/shapes/prediction/final --prompt 'a red circle moving left on a dark "
                "background' --clips 4 --out circle.mp4\n"
-               "  videoldm rollout runs/shapes/prediction/final --prompt 'a red circle moving left on a dark background' \\\n"
-               "      --prompt 'a red circle moving up on a dark background' --seconds-per-prompt 4 --out travel.mp4")
+               "  videoldm rollout runs/shapes/prediction/final --seconds-per-prompt 4 --out travel.mp4 \\\n"
+               "      --prompt 'a red circle moving left on a dark background' \\\n"
+               "      --prompt 'a red circle moving up on a dark background'")
     p.add_argument("model", help="an exported prediction-stage folder (…/final)")
     p.add_argument("--prompt", action="append",
                    help="caption (text models); give it again for prompts that change along the video, each for "

@@ -21,11 +21,14 @@ import re
 from dataclasses import dataclass
 from pathlib import Path
 
+import numpy as np
 import torch
+from PIL import Image
 
 from ..export import (is_export, load_stable_diffusion, load_stable_diffusion_file, load_text_encoder, read_index,
                       temporal_layers_folder)
 from ..models.video_unet import VideoUNet
+from ..data.io import read_video
 from .outputs import VideoOutput, write_video
 from .pipeline import VideoLDMPipeline, text_parts
 from .stack import VideoLDMStack
@@ -56,8 +59,21 @@ class Request:
     temporal: str | None = None
     temporal_text: str | None = None
     base_config: str | None = None
+    image: str | None = None  # image-to-video: the still the video starts from
+    continue_from: str | None = None  # a clip whose last two frames the video continues
+    join: bool = False  # with continue_from: the clip and its continuation as one video
 
     def __post_init__(self):
+        if self.image is not None and self.continue_from is not None:
+            raise ValueError("give --image or --continue, not both")
+        if self.join and self.continue_from is None:
+            raise ValueError("--join goes with --continue: the clip joined to its continuation")
+        for name, path in (("--image", self.image), ("--continue", self.continue_from)):
+            if path is not None and not Path(path).is_file():
+                raise FileNotFoundError(f"{name} {path}: no such file")
+        if (self.image or self.continue_from) and (self.base or self.size or self.upsample):
+            raise ValueError("--image and --continue use the shipped prediction models: without --base, --size or "
+                             "--upsample")
         if self.temporal is not None and self.base is None:
             raise ValueError("--temporal goes with --base: the image model those temporal layers were trained for")
         if self.base is not None and self.temporal is None:
@@ -99,6 +115,9 @@ def generate(models: str | Path | None, request: Request, out: str | Path, progr
     with the models on ``device`` in ``dtype``."""
     models = Path(models) if models is not None else SHIPPED
     placement = {"device": torch.device(device), "dtype": dtype}
+    if request.image is not None or request.continue_from is not None:
+        name = "image" if request.image is not None else "continued"
+        return write_outputs(_given_video(models, request, progress, **placement), Path(out), name)
     written = []
     if request.wants_driving:
         written += write_outputs(_driving_video(models, request, progress, **placement), Path(out), "driving")
@@ -191,6 +210,75 @@ def _text_video(models: Path, request: Request, progress: bool, device: torch.de
                              f"{trained_size[0] * f}x{trained_size[1] * f}")
     return pipe([prompt], num_frames=frames, latent_size=latent, num_inference_steps=request.steps,
                 guidance_scale=request.guidance, seed=request.seed, progress=progress)
+
+
+CONTEXT_FRAMES = 2  # the last frames a continuation is given, as the paper's prediction models take them
+
+
+def _given_video(models: Path, request: Request, progress: bool, device: torch.device = torch.device("cpu"),
+                 dtype: torch.dtype = torch.float32) -> VideoOutput:
+    """Image-to-video (the still as the first clip's one context frame) or the continuation of a clip (its last
+    two frames as context), by the prediction model: the driving one, or with a prompt a text one
+    (``shapes/prediction`` in ``models``); guidance on context and prompt together, as in training."""
+    text = request.prompt is not None
+    name = "shapes/prediction" if text else "driving/prediction"
+    if not is_export(models / name):
+        raise FileNotFoundError(f"{'image-to-video or --continue with --prompt' if text else '--image/--continue'} "
+                                f"needs a prediction model at {models / name}; the shipped models have one for "
+                                f"driving{' only: train configs/shapes/prediction.yaml and give --models' if text else ''}")
+    decoder = models / "driving" / "decoder" if not text and is_export(models / "driving" / "decoder") else None
+    keyframes = VideoLDMPipeline.from_pretrained(models / name, temporal_decoder=decoder)
+    if text:
+        prompt = request.prompt
+        check_prompt(keyframes, prompt)
+    else:
+        prompt = {"daytime": request.daytime or "day", "crowdedness": request.crowdedness or "medium"}
+        check_attributes(keyframes, prompt)
+    root = models / name.split("/")[0]
+    has_interpolator = is_export(root / "interpolation")
+    k = read_index(root / "interpolation").get("keyframe_every", 4) if has_interpolator else 4
+    base_fps = keyframes.fps or 8.0
+    passes = interpolation_passes(request.fps, base_fps, k, has_interpolator)
+    interpolator = VideoLDMPipeline.from_pretrained(root / "interpolation") if passes else None
+    latent = keyframes.latent_size or (keyframes.image_unet.config.sample_size,) * 2
+    size = tuple(side * keyframes.vae_scale_factor for side in latent)
+    given = given_frames(request.image or request.continue_from, size, still=request.image is not None)
+    num_frames = keyframes.info.get("num_frames") or 16
+    total = max(2, round(request.seconds * base_fps))  # keyframes made, the given ones included
+    clips = 1 if total <= num_frames else 1 + math.ceil((total - num_frames) / (num_frames - CONTEXT_FRAMES))
+    check_memory((num_frames + (clips - 1) * (num_frames - CONTEXT_FRAMES)) * k ** passes, *size)
+    stack = VideoLDMStack(keyframes, interpolator).to(device, dtype)
+    start = keyframes.encode(given.to(device, dtype))
+    video = stack(prompt, num_frames=num_frames, num_clips=clips, interpolations=passes, start=start,
+                  num_inference_steps=request.steps, guidance_scale=request.guidance, seed=request.seed,
+                  progress=progress)
+    if request.continue_from is None:
+        return video
+    first_new = (given.shape[1] - 1) * k ** passes + 1  # the given frames (and what interpolation put between them)
+    new = video.frames[:, first_new:]
+    if request.join:
+        whole = given_frames(request.continue_from, size, still=False, last=None)
+        new = torch.cat([whole, new], dim=1)
+    return VideoOutput(frames=new, fps=video.fps)
+
+
+def given_frames(path: str | Path, size: tuple[int, int], still: bool, last: int | None = CONTEXT_FRAMES) -> torch.Tensor:
+    """An image (``still``) or the ``last`` frames of a video (None: all) as ``(1, T, 3, H, W)`` in [-1, 1], at the
+    model's ``size`` (height, width): resized (bicubic) where the file has another size."""
+    if still:
+        try:
+            with Image.open(path) as image:
+                frames = np.asarray(image.convert("RGB"))[None]
+        except (OSError, ValueError) as error:
+            raise ValueError(f"--image {path}: not an image PIL can read ({error})") from None
+    else:
+        frames = read_video(path)
+        if last is not None and len(frames) < last:
+            raise ValueError(f"--continue {path}: {len(frames)} frame(s); a continuation is given the last {last}")
+        frames = frames[-last:] if last is not None else frames
+    if frames.shape[1:3] != tuple(size):
+        frames = np.stack([np.asarray(Image.fromarray(f).resize(size[::-1], Image.BICUBIC)) for f in frames])
+    return torch.from_numpy(frames).permute(0, 3, 1, 2)[None].float() / 127.5 - 1
 
 
 def load_base(base: str, temporal: str | None, temporal_text: str | None = None,

@@ -63,12 +63,16 @@ class VideoLDMStack(DiffusionPipeline):
     def __call__(self, prompt=None, *, num_frames: int = 16, num_clips: int = 1, context_frames: int = 2,
                  interpolations: int = 1, num_inference_steps: int = 25, interpolation_steps: int | None = None,
                  guidance_scale: float = 3.0, interpolation_guidance: float = 2.0, sampler: str = "ddim",
-                 seed: int = 0, output_type: str = "pt", progress: bool = True) -> VideoOutput:
+                 seed: int = 0, output_type: str = "pt", progress: bool = True,
+                 start: torch.Tensor | None = None) -> VideoOutput:
         """One video for ``prompt`` (a caption, or an attribute dict for attribute models).
 
         ``num_clips > 1`` needs a prediction model: each clip continues the last ``context_frames`` of the
         one before, giving ``num_frames + (num_clips - 1) * (num_frames - context_frames)`` keyframes.
         ``interpolations``: passes of the interpolation model (0 without one).
+        ``start``: scaled latents ``(1, C, S, h, w)`` of frames the video begins with (see
+        ``VideoLDMPipeline.encode``): a still (S = 1, image-to-video) or the last frames of a clip to continue
+        (S = 2, as the paper continues). They are the first clip's context; the video starts with them.
         """
         check_output_type(output_type)
         if num_clips < 1:
@@ -81,7 +85,7 @@ class VideoLDMStack(DiffusionPipeline):
                              "(interpolator=...)")
         base = self.keyframes
         latents = self._keyframes(prompt, num_frames, num_clips, context_frames, num_inference_steps,
-                                  guidance_scale, sampler, seed, progress)
+                                  guidance_scale, sampler, seed, progress, start)
         fps = base.fps or 8.0
         for n in range(interpolations):
             k = self.interpolator.info.get("keyframe_every", 4)
@@ -93,19 +97,21 @@ class VideoLDMStack(DiffusionPipeline):
             return VideoOutput(frames=latents, fps=fps)
         return VideoOutput(frames=convert_frames(base.decode(latents, progress=progress), output_type), fps=fps)
 
-    def _keyframes(self, prompt, num_frames, num_clips, S, steps, guidance, sampler, seed, progress):
+    def _keyframes(self, prompt, num_frames, num_clips, S, steps, guidance, sampler, seed, progress, start=None):
         base = self.keyframes
-        if num_clips == 1:
+        if num_clips == 1 and start is None:
             return base([prompt], num_frames=num_frames, num_inference_steps=steps, guidance_scale=guidance,
                         sampler=sampler, seed=seed, progress=progress, output_type="latent").frames
         if getattr(base.unet, "context_encoder", None) is None:
-            raise ValueError("more than one clip needs a prediction model (stage: prediction)")
+            raise ValueError("more than one clip, or a start to continue, needs a prediction model (stage: prediction)")
+        if start is not None and not 0 < start.shape[2] < num_frames:
+            raise ValueError(f"{start.shape[2]} given frames for clips of {num_frames}: give 1..{num_frames - 1}")
         if not 0 < S < num_frames:
             raise ValueError(f"context_frames must be in 1..{num_frames - 1}, got {S}")
         clips = chain_clips(base, prompt, num_clips, num_frames=num_frames, context_frames=S, guidance_scale=guidance,
-                            num_inference_steps=steps, sampler=sampler, seed=seed)
-        pieces = [clip if previous is None else clip[:, :, S:]
-                  for _, clip, previous, _ in tqdm(clips, total=num_clips, desc="keyframes", disable=not progress)]
+                            num_inference_steps=steps, sampler=sampler, seed=seed, start=start)
+        pieces = [clip if k == 0 else clip[:, :, S:]  # the first clip whole: it starts with the given frames
+                  for k, clip, _, _ in tqdm(clips, total=num_clips, desc="keyframes", disable=not progress)]
         return torch.cat(pieces, dim=2)
 
 
@@ -136,19 +142,21 @@ def scheduled_prompts(schedule: list[tuple[float, object]], num_clips: int, num_
     return prompts
 
 
-def chain_clips(pipeline, prompt, num_clips: int, *, context_frames: int, load=None, **sampling):
+def chain_clips(pipeline, prompt, num_clips: int, *, context_frames: int, load=None, start=None, **sampling):
     """Yields ``(k, latents, previous, saved)`` for each clip of a long video: the first from nothing, every
     later one continuing the last ``context_frames`` latents of ``previous`` (see :func:`next_clip`).
     ``prompt``: one prompt, or a list of one per clip (:func:`clip_prompts`): each clip is conditioned on its
     own, and its context frames carry the scene across a change.
+    ``start``: latents the first clip continues (all of its frames as context), instead of starting from nothing.
     ``load(k)``: a finished clip's saved tensors (``{"latents": ...}``) or None; a loaded clip is not
     sampled again (``saved`` is what it returned, None for a new clip)."""
-    previous = None
+    previous = start
     prompts = clip_prompts(prompt, num_clips)
     for k in range(num_clips):
         saved = load(k) if load is not None else None
+        given = start.shape[2] if k == 0 and start is not None else context_frames
         latents = saved["latents"].to(pipeline.device) if saved is not None else next_clip(  # a saved clip is on the CPU
-            pipeline, prompts[k], previous, context_frames=context_frames, index=k, **sampling)
+            pipeline, prompts[k], previous, context_frames=given, index=k, **sampling)
         yield k, latents, previous, saved
         previous = latents
 
