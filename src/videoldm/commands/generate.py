@@ -53,7 +53,8 @@ def add_command(subparsers) -> None:
                         "--base's tokens, the temporal layers these")
     p.add_argument("--image", metavar="STILL",
                    help="image-to-video: animate this still (png, jpg, ...; resized to the model's size) with the "
-                        "prediction model, driving by default, or a text one with --prompt; writes image.mp4/.gif")
+                        "prediction model, driving by default (give the --daytime/--crowdedness the still shows), "
+                        "or a text one with --prompt; writes image.mp4/.gif")
     p.add_argument("--continue", dest="continue_from", metavar="CLIP",
                    help="continue this clip from its last two frames; writes continued.mp4/.gif (new frames only)")
     p.add_argument("--join", action="store_true", help="with --continue: the clip and its continuation as one video")
