@@ -12,7 +12,7 @@ returns complex parts and fails on the singular covariances of fewer samples tha
 """
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 
 import numpy as np
@@ -28,6 +28,13 @@ class FeatureStats:
     sigma: np.ndarray   # (D, D) float64
     count: int
     feature: str = ""   # what the features are (e.g. "i3d-400 16f 224"): stats of different features never mix
+    _root: np.ndarray | None = field(default=None, repr=False, compare=False)
+
+    def root(self) -> np.ndarray:
+        """sigma^½, computed once: a reference set's statistics are compared with many sets."""
+        if self._root is None:
+            self._root = _sqrt_psd((self.sigma + self.sigma.T) / 2)
+        return self._root
 
     @classmethod
     def of(cls, features, feature: str = "") -> "FeatureStats":
@@ -67,13 +74,15 @@ def _sqrt_psd(sigma: np.ndarray) -> np.ndarray:
 
 
 def frechet_distance(a: FeatureStats, b: FeatureStats) -> float:
-    """The squared Fréchet distance of the Gaussians ``a`` and ``b`` (what papers report as FID/FVD)."""
+    """The squared Fréchet distance of the Gaussians ``a`` and ``b`` (what papers report as FID/FVD).
+
+    Symmetric; pass the reference set as ``a``: its square root is computed once and kept."""
     if a.mu.shape != b.mu.shape or a.sigma.shape != b.sigma.shape:
         raise ValueError(f"statistics of different feature sizes: {a.mu.shape} and {b.mu.shape}")
     if a.feature and b.feature and a.feature != b.feature:
         raise ValueError(f"statistics of different features: '{a.feature}' and '{b.feature}'")
     s1, s2 = (np.asarray(s, np.float64) for s in (a.sigma, b.sigma))
-    root = _sqrt_psd((s1 + s1.T) / 2)
+    root = a.root()
     product = root @ s2 @ root
     eig = np.linalg.eigvalsh((product + product.T) / 2)
     trace_sqrt = np.sqrt(np.clip(eig, 0, None)).sum()
