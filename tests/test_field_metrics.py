@@ -317,3 +317,59 @@ def test_evaluate_videos_command_writes_json_and_markdown(tmp_path, i3d_file, ca
     code = main(["evaluate-videos", str(gen), "--reference", str(ref), "--metrics", "fvd", "--weights-dir",
                  str(tmp_path / "none")])
     assert code == 2 and "i3d_torchscript.pt" in capsys.readouterr().err
+
+
+# --- CLIP similarity ------------------------------------------------------------------------------------------
+
+@pytest.fixture(scope="module")
+def clip_folder(tmp_path_factory):
+    """A CLIP folder in transformers' layout (CLIPModel at toy width, random weights; CLIP's real tokenizer)."""
+    from transformers import CLIPConfig, CLIPImageProcessor, CLIPModel, CLIPTokenizer
+
+    from sd_pipeline import write_clip_tokenizer
+
+    folder = tmp_path_factory.mktemp("clip") / "clip-vit-base-patch32"
+    write_clip_tokenizer(folder.parent / "tokenizer")
+    tokenizer = CLIPTokenizer(str(folder.parent / "tokenizer" / "vocab.json"),
+                              str(folder.parent / "tokenizer" / "merges.txt"), model_max_length=77)
+    torch.manual_seed(0)
+    config = CLIPConfig(text_config=dict(vocab_size=len(tokenizer), hidden_size=32, intermediate_size=64,
+                                         num_hidden_layers=1, num_attention_heads=2, max_position_embeddings=77,
+                                         bos_token_id=49406, eos_token_id=49407, pad_token_id=1),
+                        vision_config=dict(hidden_size=32, intermediate_size=64, num_hidden_layers=1,
+                                           num_attention_heads=2, image_size=32, patch_size=8), projection_dim=16)
+    CLIPModel(config).save_pretrained(folder)
+    tokenizer.save_pretrained(folder)
+    CLIPImageProcessor(size={"shortest_edge": 32}, crop_size={"height": 32, "width": 32}).save_pretrained(folder)
+    return folder
+
+
+def test_clip_similarity_matches_transformers_own_preprocessing_and_scales(clip_folder, camera_videos):
+    from PIL import Image
+    from transformers import CLIPImageProcessor
+
+    from videoldm.evaluation.field import ClipScorer
+
+    scorer = ClipScorer(clip_folder)
+    video = camera_videos[0][:4]
+    mine = scorer.image_embeddings(video)
+    pixels = CLIPImageProcessor.from_pretrained(clip_folder)([Image.fromarray(f) for f in video], return_tensors="pt")
+    with torch.no_grad():
+        out = scorer.model.get_image_features(pixel_values=pixels["pixel_values"])
+    theirs = torch.nn.functional.normalize(out if isinstance(out, torch.Tensor) else out.pooler_output, dim=-1)
+    assert (mine * theirs).sum(-1).min() > 0.99                               # same frames in, same embeddings out
+    scorer.add(video, "a red circle moving left")
+    scorer.add(np.repeat(video[:1], 4, 0), "a photograph")
+    result = scorer.result()
+    first, frozen = result["per_video"]
+    assert -1 <= first["clipsim"] <= 1 and first["clip_score"] >= 100 * max(first["clipsim"], 0) - 1e-4
+    assert frozen["clip_consistency"] == pytest.approx(1.0, abs=1e-5) and first["clip_consistency"] < 1
+    assert result["clipsim"] == pytest.approx((first["clipsim"] + frozen["clipsim"]) / 2)
+
+
+def test_clipsim_through_evaluate_videos_needs_a_prompt_for_every_video(clip_folder, camera_videos):
+    report = evaluate_videos(camera_videos[:2], prompts=["a photo", "a road"], metrics="clipsim", clip=clip_folder,
+                             progress=False)
+    assert set(report["metrics"]) == {"clipsim", "clip_score", "clip_consistency"}
+    with pytest.raises(ValueError, match="prompt for every video"):
+        evaluate_videos(camera_videos[:2], metrics="clipsim", clip=clip_folder, progress=False)
