@@ -313,10 +313,14 @@ def test_evaluate_videos_command_writes_json_and_markdown(tmp_path, i3d_file, ca
     report = json.loads((out / "metrics.json").read_text())
     assert set(report["metrics"]) == {"flicker", "warping_error", "psnr", "ssim"}
     assert [r["name"] for r in report["per_video"]] == ["clip0.mp4", "clip1.mp4", "clip2.mp4"]
+    assert report["counts"] == {"generated": 3, "reference": 3}
     assert "| psnr |" in (out / "metrics.md").read_text()
     code = main(["evaluate-videos", str(gen), "--reference", str(ref), "--metrics", "fvd", "--weights-dir",
                  str(tmp_path / "none")])
     assert code == 2 and "i3d_torchscript.pt" in capsys.readouterr().err
+    code = main(["evaluate-videos", str(gen), "--metrics", "flicker", "--max-videos", "2", "--no-progress",
+                 "--out", str(out)])
+    assert code == 0 and len(json.loads((out / "metrics.json").read_text())["per_video"]) == 2
 
 
 # --- CLIP similarity ------------------------------------------------------------------------------------------

@@ -22,8 +22,9 @@ pt_inception-2015-12-05-6726825d.pth (pytorch-fid's) and a CLIP folder (clip-vit
 --clip) in a folder given by --weights-dir or $VIDEOLDM_WEIGHTS; a missing one is named with where to get it.
 
 FVD as papers report it (FVD-2048): 2048 generated and 2048 real 16-frame clips. Fewer give higher, noisier
-numbers; the report says how many were used. Cache the reference side once with --save-stats and reuse it
-with --reference-stats.
+numbers; the report says how many were used. For a data set of more videos, --max-videos 2048 --fvd-clips
+random takes 2048 of them and a random 16-frame window of each. Cache the reference side once with
+--save-stats and reuse it with --reference-stats.
 
 examples:
   videoldm evaluate-videos samples/ --metrics flicker,warping,dynamic_degree
@@ -57,11 +58,13 @@ def add_command(subparsers) -> None:
     p.add_argument("--fvd-frames", type=positive(int), default=16, help="frames per FVD clip (default 16, the protocol's)")
     p.add_argument("--fvd-clips", choices=["first", "random"], default="first",
                    help="which window of each video FVD takes: its first frames, or a random window (default first)")
+    p.add_argument("--max-videos", type=positive(int),
+                   help="a seeded random subset of this many videos of each folder (FVD-2048: 2048; default all)")
     p.add_argument("--fid-frames", type=positive(int), help="frames per video for FID, evenly spaced (default all)")
     p.add_argument("--flow", choices=["dis", "farneback"], default="dis", help="OpenCV optical flow (default dis)")
     p.add_argument("--batch-size", type=positive(int), default=16, help="clips (FVD) or frames (FID, CLIP) per batch")
     p.add_argument("--device", default="auto", help="auto (a GPU when there is one), cpu, cuda, cuda:1, mps")
-    p.add_argument("--seed", type=int, default=0, help="seed of --fvd-clips random")
+    p.add_argument("--seed", type=int, default=0, help="seed of --fvd-clips random and --max-videos")
     p.add_argument("--no-progress", action="store_true", help="no progress bars")
     p.add_argument("--out", help="folder for metrics.json and metrics.md")
     p.set_defaults(func=run)
@@ -77,7 +80,7 @@ def run(args) -> int:
         i3d=args.i3d, inception=args.inception, clip=args.clip, reference_stats=args.reference_stats,
         save_stats=args.save_stats, device=resolve_device(args.device), batch_size=args.batch_size,
         fvd_frames=args.fvd_frames, fvd_clips=args.fvd_clips, fid_frames=args.fid_frames, flow=args.flow,
-        seed=args.seed, progress=not args.no_progress)
+        seed=args.seed, progress=not args.no_progress, max_videos=args.max_videos)
     table = format_markdown(report, title=f"{args.generated}" + (f" vs {args.reference}" if args.reference else ""))
     print(table)
     if args.out:

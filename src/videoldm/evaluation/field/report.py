@@ -61,6 +61,7 @@ def evaluate_videos(generated, reference=None, *, prompts=None, metrics=("flicke
                     i3d=None, inception=None, clip=None, reference_stats=None, save_stats=None, device="cpu",
                     batch_size: int = 8, fvd_frames: int = I3D_FRAMES, fvd_clips: str = "first",
                     fid_frames: int | None = None, flow: str = "dis", seed: int = 0, progress: bool = True,
+                    max_videos: int | None = None,
                     i3d_size: int = I3D_SIZE, inception_size: int = INCEPTION_SIZE) -> dict:
     """Measure ``generated`` (a folder, or a tensor/array/list of videos) with ``metrics``.
 
@@ -70,6 +71,7 @@ def evaluate_videos(generated, reference=None, *, prompts=None, metrics=("flicke
     or None for the folder's own captions. i3d/inception/clip: a loaded network or a path; when None they
     are looked up under ``weights_dir`` or $VIDEOLDM_WEIGHTS. ``i3d_size``/``inception_size`` change the
     networks' input size for fast tests only: numbers at other sizes than 224/299 are not FVD/FID.
+    max_videos: a seeded random subset of each set (FVD-2048: 2048).
 
     Returns ``{"metrics": {key: value}, "counts": {...}, "settings": {...}, "per_video": [{name, ...}]}``.
     """
@@ -84,12 +86,12 @@ def evaluate_videos(generated, reference=None, *, prompts=None, metrics=("flicke
                 missing.append(str(err))
     if missing:
         raise MissingWeightsError("\n".join(missing))
-    source = VideoSource(generated, "generated")
+    source = VideoSource(generated, "generated", max_videos, seed)
     wants_reference = [m for m in names if m in PAIRED or (m in DISTRIBUTION and reference_stats is None)]
     if wants_reference and reference is None:
         raise ValueError(f"{', '.join(wants_reference)} need a reference set (--reference"
                          f"{'' if set(wants_reference) <= set(PAIRED) else ' or --reference-stats'})")
-    ref = VideoSource(reference, "reference") if reference is not None else None
+    ref = VideoSource(reference, "reference", max_videos, seed) if reference is not None else None
     if save_stats and ref is None:
         raise ValueError("--save-stats saves the reference set's statistics: give --reference videos")
     texts = source.captions
@@ -176,7 +178,8 @@ def evaluate_videos(generated, reference=None, *, prompts=None, metrics=("flicke
     if "dynamic_degree" in names:
         out["dynamic_degree"] = float(np.mean([r["dynamic"] for r in rows]))
     settings = {"metrics": names, "flow": flow, "fvd_frames": fvd_frames, "fvd_clips": fvd_clips,
-                "i3d_size": i3d_size, "inception_size": inception_size, "fid_frames": fid_frames, "seed": seed}
+                "i3d_size": i3d_size, "inception_size": inception_size, "fid_frames": fid_frames, "seed": seed,
+                "max_videos": max_videos}
     return {"metrics": out, "counts": counts, "settings": settings, "per_video": rows}
 
 
