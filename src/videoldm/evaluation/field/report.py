@@ -6,6 +6,7 @@ reported, one message per metric) before any video is read.
 """
 from __future__ import annotations
 
+import importlib.util
 from pathlib import Path
 
 import numpy as np
@@ -86,12 +87,14 @@ def evaluate_videos(generated, reference=None, *, prompts=None, metrics=("flicke
                 missing.append(str(err))
     if missing:
         raise MissingWeightsError("\n".join(missing))
-    source = VideoSource(generated, "generated", max_videos, seed)
+    if "vmaf" in names and importlib.util.find_spec("vmaf_torch") is None:
+        raise ValueError("vmaf needs the vmaf-torch package (its model ships with it): pip install 'videoldm[vmaf]'")
+    source = VideoSource(generated, "generated")
     wants_reference = [m for m in names if m in PAIRED or (m in DISTRIBUTION and reference_stats is None)]
     if wants_reference and reference is None:
         raise ValueError(f"{', '.join(wants_reference)} need a reference set (--reference"
                          f"{'' if set(wants_reference) <= set(PAIRED) else ' or --reference-stats'})")
-    ref = VideoSource(reference, "reference", max_videos, seed) if reference is not None else None
+    ref = VideoSource(reference, "reference") if reference is not None else None
     if save_stats and ref is None:
         raise ValueError("--save-stats saves the reference set's statistics: give --reference videos")
     texts = source.captions
@@ -99,6 +102,9 @@ def evaluate_videos(generated, reference=None, *, prompts=None, metrics=("flicke
         texts = read_prompts(prompts, source.names) if isinstance(prompts, (str, Path)) else list(prompts)
         if len(texts) != len(source):
             raise ValueError(f"{len(texts)} prompts for {len(source)} videos")
+    texts = [texts[i] for i in source.subset(max_videos, seed)]
+    if ref is not None and not any(m in PAIRED for m in names):  # paired metrics follow the generated names
+        ref.subset(max_videos, seed + 1)
     if "clipsim" in names and not all(texts):
         raise ValueError("clipsim needs a prompt for every video: --prompts FILE, or captions in the folder's "
                          "manifest or sidecar .txt files")

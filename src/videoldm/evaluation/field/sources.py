@@ -22,12 +22,9 @@ __all__ = ["VideoSource", "read_prompts"]
 
 
 class VideoSource:
-    """``names``, ``captions`` (or None each) and, iterated, ``(name, uint8 (T, H, W, 3))`` one at a time.
+    """``names``, ``captions`` (or None each) and, iterated, ``(name, uint8 (T, H, W, 3))`` one at a time."""
 
-    ``max_videos``: a seeded random subset of that many (in name order), e.g. FVD-2048's 2048 of a data set.
-    """
-
-    def __init__(self, videos, label: str = "videos", max_videos: int | None = None, seed: int = 0):
+    def __init__(self, videos, label: str = "videos"):
         self.label = label
         if isinstance(videos, (str, Path)):
             root = Path(videos)
@@ -45,13 +42,19 @@ class VideoSource:
             self.paths = None
             self.names = [f"{i:05d}" for i in range(len(self._videos))]
             self.captions = [None] * len(self._videos)
-        if max_videos is not None and max_videos < len(self.names):
-            keep = sorted(np.random.default_rng(seed).choice(len(self.names), max_videos, replace=False))
-            self.names, self.captions = [self.names[i] for i in keep], [self.captions[i] for i in keep]
-            if self.paths is not None:
-                self.paths = [self.paths[i] for i in keep]
-            else:
-                self._videos = [self._videos[i] for i in keep]
+
+    def subset(self, count: int | None, seed: int = 0) -> list[int]:
+        """Keeps a seeded random ``count`` of the videos (in name order; all if None or more), e.g. FVD-2048's
+        2048 of a data set; returns the indices kept, to subset lists that go with the videos."""
+        keep = list(range(len(self.names)))
+        if count is not None and count < len(keep):
+            keep = sorted(int(i) for i in np.random.default_rng(seed).choice(len(keep), count, replace=False))
+        self.names, self.captions = [self.names[i] for i in keep], [self.captions[i] for i in keep]
+        if self.paths is not None:
+            self.paths = [self.paths[i] for i in keep]
+        else:
+            self._videos = [self._videos[i] for i in keep]
+        return keep
 
     def __len__(self) -> int:
         return len(self.names)
