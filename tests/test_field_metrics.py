@@ -375,5 +375,9 @@ def test_clipsim_through_evaluate_videos_needs_a_prompt_for_every_video(clip_fol
     report = evaluate_videos(camera_videos[:2], prompts=["a photo", "a road"], metrics="clipsim", clip=clip_folder,
                              progress=False)
     assert set(report["metrics"]) == {"clipsim", "clip_score", "clip_consistency"}
+    one = evaluate_videos(camera_videos[:2], prompts=["a photo", "a road"], metrics="clipsim", clip=clip_folder,
+                          max_videos=1, progress=False)                     # the kept video keeps its own prompt
+    kept = [row["clipsim"] for row in report["per_video"] if row["name"] == one["per_video"][0]["name"]]
+    assert one["metrics"]["clipsim"] == pytest.approx(kept[0], abs=1e-6)
     with pytest.raises(ValueError, match="prompt for every video"):
         evaluate_videos(camera_videos[:2], metrics="clipsim", clip=clip_folder, progress=False)
