@@ -11,6 +11,7 @@ a test runs the FVD path on a random-weight I3D and a user's real file drops in 
 """
 from __future__ import annotations
 
+import warnings
 from pathlib import Path
 from typing import List
 
@@ -131,13 +132,17 @@ def export_torchscript(model: InceptionI3d, path: str | Path) -> Path:
     """Writes ``model`` as TorchScript, callable like StyleGAN-V's ``i3d_torchscript.pt``."""
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
-    torch.jit.script(model.eval()).save(str(path))
+    with warnings.catch_warnings():  # TorchScript is deprecated in torch 2.x, but it is the format of the real file
+        warnings.simplefilter("ignore", DeprecationWarning)
+        torch.jit.script(model.eval()).save(str(path))
     return path
 
 
 def load_i3d(path: str | Path, device: torch.device | str = "cpu") -> torch.jit.ScriptModule:
     """A TorchScript I3D detector (StyleGAN-V's file, or :func:`export_torchscript`'s) in eval mode."""
     try:
-        return torch.jit.load(str(path), map_location=device).eval()
+        with warnings.catch_warnings():  # the real detector exists only as TorchScript
+            warnings.simplefilter("ignore", DeprecationWarning)
+            return torch.jit.load(str(path), map_location=device).eval()
     except RuntimeError as err:
         raise ValueError(f"{path} is not a TorchScript I3D file ({str(err).splitlines()[0]})") from None
