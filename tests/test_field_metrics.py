@@ -205,7 +205,7 @@ def test_evaluate_videos_on_tensors_with_cached_reference_statistics(i3d_file, c
         evaluate_videos(vs, progress=False)["metrics"]["flicker"], abs=1e-6)
     table = format_markdown(first)
     assert "| fvd |" in table and "2048" in table                        # says the protocol takes 2048 clips
-    with pytest.raises(ValueError, match="need a reference set"):
+    with pytest.raises(ValueError, match="fvd needs a reference set"):
         evaluate_videos(vs, metrics="fvd", i3d=i3d_file, progress=False)
 
 
@@ -270,7 +270,8 @@ def _reencoded(v, crf):
         return np.stack([f.to_ndarray(format="rgb24") for f in container.decode(video=0)])
 
 
-@pytest.mark.parametrize("name, width", [("carphone_pristine.mp4", None), ("bigbuckbunny.mp4", 320), ("vtest.avi", 256)])
+@pytest.mark.parametrize("name, width", [("carphone_pristine.mp4", None), ("bigbuckbunny.mp4", 320),
+                                         ("vtest.avi", 256)])
 def test_real_footage_is_steadier_than_its_jittered_noisy_and_shuffled_copies(footage, name, width, capsys):
     v = _first_frames(footage[name], 16, width)
     scores = {}

@@ -45,7 +45,8 @@ def add_command(subparsers) -> None:
         epilog=EPILOG)
     p.add_argument("generated", help="folder of generated videos (mp4, webm, avi, gif, ... or frame folders)")
     p.add_argument("--reference", help="folder of real videos: FVD/FID's other set; psnr/ssim/vmaf pair by file name")
-    p.add_argument("--reference-stats", help="folder with fvd.npz / fid.npz saved by --save-stats (instead of --reference)")
+    p.add_argument("--reference-stats",
+                   help="folder with fvd.npz / fid.npz saved by --save-stats (instead of --reference)")
     p.add_argument("--save-stats", help="folder to save the reference set's FVD/FID statistics in")
     p.add_argument("--prompts", help="prompts for clipsim: a .txt (one line per video, in name order) or a .jsonl/.csv "
                                      "manifest (file + caption); default: the folder's manifest or sidecar .txt")

@@ -70,7 +70,8 @@ def vmaf(videos, references) -> list[float]:
     try:
         from vmaf_torch import VMAF  # optional: pip install videoldm[vmaf]
     except ImportError:
-        raise ImportError("VMAF needs the vmaf-torch package: pip install 'videoldm[vmaf]' (its model ships with it)") from None
+        raise ImportError("VMAF needs the vmaf-torch package (its model ships with it): "
+                          "pip install 'videoldm[vmaf]'") from None
     model = VMAF(temporal_pooling=True, enable_motion=True, clip_score=True)
     out = []
     for x, y in zip(*_pairs(videos, references)):

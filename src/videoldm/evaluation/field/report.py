@@ -92,7 +92,8 @@ def evaluate_videos(generated, reference=None, *, prompts=None, metrics=("flicke
     source = VideoSource(generated, "generated")
     wants_reference = [m for m in names if m in PAIRED or (m in DISTRIBUTION and reference_stats is None)]
     if wants_reference and reference is None:
-        raise ValueError(f"{', '.join(wants_reference)} need a reference set (--reference"
+        verb = "needs" if len(wants_reference) == 1 else "need"
+        raise ValueError(f"{', '.join(wants_reference)} {verb} a reference set (--reference"
                          f"{'' if set(wants_reference) <= set(PAIRED) else ' or --reference-stats'})")
     ref = VideoSource(reference, "reference") if reference is not None else None
     if save_stats and ref is None:
@@ -203,7 +204,9 @@ def format_markdown(report: dict, title: str = "") -> str:
     for key, value in report["metrics"].items():
         lines.append(f"| {key} | {value:.4g} | {UNITS.get(key, '')} |")
     counts = report["counts"]
-    note = f"{counts['generated']} generated videos" + (f", {counts['reference']} reference" if "reference" in counts else "")
+    note = f"{counts['generated']} generated videos"
+    if "reference" in counts:
+        note += f", {counts['reference']} reference"
     for metric in DISTRIBUTION:
         if f"{metric}_samples" in counts:
             a, b = counts[f"{metric}_samples"]
