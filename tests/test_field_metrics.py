@@ -140,7 +140,7 @@ def test_i3d_torchscript_takes_stylegan_v_call_and_the_published_shapes(i3d_file
         rescaled = detector((x + 1) * 127.5, rescale=True, resize=False, return_features=True)
     assert features.shape == (1, 400) and probs.sum().item() == pytest.approx(1.0, abs=1e-5)
     assert torch.allclose(rescaled, features, atol=1e-4)
-    names = dict(InceptionI3d().named_parameters())                          # the Kinetics I3D's 12.7M weights
+    names = dict(InceptionI3d().named_parameters())                          # Inception-v1 inflated, 400 classes
     assert sum(p.numel() for p in names.values()) == 12_697_264
     assert names["Mixed_5c.b1b.conv3d.weight"].shape == (384, 192, 3, 3, 3)
 

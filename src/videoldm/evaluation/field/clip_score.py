@@ -5,9 +5,9 @@ From a CLIP folder in transformers' layout (``CLIPModel`` + its tokenizer; the i
 input size), centre-cropped and normalised; the prompt is tokenized (truncated to the model's 77 tokens).
 
 - ``clipsim``: the cosine of each frame's and the prompt's embeddings, averaged over frames, then videos
-  (CLIPSIM of VideoGPT/Make-A-Video/Video LDM on MSR-VTT: the paper's 0.2929).
+  (GODIVA's CLIPSIM, as Make-A-Video and Video LDM report it on MSR-VTT: the paper's 0.2929).
 - ``clip_score``: ``100 * max(cos, 0)``, averaged the same way (Hessel et al.'s CLIPScore weighting ``w = 100``,
-  as torchmetrics reports it; papers quoting "CLIP score 29.3" mean this scale).
+  as torchmetrics reports it; papers quoting a "CLIP score" near 30 use this scale).
 - ``clip_consistency``: the cosine of consecutive frames' image embeddings, averaged (1 for a frozen video).
 """
 from __future__ import annotations

@@ -1,12 +1,11 @@
 """The feature extractors of FVD and FID, fed one video at a time, batched inside.
 
-**FVD** (StyleGAN-V's convention, which the papers' numbers since 2022 use): clips of 16 consecutive
-frames, each frame resized to 224x224 (bilinear, aspect ratio not kept), scaled to [-1, 1], through the
-Kinetics-400 I3D as ``detector(x, rescale=False, resize=False, return_features=True)``: 400 features per
-clip. Which 16 frames: the first (``clips="first"``, the default, as StyleGAN-V takes generated videos) or
-one random window per video (``clips="random"``, seeded, as it samples real videos). The published protocol
-("FVD-2048", fvd2048_16f) takes 2048 clips from each set; fewer give a biased-high, noisier estimate and
-the report says how many were used.
+**FVD** (StyleGAN-V's convention): clips of 16 consecutive frames, each frame resized to 224x224
+(bilinear, aspect ratio not kept), scaled to [-1, 1], through the Kinetics-400 I3D as
+``detector(x, rescale=False, resize=False, return_features=True)``: 400 features per clip. Which 16
+frames: the first (``clips="first"``, the default) or one random window per video (``clips="random"``,
+seeded). StyleGAN-V's protocol ("FVD-2048") takes 2048 clips from each set; fewer give a biased-high,
+noisier estimate and the report says how many were used.
 
 **FID** (pytorch-fid's convention): every frame (or ``frames_per_video`` evenly spaced ones) resized to
 299x299 (bilinear), through FID's Inception-v3: 2048 pool features per frame.
