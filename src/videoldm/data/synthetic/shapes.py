@@ -5,10 +5,12 @@ dark background"); a few colour/shape/direction combinations never appear in the
 only in `heldout`. Ground truth: per-frame centroid (the pixel-mass centre) of every shape.
 
 Captions tell the truth: a shape's start and speed are drawn so that it crosses the frame without
-reaching the far edge within the clip, so "moving left" is what every frame shows. That is possible
-at a speed of at least `MIN_SPEED` up to ~70 frames at 64x64 (the free span over the minimum speed);
-a longer clip makes each shape cross the frame k times edge to edge (the smallest k that reaches
-`MIN_SPEED`, k legs of equal length) and the caption names every leg: "moving left, then right".
+reaching the far edge within the clip, so "moving left" is what every frame shows; two shapes never
+overlap (a second one is redrawn until it stays apart), so no caption names a hidden shape. Crossing
+without a bounce is possible at a speed of at least `MIN_SPEED` up to ~70 frames at 64x64 (the free
+span over the minimum speed); a longer clip makes each shape cross the frame k times edge to edge (the
+smallest k that reaches `MIN_SPEED`, k legs of equal length) and the caption names every leg: "moving
+left, then right".
 """
 from __future__ import annotations
 
@@ -33,6 +35,7 @@ HELD_OUT = frozenset({
 })
 MIN_SPEED = 1 / 128  # of min(H, W) per frame (0.5 px at 64x64): the slowest motion a caption calls "moving"
 OPPOSITE = {"left": "right", "right": "left", "up": "down", "down": "up"}
+_TRIES = 20  # draws of a second shape before a clip settles for one
 
 
 def _reflect(p: np.ndarray, lo: float, hi: float) -> np.ndarray:
@@ -133,31 +136,38 @@ class ShapesGenerator(Generator):
             canvas = canvas + checker * (28.0 if bg_name == "dark" else -28.0) * (checker > 0)
         frames = np.broadcast_to(canvas, (self.frames, h, w, 3)).copy()
         n = 1 if self.max_shapes == 1 else int(rng.integers(1, 3))
-        described, centroids = [], []
-        ids = np.full((self.frames, h, w), -1, np.int8)
+        described, centroids, masks = [], [], []
         used_color = None
         for k in range(n):
-            color, shape, direction = self._combo(rng, self.split == "heldout" and k == 0, used_color)
+            for _ in range(_TRIES):  # a second shape is redrawn until it never overlaps the first
+                color, shape, direction = self._combo(rng, self.split == "heldout" and k == 0, used_color)
+                r = float(rng.uniform(0.12, 0.18)) * min(h, w)
+                ext = _extent(shape, r)
+                lo_x, hi_x, lo_y, hi_y = ext + 1, w - ext - 1, ext + 1, h - ext - 1
+                ux, uy = DIRECTIONS[direction]
+                along, directions = self._along(rng, (lo_x, hi_x) if ux else (lo_y, hi_y), ux + uy, direction)
+                across = np.full(self.frames, rng.uniform(lo_y, hi_y) if ux else rng.uniform(lo_x, hi_x))
+                cx = _reflect(along, lo_x, hi_x) if ux else across
+                cy = _reflect(along, lo_y, hi_y) if uy else across
+                mask = shape_mask(shape, xx[None] - cx[:, None, None], yy[None] - cy[:, None, None], r)
+                if not any((mask & m).any() for m in masks):
+                    break
+            else:
+                break  # no room for another shape that stays apart: the clip keeps the ones drawn
             used_color = color
-            r = float(rng.uniform(0.12, 0.18)) * min(h, w)
-            ext = _extent(shape, r)
-            lo_x, hi_x, lo_y, hi_y = ext + 1, w - ext - 1, ext + 1, h - ext - 1
-            ux, uy = DIRECTIONS[direction]
-            along, directions = self._along(rng, (lo_x, hi_x) if ux else (lo_y, hi_y), ux + uy, direction)
-            across = np.full(self.frames, rng.uniform(lo_y, hi_y) if ux else rng.uniform(lo_x, hi_x))
-            cx = _reflect(along, lo_x, hi_x) if ux else across
-            cy = _reflect(along, lo_y, hi_y) if uy else across
-            mask = shape_mask(shape, xx[None] - cx[:, None, None], yy[None] - cy[:, None, None], r)
-            frames[mask] = COLORS[color]
-            ids[mask] = k
+            masks.append(mask)
             described.append({"color": color, "shape": shape, "direction": direction, "directions": directions,
                               "radius": round(r, 3)})
             centroids.append(np.stack([cx, cy], -1))
+        ids = np.full((self.frames, h, w), -1, np.int8)
+        for k, (mask, d) in enumerate(zip(masks, described)):
+            frames[mask] = COLORS[d["color"]]
+            ids[mask] = k
         parts = [f"{'an' if d['color'][0] in 'aeiou' else 'a'} {d['color']} {d['shape']} {motion_phrase(d['directions'])}"
                  for d in described]
         caption = " and ".join(parts) + f" on a {bg_name} background"
         gt = {"centroids": np.round(np.stack(centroids, 1), 3).tolist()}  # (T, shapes, 2) as (x, y) pixels
-        attributes = {"background": bg_name, "shapes": described, "split": self.split, "num_shapes": n,
+        attributes = {"background": bg_name, "shapes": described, "split": self.split, "num_shapes": len(described),
                       "style": self.style}
         frames = np.clip(frames, 0, 255).astype(np.uint8)
         return Clip(frames, caption, attributes, gt, {"ids": ids})
