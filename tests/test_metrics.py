@@ -110,6 +110,9 @@ def test_asked_motions_from_captions_and_attributes():
 
     assert asked_motions("a red circle moving left, then right and an orange square moving up on a dark background") == [
         ("red", ["left", "right"]), ("orange", ["up"])]
+    assert asked_motions("a red circle moving fast") == [("red", [])]  # named, no direction: direction_match NaN
+    report = coherence_report(np.zeros((4, 16, 16, 3), np.uint8), "shapes", "a red circle moving fast")
+    assert np.isnan(report["direction_match"]) and report["jump_fraction"] == 0.0
     clip = ShapesGenerator(frames=4, size=(32, 32), seed=0).sample(1)
     assert asked_motions(clip.caption) == asked_motions(clip.attributes) == [
         (s["color"], [s["direction"]]) for s in clip.attributes["shapes"]]

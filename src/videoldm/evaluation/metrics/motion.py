@@ -21,16 +21,19 @@ from ...data.synthetic.shapes import COLORS, DIRECTIONS
 __all__ = ["asked_motions", "direction_followed", "jumps", "motion_numbers"]
 
 _WAY = "(?:" + "|".join(DIRECTIONS) + ")"
-_MOTION = re.compile(r"\b(" + "|".join(COLORS) + rf")\s+\w+\s+moving\s+({_WAY}(?:,\s*then\s+{_WAY})*)")
+# The same shapes as `shapes_tracking.asked_shapes` ("<colour> <shape> moving"), with the directions if named.
+_MOTION = re.compile(r"\b(" + "|".join(COLORS) + rf")\s+\w+\s+moving\b(?:\s+({_WAY}(?:,\s*then\s+{_WAY})*))?")
 
 
 def asked_motions(description) -> list[tuple[str, list[str]]]:
-    """(colour, directions in order) of every shape a caption or attributes dict names.
+    """(colour, directions in order) of every shape a caption or attributes dict names; [] where none is named.
 
     "a red circle moving left, then right and a blue square moving up" -> [("red", ["left", "right"]), ("blue", ["up"])]."""
     if isinstance(description, dict):
-        return [(s["color"], list(s.get("directions") or [s["direction"]])) for s in description["shapes"]]
-    return [(colour, re.split(r",\s*then\s+", ways)) for colour, ways in _MOTION.findall(str(description))]
+        return [(s["color"], list(s.get("directions") or [s["direction"]] if s.get("direction") else []))
+                for s in description["shapes"]]
+    return [(colour, re.split(r",\s*then\s+", ways) if ways else [])
+            for colour, ways in _MOTION.findall(str(description))]
 
 
 def direction_followed(track: np.ndarray, direction: str, size: int, legs: int = 1, min_travel: float = 0.05) -> bool:
@@ -62,10 +65,14 @@ def jumps(track: np.ndarray, size: int, factor: float = 3.0, jump_floor: float =
 
 
 def motion_numbers(tracks: list[np.ndarray], description, size: int) -> dict:
-    """Per video: direction_match (1.0 when every named shape follows its first direction, else 0.0) and
-    jumps (1.0 when any tracked shape jumps). `tracks` in the order the description names the shapes."""
+    """Per video: direction_match (1.0 when every named shape follows its first direction, else 0.0; NaN when
+    a shape's direction is not named) and jumps (1.0 when any tracked shape jumps). `tracks` in the order the
+    description names the shapes (`track_shapes` of `shape_colours`)."""
     motions = asked_motions(description)
     if len(motions) != len(tracks):
         raise ValueError(f"{len(tracks)} tracks for the {len(motions)} moving shapes of {description!r}")
-    followed = [direction_followed(t, ways[0], size, len(ways)) for t, (_, ways) in zip(tracks, motions)]
-    return {"direction_match": float(all(followed)), "jumps": float(any(jumps(t, size) > 0 for t in tracks))}
+    if all(ways for _, ways in motions):
+        match = float(all(direction_followed(t, ways[0], size, len(ways)) for t, (_, ways) in zip(tracks, motions)))
+    else:
+        match = float("nan")
+    return {"direction_match": match, "jumps": float(any(jumps(t, size) > 0 for t in tracks))}
