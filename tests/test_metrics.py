@@ -154,6 +154,8 @@ def test_direction_and_jumps_of_made_up_tracks():
     assert jumps(jumpy, 64) == 1
     still = np.full((16, 2), 30.0) + np.random.default_rng(0).uniform(-0.5, 0.5, (16, 2))
     assert jumps(still, 64) == 0  # sub-pixel jitter of a shape that stands still is under the 4 px floor
+    redrawn = np.random.default_rng(1).uniform(10, 54, (16, 2))  # a new place every frame (frame by frame)
+    assert jumps(redrawn, 64) >= 8  # the median step is itself a jump: the 12 px cap counts them
 
 
 def test_jerk_of_straight_and_jittered_tracks():
