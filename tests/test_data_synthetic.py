@@ -1,4 +1,6 @@
 """Procedural datasets: determinism, ground truth against the rendered pixels, and the mp4 round trip."""
+import re
+
 import numpy as np
 import pytest
 
@@ -61,7 +63,7 @@ def test_driving_markings_stream_at_ego_speed():
 def test_shapes_centroids_match_pixel_mass_and_captions():
     gen = ShapesGenerator(frames=8, size=(64, 64), seed=0, max_shapes=2)
     checked = 0
-    for i in range(6):
+    for i in range(10):
         clip = gen.sample(i)
         shapes = clip.attributes["shapes"]
         article = "an" if shapes[0]["color"][0] in "aeiou" else "a"
@@ -71,15 +73,47 @@ def test_shapes_centroids_match_pixel_mass_and_captions():
         assert clip.caption.endswith(f"on a {clip.attributes['background']} background")
         cent = np.array(clip.ground_truth["centroids"])
         assert cent.shape == (8, len(shapes), 2)
-        radii = [s["radius"] for s in shapes]
         for f in range(8):
-            if len(shapes) == 2 and np.hypot(*(cent[f, 0] - cent[f, 1])) < 1.25 * sum(radii):
-                continue  # overlapping: the front shape hides part of the other
-            for k, s in enumerate(shapes):
+            for k, s in enumerate(shapes):  # two shapes never overlap: every one is whole in every frame
                 ys, xs = np.nonzero(np.all(clip.frames[f] == COLORS[s["color"]], -1))
                 assert np.hypot(xs.mean() + 0.5 - cent[f, k, 0], ys.mean() + 0.5 - cent[f, k, 1]) < 0.75
                 checked += 1
-    assert checked > 20
+    assert checked > 100
+
+
+def _caption_motions(caption: str) -> list[list[str]]:
+    """Per shape, the directions its caption names in order ("moving left, then right")."""
+    way = "(?:left|right|up|down)"
+    return [m.split(", then ") for m in re.findall(rf"moving ({way}(?:, then {way})*)", caption)]
+
+
+@pytest.mark.parametrize("frames,size", [(16, (64, 64)), (48, (64, 64)), (5, (16, 16)), (80, (16, 16))])
+def test_shapes_move_as_their_captions_say(frames, size):
+    # Every frame-to-frame step of every ground-truth centroid goes the way the caption says, read from the
+    # caption alone: 16 frames (the recipes'), 48 (long clips) and tiny ones cross without bouncing; 80 frames
+    # at 16x16 are too long to cross at MIN_SPEED, so the shape bounces and the caption names each leg.
+    from videoldm.data.synthetic.shapes import DIRECTIONS, MIN_SPEED, OPPOSITE
+
+    gen = ShapesGenerator(frames=frames, size=size, seed=2)
+    legs_seen = set()
+    for i in range(60 if frames <= 16 else 20):
+        clip = gen.sample(i)
+        motions = _caption_motions(clip.caption)
+        cent = np.array(clip.ground_truth["centroids"])
+        assert len(motions) == cent.shape[1] == clip.attributes["num_shapes"]
+        for k, named in enumerate(motions):
+            u = np.array(DIRECTIONS[named[0]], float)
+            step = np.diff(cent[:, k], axis=0)
+            assert np.all(step @ u[::-1] == 0)  # nothing across the named axis
+            along = np.sign(np.round(step @ u, 6))
+            legs = [named[0]]  # runs of steps the same way, as directions (a bounce step may be 0)
+            for a, b in zip(along, along[1:]):
+                if a != b and b != 0:
+                    legs.append(named[0] if b > 0 else OPPOSITE[named[0]])
+            assert legs == named and along[0] > 0, (clip.caption, along)
+            assert np.abs(step @ u).min() >= MIN_SPEED * min(size) * (1 - 1e-6) or len(named) > 1
+            legs_seen.add(len(named))
+    assert (max(legs_seen) > 1) == (frames == 80)
 
 
 def test_shapes_heldout_split():

@@ -105,6 +105,59 @@ def test_caption_match_on_real_clips_and_wrong_captions():
     assert report["caption_match"] >= 0.9
 
 
+def test_asked_motions_from_captions_and_attributes():
+    from videoldm.evaluation.metrics import asked_motions
+
+    assert asked_motions("a red circle moving left, then right and an orange square moving up on a dark background") == [
+        ("red", ["left", "right"]), ("orange", ["up"])]
+    assert asked_motions("a red circle moving fast") == [("red", [])]  # named, no direction: direction_match NaN
+    report = coherence_report(np.zeros((4, 16, 16, 3), np.uint8), "shapes", "a red circle moving fast")
+    assert np.isnan(report["direction_match"]) and report["jump_fraction"] == 0.0
+    clip = ShapesGenerator(frames=4, size=(32, 32), seed=0).sample(1)
+    assert asked_motions(clip.caption) == asked_motions(clip.attributes) == [
+        (s["color"], [s["direction"]]) for s in clip.attributes["shapes"]]
+
+
+@pytest.mark.parametrize("frames", [T, 48])
+def test_motion_metric_on_ground_truth_and_manipulated_clips(frames):
+    # Calibration: ground truth (one and two shapes, train and held-out combinations) moves as captioned and
+    # never jumps; played backwards it moves against its caption (still no jump); with its halves swapped
+    # the join is a jump.
+    clips = [ShapesGenerator(frames=frames, size=(64, 64), seed=11, split=split).sample(i)
+             for split in ("train", "heldout") for i in range(10 if frames == T else 3)]
+    videos, captions = np.stack([c.frames for c in clips]), [c.caption for c in clips]
+    truth = coherence_report(videos, "shapes", captions)
+    assert truth["direction_match"] == 1.0 and truth["jump_fraction"] == 0.0
+    backwards = coherence_report(videos[:, ::-1], "shapes", captions)
+    assert backwards["direction_match"] == 0.0 and backwards["jump_fraction"] == 0.0
+    half = frames // 2
+    swapped = coherence_report(np.concatenate([videos[:, half:], videos[:, :half]], 1), "shapes", captions)
+    assert swapped["jump_fraction"] == 1.0
+
+
+def test_direction_and_jumps_of_made_up_tracks():
+    from videoldm.evaluation.metrics import direction_followed, jumps
+
+    t = np.arange(16, dtype=np.float64)[:, None]
+    left = np.concatenate([40 - 1.5 * t, 30 + 0 * t], 1)
+    assert direction_followed(left, "left", 64) and not direction_followed(left, "right", 64)
+    assert not direction_followed(left, "up", 64) and jumps(left, 64) == 0
+    assert not direction_followed(left[:, ::-1], "left", 64)  # moving up (x stays 30)
+    assert not direction_followed(left[[0, -1, 0]], "left", 64)  # back where it started: no net motion
+    there_and_back = np.concatenate([left[:8], left[8:0:-1]])  # "moving left, then right": the first half
+    assert direction_followed(there_and_back, "left", 64, legs=2) and not direction_followed(there_and_back, "left", 64)
+    gappy = left.copy()
+    gappy[3:13] = np.nan
+    assert direction_followed(gappy, "left", 64) and not direction_followed(np.full((16, 2), np.nan), "left", 64)
+    jumpy = left.copy()
+    jumpy[9:] -= 12.0  # one step of 13.5 px among steps of 1.5
+    assert jumps(jumpy, 64) == 1
+    still = np.full((16, 2), 30.0) + np.random.default_rng(0).uniform(-0.5, 0.5, (16, 2))
+    assert jumps(still, 64) == 0  # sub-pixel jitter of a shape that stands still is under the 4 px floor
+    redrawn = np.random.default_rng(1).uniform(10, 54, (16, 2))  # a new place every frame (frame by frame)
+    assert jumps(redrawn, 64) >= 8  # the median step is itself a jump: the 12 px cap counts them
+
+
 def test_jerk_of_straight_and_jittered_tracks():
     t = np.arange(2000, dtype=np.float64)[:, None]
     line = np.concatenate([3.0 + 0.7 * t, 10.0 - 0.2 * t], 1)

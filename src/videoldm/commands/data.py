@@ -29,8 +29,9 @@ Interrupted, the same command again keeps the clips already written and makes th
 kinds:
   driving  highway from the ego car (1:2 aspect, e.g. 128x256): lanes streaming at the ego speed, cars
            with per-frame boxes; attributes daytime (day/night), crowdedness (low/medium/high), ego_speed
-  shapes   one or two coloured shapes moving and bouncing, captions like "a red circle moving left on a
-           dark background", per-frame centroids; --split heldout gives the combinations train never has
+  shapes   one or two coloured shapes moving in straight lines, captions like "a red circle moving left on a
+           dark background" that every frame obeys (clips too long to cross without bouncing say "moving
+           left, then right"), per-frame centroids; --split heldout gives the combinations train never has
   camera   smooth pans and zooms over scikit-image's sample photos; per-frame crop windows"""
 
 

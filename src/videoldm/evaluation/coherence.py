@@ -14,7 +14,8 @@ from ..data.io import write_gif
 from ..inference.outputs import video_grid
 from .metrics import coherence_report
 
-SUMMARY_KEYS = ("found_fraction", "caption_match", "jerk", "flicker", "background_flicker", "sharpness")
+SUMMARY_KEYS = ("found_fraction", "caption_match", "direction_match", "jump_fraction", "jerk", "flicker",
+                "background_flicker", "sharpness")
 
 
 def evaluate_coherence(pipeline, prompts: list, kind: str, out_dir: str | Path | None = None, num_frames: int = 16,

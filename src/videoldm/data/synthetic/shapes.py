@@ -1,8 +1,16 @@
-"""`shapes`: one or two coloured shapes moving (and bouncing) over a plain background, with captions.
+"""`shapes`: one or two coloured shapes moving in straight lines over a plain background, with captions.
 
 For compositional tests: captions name colour, shape and direction ("a red circle moving left on a
 dark background"); a few colour/shape/direction combinations never appear in the `train` split and
 only in `heldout`. Ground truth: per-frame centroid (the pixel-mass centre) of every shape.
+
+Captions tell the truth: a shape's start and speed are drawn so that it crosses the frame without
+reaching the far edge within the clip, so "moving left" is what every frame shows; two shapes never
+overlap (a second one is redrawn until it stays apart), so no caption names a hidden shape. Crossing
+without a bounce is possible at a speed of at least `MIN_SPEED` up to ~70 frames at 64x64 (the free
+span over the minimum speed); a longer clip makes each shape cross the frame k times edge to edge (the
+smallest k that reaches `MIN_SPEED`, k legs of equal length) and the caption names every leg: "moving
+left, then right".
 """
 from __future__ import annotations
 
@@ -10,7 +18,7 @@ import numpy as np
 
 from .base import Clip, Generator
 
-__all__ = ["ShapesGenerator", "COLORS", "SHAPES", "DIRECTIONS", "HELD_OUT", "STYLES"]
+__all__ = ["ShapesGenerator", "COLORS", "SHAPES", "DIRECTIONS", "HELD_OUT", "STYLES", "MIN_SPEED", "OPPOSITE", "motion_phrase"]
 
 COLORS = {
     "red": (220, 40, 40), "green": (40, 190, 60), "blue": (50, 90, 230), "yellow": (235, 210, 40),
@@ -25,6 +33,9 @@ HELD_OUT = frozenset({
     ("red", "circle", "left"), ("green", "square", "up"), ("blue", "triangle", "right"),
     ("yellow", "diamond", "down"), ("magenta", "circle", "down"), ("cyan", "triangle", "left"),
 })
+MIN_SPEED = 1 / 128  # of min(H, W) per frame (0.5 px at 64x64): the slowest motion a caption calls "moving"
+OPPOSITE = {"left": "right", "right": "left", "up": "down", "down": "up"}
+_TRIES = 20  # draws of a second shape before a clip settles for one
 
 
 def _reflect(p: np.ndarray, lo: float, hi: float) -> np.ndarray:
@@ -51,6 +62,11 @@ def shape_mask(shape: str, dx: np.ndarray, dy: np.ndarray, r: float) -> np.ndarr
             inside &= (x1 - x0) * (dy - y0) - (y1 - y0) * (dx - x0) >= 0
         return inside
     raise ValueError(f"unknown shape {shape!r}; one of {SHAPES}")
+
+
+def motion_phrase(directions: list[str]) -> str:
+    """'moving left' or, for a shape that bounces, 'moving left, then right' (every leg in order)."""
+    return "moving " + ", then ".join(directions)
 
 
 def _extent(shape: str, r: float) -> float:
@@ -85,10 +101,30 @@ class ShapesGenerator(Generator):
             if c not in HELD_OUT and c[0] != exclude_color:
                 return c
 
+    def _along(self, rng, bounds: tuple[float, float], sign: int, direction: str) -> tuple[np.ndarray, list[str]]:
+        """Unbounced positions (T,) along the motion's axis, and the directions of its legs in order.
+
+        One leg: the speed is drawn up to the fastest that crosses the free span [lo, hi] in the clip
+        without reaching its end (and at most min(H, W) / max(T, 8) per frame, the old top speed, which
+        binds for short clips), down to half of that or `MIN_SPEED`; the start is drawn where the whole
+        path fits. Too long a clip for that: k edge-to-edge crossings at the speed that fills the clip."""
+        lo, hi = bounds
+        t = np.arange(self.frames, dtype=np.float64)
+        steps, size = max(self.frames - 1, 1), min(self.size)
+        fastest = min((hi - lo) / steps, size / max(self.frames, 8))
+        if fastest >= MIN_SPEED * size:
+            speed = float(rng.uniform(max(MIN_SPEED * size, 0.5 * fastest), fastest))
+            travel = speed * (self.frames - 1)
+            start = float(rng.uniform(lo, hi - travel)) if sign > 0 else float(rng.uniform(lo + travel, hi))
+            return start + sign * speed * t, [direction]
+        legs = int(np.ceil(MIN_SPEED * size * steps / (hi - lo)))
+        speed = legs * (hi - lo) / steps
+        start = lo if sign > 0 else hi
+        return start + sign * speed * t, [direction if k % 2 == 0 else OPPOSITE[direction] for k in range(legs)]
+
     def sample(self, index: int) -> Clip:
         rng = self.rng(index)
         h, w = self.size
-        t = np.arange(self.frames, dtype=np.float32)
         bg_name = str(rng.choice(list(BACKGROUNDS)))
         bg = np.array(BACKGROUNDS[bg_name], np.float32)
         xx, yy = self.grid()
@@ -100,30 +136,38 @@ class ShapesGenerator(Generator):
             canvas = canvas + checker * (28.0 if bg_name == "dark" else -28.0) * (checker > 0)
         frames = np.broadcast_to(canvas, (self.frames, h, w, 3)).copy()
         n = 1 if self.max_shapes == 1 else int(rng.integers(1, 3))
-        described, centroids = [], []
-        ids = np.full((self.frames, h, w), -1, np.int8)
+        described, centroids, masks = [], [], []
         used_color = None
         for k in range(n):
-            color, shape, direction = self._combo(rng, self.split == "heldout" and k == 0, used_color)
+            for _ in range(_TRIES):  # a second shape is redrawn until it never overlaps the first
+                color, shape, direction = self._combo(rng, self.split == "heldout" and k == 0, used_color)
+                r = float(rng.uniform(0.12, 0.18)) * min(h, w)
+                ext = _extent(shape, r)
+                lo_x, hi_x, lo_y, hi_y = ext + 1, w - ext - 1, ext + 1, h - ext - 1
+                ux, uy = DIRECTIONS[direction]
+                along, directions = self._along(rng, (lo_x, hi_x) if ux else (lo_y, hi_y), ux + uy, direction)
+                across = np.full(self.frames, rng.uniform(lo_y, hi_y) if ux else rng.uniform(lo_x, hi_x))
+                cx = _reflect(along, lo_x, hi_x) if ux else across
+                cy = _reflect(along, lo_y, hi_y) if uy else across
+                mask = shape_mask(shape, xx[None] - cx[:, None, None], yy[None] - cy[:, None, None], r)
+                if not any((mask & m).any() for m in masks):
+                    break
+            else:
+                break  # no room for another shape that stays apart: the clip keeps the ones drawn
             used_color = color
-            r = float(rng.uniform(0.12, 0.18)) * min(h, w)
-            ext = _extent(shape, r)
-            lo_x, hi_x, lo_y, hi_y = ext + 1, w - ext - 1, ext + 1, h - ext - 1
-            x0, y0 = rng.uniform(lo_x, hi_x), rng.uniform(lo_y, hi_y)
-            speed = float(rng.uniform(0.5, 1.0)) * min(h, w) / max(self.frames, 8)  # pixels per frame
-            ux, uy = DIRECTIONS[direction]
-            cx = _reflect(x0 + ux * speed * t, lo_x, hi_x)
-            cy = _reflect(y0 + uy * speed * t, lo_y, hi_y)
-            mask = shape_mask(shape, xx[None] - cx[:, None, None], yy[None] - cy[:, None, None], r)
-            frames[mask] = COLORS[color]
-            ids[mask] = k
-            described.append({"color": color, "shape": shape, "direction": direction, "radius": round(r, 3)})
+            masks.append(mask)
+            described.append({"color": color, "shape": shape, "direction": direction, "directions": directions,
+                              "radius": round(r, 3)})
             centroids.append(np.stack([cx, cy], -1))
-        parts = [f"{'an' if d['color'][0] in 'aeiou' else 'a'} {d['color']} {d['shape']} moving {d['direction']}"
+        ids = np.full((self.frames, h, w), -1, np.int8)
+        for k, (mask, d) in enumerate(zip(masks, described)):
+            frames[mask] = COLORS[d["color"]]
+            ids[mask] = k
+        parts = [f"{'an' if d['color'][0] in 'aeiou' else 'a'} {d['color']} {d['shape']} {motion_phrase(d['directions'])}"
                  for d in described]
         caption = " and ".join(parts) + f" on a {bg_name} background"
         gt = {"centroids": np.round(np.stack(centroids, 1), 3).tolist()}  # (T, shapes, 2) as (x, y) pixels
-        attributes = {"background": bg_name, "shapes": described, "split": self.split, "num_shapes": n,
+        attributes = {"background": bg_name, "shapes": described, "split": self.split, "num_shapes": len(described),
                       "style": self.style}
         frames = np.clip(frames, 0, 255).astype(np.uint8)
         return Clip(frames, caption, attributes, gt, {"ids": ids})

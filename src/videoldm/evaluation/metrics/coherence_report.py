@@ -4,6 +4,7 @@ from __future__ import annotations
 import numpy as np
 
 from .driving_tracking import daytime_of, track_cars
+from .motion import motion_numbers
 from .quality import psnr, sharpness
 from .shapes_tracking import caption_match, shape_colours, track_shapes
 from .temporal import flicker, temporal_error
@@ -33,7 +34,8 @@ def coherence_report(videos, kind: str, descriptions=None, *, reference=None) ->
 
     Keys: found_fraction (shapes: frames where each shape is found, averaged over shapes and videos;
     driving: frames with at least one car), caption_match (shapes: fraction of videos showing the colour and
-    form of every shape named, see `caption_match`), jerk (pixels / frame^2, pooled over all valid triples),
+    form of every shape named, see `caption_match`), direction_match and jump_fraction (shapes: fraction of
+    videos where every named shape moves the way the caption says, where some shape jumps; see `motion`), jerk (pixels / frame^2, pooled over all valid triples),
     flicker, background_flicker (pixels outside every detected object), sharpness, and per_video
     (the same per video, with the tracks as [x, y] or None per frame). Driving adds cars_per_frame and
     count_changes (mean |change| of the number of cars between frames: cars popping in and out).
@@ -53,7 +55,8 @@ def coherence_report(videos, kind: str, descriptions=None, *, reference=None) ->
                 raise ValueError("shapes videos need a caption or attributes per video to know the colours")
             tracks, objects[i] = track_shapes(frames, shape_colours(desc))
             row = {"found_fraction": _nan_mean([found_fraction(t) for t in tracks]),
-                   "caption_match": float(caption_match(frames, desc))}
+                   "caption_match": float(caption_match(frames, desc)),
+                   **motion_numbers(tracks, desc, min(frames.shape[1:3]))}
         else:
             tracks, counts, objects[i] = track_cars(frames, daytime_of(desc))
             row = {
@@ -77,6 +80,8 @@ def coherence_report(videos, kind: str, descriptions=None, *, reference=None) ->
     }
     if kind == "shapes":
         report["caption_match"] = _nan_mean([r["caption_match"] for r in per_video])
+        report["direction_match"] = _nan_mean([r["direction_match"] for r in per_video])
+        report["jump_fraction"] = _nan_mean([r["jumps"] for r in per_video])
     if kind == "driving":
         report["cars_per_frame"] = _nan_mean([r["cars_per_frame"] for r in per_video])
         report["count_changes"] = _nan_mean([r["count_changes"] for r in per_video])
