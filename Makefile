@@ -34,6 +34,8 @@ bench: setup
 # (other autoencoders, decoders, prediction variants) have their own recipes and are not trained here.
 V := $(VENV)/bin/videoldm
 models: setup
+	# shapes data from before the captions told the truth (no "directions") is made again, with its latent cache
+	grep -q '"directions"' data/shapes/manifest.jsonl 2>/dev/null || rm -rf data/shapes data/shapes-latents
 	test -d data/shapes || $(V) data synth --kind shapes --num 600 --frames 16 --size 64x64 --fps 8 --out data/shapes
 	test -d data/driving || $(V) data synth --kind driving --num 400 --frames 16 --size 64x128 --fps 8 --out data/driving
 	test -d data/driving-32fps || $(V) data synth --kind driving --num 400 --frames 16 --size 64x128 --fps 32 --out data/driving-32fps
