@@ -17,7 +17,7 @@ import av
 import cv2
 import numpy as np
 
-from videoldm.data.io import encode_mp4
+from videoldm.data.io import encode_mp4, read_video
 from videoldm.evaluation.field import dynamic_degree, temporal_flickering, warping_error
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -31,13 +31,7 @@ def fetch_footage() -> dict:
 
 
 def first_frames(path: Path, count: int = 16, max_width: int = 320) -> np.ndarray:
-    with av.open(str(path)) as container:
-        frames = []
-        for frame in container.decode(video=0):
-            frames.append(frame.to_ndarray(format="rgb24"))
-            if len(frames) == count:
-                break
-    v = np.stack(frames)
+    v = read_video(path, max_frames=count)
     if v.shape[2] > max_width:
         h = round(v.shape[1] * max_width / v.shape[2] / 2) * 2
         v = np.stack([cv2.resize(f, (max_width, h), interpolation=cv2.INTER_AREA) for f in v])

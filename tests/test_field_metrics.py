@@ -17,6 +17,7 @@ import torch
 from torch import nn
 
 from videoldm.cli import main
+from videoldm.data.io import read_video
 from videoldm.data.io import encode_mp4, write_mp4
 from videoldm.data.synthetic import make_generator
 from videoldm.evaluation.field import (FeatureStats, FIDInceptionV3, I3DFeatures, InceptionFeatures, InceptionI3d,
@@ -249,13 +250,7 @@ def test_reconstruction_metrics_ssim_matches_scikit_image_and_psnr_is_exact():
 
 def _first_frames(path, count, width=None):
     """The first ``count`` frames of a video, resized to ``width`` (area) keeping the aspect."""
-    with av.open(str(path)) as container:
-        frames = []
-        for frame in container.decode(video=0):
-            frames.append(frame.to_ndarray(format="rgb24"))
-            if len(frames) == count:
-                break
-    v = np.stack(frames)
+    v = read_video(path, max_frames=count)
     if width:
         h = round(v.shape[1] * width / v.shape[2] / 2) * 2
         v = np.stack([cv2.resize(f, (width, h), interpolation=cv2.INTER_AREA) for f in v])

@@ -20,15 +20,6 @@ def same_video(a, b, seed=3, **call):
     return torch.equal(a(["a red circle"], **kwargs).frames, b(["a red circle"], **kwargs).frames)
 
 
-@pytest.fixture(scope="module")
-def context_models(chain, tmp_path_factory):
-    tmp, data, image, _ = chain
-    out = tmp_path_factory.mktemp("pipelines")
-    prediction = run_stage(out, "p", "prediction", data, {"image_model": str(image)}).train()
-    interpolation = run_stage(out, "i", "interpolation", data, {"image_model": str(image), "keyframe_every": 2}).train()
-    return prediction, interpolation
-
-
 def test_a_pipeline_saves_and_loads_whole_in_diffusers_layout(chain, tmp_path):
     from videoldm import VideoLDMPipeline
 

@@ -215,7 +215,13 @@ def read_jsonl(path: str | Path) -> list[dict]:
     return out
 
 
-def read_video(path: str | Path) -> np.ndarray:
-    """All frames of a video file as ``(T, H, W, 3)`` uint8."""
+def read_video(path: str | Path, max_frames: int | None = None) -> np.ndarray:
+    """The frames of a video file as ``(T, H, W, 3)`` uint8: all of them, or the first ``max_frames`` (the rest is
+    not decoded)."""
     with av.open(str(path)) as container:
-        return np.stack([f.to_ndarray(format="rgb24") for f in container.decode(video=0)])
+        frames = []
+        for frame in container.decode(video=0):
+            frames.append(frame.to_ndarray(format="rgb24"))
+            if len(frames) == max_frames:
+                break
+    return np.stack(frames)

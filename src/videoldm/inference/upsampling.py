@@ -211,9 +211,9 @@ class Upsampler(DiffusionPipeline):
             return upsampler.video(temporal_layers=temporal_layers) if temporal_layers is not None else upsampler
         options = load_upsampler(path)
         layers = temporal_layers or options.pop("temporal_layers")  # given ones replace an export's own
-        options.pop("temporal_layers", None)
         low_res = options.pop("low_res_scheduler_config", None)
-        upsampler = cls(**{k: v for k, v in options.items() if k not in ("scheduler_config", "text")},
+        not_arguments = ("scheduler_config", "text", "temporal_layers")  # made into components below
+        upsampler = cls(**{k: v for k, v in options.items() if k not in not_arguments},
                         scheduler=DDPMScheduler.from_config(options["scheduler_config"]),
                         low_res_scheduler=DDPMScheduler.from_config(low_res) if low_res else None,
                         **text_parts(options.get("text")))
