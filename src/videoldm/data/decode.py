@@ -22,6 +22,14 @@ __all__ = ["VideoInfo", "DecodeError", "probe", "clip_times", "decode_clip", "fr
 
 _EPS = 1e-4  # seconds of slack when comparing timestamps (float rounding of pts * time_base)
 
+
+def _slack(stream) -> float:
+    """Slack for comparing a frame's time with a target: half a tick of the stream's time base (the most
+    a rounded timestamp is off) at least. Why: FLV, ASF (.wmv) and Matroska store milliseconds, so frame 4
+    of a 24 fps file says 0.167 s, not 0.16667 s, and would lose its place to frame 3."""
+    tick = float(stream.time_base) if stream.time_base else 0.0
+    return _EPS + min(tick, 0.002) / 2
+
 Source = "str | Path | bytes | IO[bytes]"
 
 
@@ -251,6 +259,7 @@ def _collect(container, stream, targets, num_frames, first, fps, end, size, crop
     prev = prev_t = None
     prev_arr = None  # the previous frame converted once, reused when it covers several targets
     want = len(targets) if targets is not None else num_frames
+    eps = _slack(stream)
     k = 0
     try:
         for i, frame in enumerate(container.decode(stream)):
@@ -260,16 +269,16 @@ def _collect(container, stream, targets, num_frames, first, fps, end, size, crop
                 rotation = frame_rotation(frame)
                 h, w = (frame.width, frame.height) if rotation in (90, 270) else (frame.height, frame.width)
                 plan = resize_crop_plan(h, w, size, crop_pos)
-                if t > first + _EPS and first > 0:
+                if t > first + eps and first > 0:
                     raise _Overshoot
             if targets is None:
-                if t + _EPS >= first:
+                if t + eps >= first:
                     out.append(_to_array(frame, plan, size, rotation))
                     used.append(t)
                     if len(out) == want:
                         break
                 continue
-            while k < want and t > targets[k] + _EPS:
+            while k < want and t > targets[k] + eps:
                 if prev is None:
                     raise DecodeError(f"clip starts at {targets[k]:.3f}s, before the first frame ({t:.3f}s)")
                 if prev_arr is None:
