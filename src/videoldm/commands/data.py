@@ -75,14 +75,19 @@ def add_command(subparsers) -> None:
     i = sub.add_parser("inspect", help="counts, durations, fps and resolution histograms, unreadable files",
                        description="Probe every video (or frame folder) under a folder, or every sample of a shard "
                                    "set, and report counts, total and per-file durations, frame-rate and resolution "
-                                   "histograms, caption coverage, and the files that cannot be read. With --frames "
-                                   "(and --fps) also how many are too short for such clips.",
+                                   "histograms, caption coverage, shots (cuts detected per file), the files that "
+                                   "cannot be read and why, and the files not read at all (not videos, not in the "
+                                   "manifest). With --frames (and --fps) also how many are too short for such clips.",
                        epilog=EPILOG)
     i.add_argument("path", help="a folder, a .tar shard, a glob or a brace range of shards")
     i.add_argument("--frames", type=positive(int), help="clip length to check files against")
     i.add_argument("--fps", type=positive(float), help="clip frame rate to check against (default: native)")
     i.add_argument("--json", action="store_true", help="print the report as JSON")
-    i.add_argument("--limit", type=int, default=20, help="how many unreadable files to list (default 20)")
+    i.add_argument("--limit", type=int, default=20,
+                   help="how many files to list per kind (readable, unreadable, not read; default 20)")
+    i.add_argument("--no-shots", dest="shots", action="store_false",
+                   help="skip shot-cut detection (it decodes every frame once; results are kept in the "
+                        "folder's .videoldm/probes.jsonl, so a second inspect or training run reuses them)")
     i.set_defaults(func=run_inspect)
 
     h = sub.add_parser("shard", help="pack a folder of videos into WebDataset-style tar shards",
@@ -129,18 +134,24 @@ def run_synth(args) -> int:
     return 0
 
 
-def _inspect_records(path: str):
-    """(name, VideoInfo or error string, has_caption) for every clip under path."""
+def _inspect_records(path: str, shots: bool = True, not_read: list | None = None):
+    """(name, VideoInfo or error string, has_caption) for every clip under path; files of a folder that
+    are not read at all go to `not_read` as (name, reason)."""
     from videoldm.data.decode import DecodeError, probe
     from videoldm.data.frames import probe_frames
 
     p = Path(path)
     if p.is_dir() and not any(p.rglob("*.tar")):
-        from videoldm.data.video_folder import discover
+        from videoldm.data.probe_cache import ProbeCache
+        from videoldm.data.video_folder import scan
 
-        entries = discover(p)
+        entries, skipped = scan(p)
+        if not_read is not None:
+            not_read.extend((str(f), reason) for f, reason in skipped)
         if not entries:
-            raise ValueError(f"no video files or frame folders under {p}")
+            raise ValueError(f"no video files or frame folders under {p}"
+                             + (f"; {len(skipped)} other files, e.g. {skipped[0][0]}: {skipped[0][1]}" if skipped else ""))
+        cache = ProbeCache(p) if shots else None
         for e in entries:
             try:
                 if e["kind"] == "frames":
@@ -148,7 +159,7 @@ def _inspect_records(path: str):
                 elif not e["path"].is_file():
                     raise DecodeError("file not found (listed in the manifest)")
                 else:
-                    info = probe(e["path"])
+                    info = cache.probe(e["path"]) if cache else probe(e["path"])
                 yield str(e["path"]), info, bool(e["caption"])
             except DecodeError as err:
                 yield str(e["path"]), str(err), bool(e["caption"])
@@ -177,34 +188,55 @@ def _inspect_records(path: str):
             yield shard, f"unreadable shard: {err}", False
 
 
+def _describe(info) -> str:
+    """One line about a readable file: size, rate, length, codec, rotation, shots."""
+    text = (f"{info.width}x{info.height} {info.fps:.3g} fps {info.duration:.2f}s {info.num_frames} frames "
+            f"{info.codec}")
+    if info.rotation:
+        text += f", turned {info.rotation} deg for display"
+    if info.shots_detected:
+        text += f", {len(info.cuts) + 1} shot{'s' if info.cuts else ''}"
+        if info.cut_frames:
+            text += f" (cuts at frames {', '.join(map(str, info.cut_frames))})"
+    return text
+
+
 def run_inspect(args) -> int:
     from videoldm.data.clips import ClipSpec
 
     spec = ClipSpec(num_frames=args.frames, fps=args.fps, start="first") if args.frames else None
-    ok, bad, short, captioned = [], [], [], 0
-    for name, info, has_cap in _inspect_records(args.path):
+    ok, bad, short, captioned, not_read = [], [], [], 0, []
+    for name, info, has_cap in _inspect_records(args.path, shots=args.shots, not_read=not_read):
         captioned += has_cap
         if isinstance(info, str):
             bad.append((name, info))
             continue
-        ok.append(info)
+        ok.append((name, info))
         if spec is not None and spec.check(info):
             short.append((name, spec.check(info)))
-    durations = [i.duration for i in ok]
+    infos = [i for _, i in ok]
+    durations = [i.duration for i in infos]
+    detected = [i for i in infos if i.shots_detected]
     report = {
         "path": str(args.path),
         "clips": len(ok) + len(bad),
         "readable": len(ok),
         "unreadable": len(bad),
+        "not_read": len(not_read),
         "captioned": captioned,
         "total_duration_s": round(sum(durations), 2),
         "duration_s": {"min": round(min(durations), 3), "median": round(statistics.median(durations), 3),
                        "max": round(max(durations), 3)} if durations else None,
-        "total_frames": sum(i.num_frames for i in ok),
-        "fps": dict(Counter(f"{i.fps:.3g}" for i in ok).most_common()),
-        "resolution": dict(Counter(f"{i.height}x{i.width}" for i in ok).most_common()),
-        "codec": dict(Counter(i.codec for i in ok).most_common()),
+        "total_frames": sum(i.num_frames for i in infos),
+        "fps": dict(Counter(f"{i.fps:.3g}" for i in infos).most_common()),
+        "resolution": dict(Counter(f"{i.height}x{i.width}" for i in infos).most_common()),
+        "codec": dict(Counter(i.codec for i in infos).most_common()),
+        "shots": {"files_measured": len(detected), "shots": sum(len(i.cuts) + 1 for i in detected),
+                  "files_with_cuts": sum(bool(i.cuts) for i in detected)},
+        "files": [{"path": n, "readable": True, **{k: v for k, v in i.to_dict().items()},
+                   "shots": len(i.cuts) + 1 if i.shots_detected else None} for n, i in ok],
         "unreadable_files": [{"path": n, "reason": r} for n, r in bad[: args.limit]],
+        "not_read_files": [{"path": n, "reason": r} for n, r in not_read[: args.limit]],
     }
     if spec is not None:
         report["too_short"] = len(short)
@@ -213,23 +245,30 @@ def run_inspect(args) -> int:
         print(json.dumps(report, indent=2))
         return 0
     print(f"{report['path']}: {report['clips']} clips, {len(ok)} readable, {len(bad)} unreadable, "
-          f"{captioned} with captions")
+          f"{captioned} with captions; {len(not_read)} other files not read")
     if durations:
         d = report["duration_s"]
         print(f"duration: {report['total_duration_s']:.1f}s total, per clip min {d['min']:.2f}s / median "
               f"{d['median']:.2f}s / max {d['max']:.2f}s; {report['total_frames']} frames")
     for key in ("fps", "resolution", "codec"):
         print(f"{key}: " + ", ".join(f"{k} ({v})" for k, v in report[key].items()))
+    if detected:
+        sh = report["shots"]
+        print(f"shots: {sh['shots']} in {sh['files_measured']} files, {sh['files_with_cuts']} with cuts "
+              "(clips are sampled inside one shot)")
     if spec is not None:
         print(f"too short for {args.frames} frames at {args.fps or 'native'} fps: {len(short)}")
         for n, r in short[: args.limit]:
             print(f"  {n}: {r}")
-    if bad:
-        print("unreadable:")
-        for n, r in bad[: args.limit]:
-            print(f"  {n}: {r}")
-        if len(bad) > args.limit:
-            print(f"  ... and {len(bad) - args.limit} more")
+    sections = [("readable", [(n, _describe(i)) for n, i in ok]), ("unreadable", bad),
+                ("not read", not_read)]
+    for title, rows in sections:
+        if rows:
+            print(f"{title}:")
+            for n, r in rows[: args.limit]:
+                print(f"  {n}: {r}")
+            if len(rows) > args.limit:
+                print(f"  ... and {len(rows) - args.limit} more (--limit)")
     return 0
 
 

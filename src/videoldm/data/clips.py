@@ -72,9 +72,24 @@ class ClipSpec:
         Native rate: T frames from `start` must exist, i.e. start <= duration - T / fps (half a frame
         of slack for rounding in container durations).
         """
+        return self._last_start(info, info.duration, at_end=True)
+
+    def _last_start(self, info: VideoInfo, end: float, at_end: bool) -> float:
+        """Latest start whose frames are all shown before `end` (a cut, or the end of the file)."""
         if self.fps is None:
-            return info.duration - self.num_frames / info.fps + 0.5 / info.fps
-        return info.duration - self.span(info) - _EPS
+            return end - self.num_frames / info.fps + (0.5 / info.fps if at_end else 0.0)
+        return end - self.span(info) - _EPS
+
+    def windows(self, info: VideoInfo) -> list[tuple[float, float]]:
+        """(earliest, latest) start of a clip inside each shot long enough for one; why: a clip that
+        spans a cut jumps between scenes. Without detected cuts the file is one shot."""
+        shots = info.shots
+        out = []
+        for i, (a, b) in enumerate(shots):
+            hi = self._last_start(info, b, at_end=i == len(shots) - 1)
+            if hi >= a - 1e-9:
+                out.append((a, max(a, hi)))
+        return out
 
     def check(self, info: VideoInfo) -> str | None:
         """Why a file cannot give a clip (None if it can)."""
@@ -84,24 +99,41 @@ class ClipSpec:
             return f"too short: {info.duration:.3f}s is not enough for {self.num_frames} frames at {self.fps or info.fps:g} fps"
         if not isinstance(self.start, str) and self.start > self.max_start(info):
             return f"too short: clip at {self.start}s needs {self.start + self.span(info):.2f}s, file has {info.duration:.2f}s"
+        if isinstance(self.start, str) and not self.windows(info):
+            longest = max(b - a for a, b in info.shots)
+            return (f"no shot long enough: {len(info.shots)} shots, the longest {longest:.2f}s, a clip of "
+                    f"{self.num_frames} frames at {self.fps or info.fps:g} fps needs more")
         return None
 
     def choose(self, info: VideoInfo, rng: np.random.Generator) -> tuple[float, tuple[float, float]]:
-        """(start seconds, crop position in [0, 1]^2) for one clip of this file."""
-        hi = max(self.max_start(info), 0.0)
+        """(start seconds, crop position in [0, 1]^2) for one clip of this file, inside one shot.
+
+        "random": a shot with probability proportional to its number of distinct starts, then a start
+        uniform in it; "first": the first shot that fits; "center": the middle of the longest one.
+        A start given in seconds is used as is (the caller chose it).
+        """
+        windows = self.windows(info) or [(0.0, max(self.max_start(info), 0.0))]
         if self.start == "random":
-            start = float(rng.uniform(0.0, hi))
+            unit = 1.0 / (self.fps or info.fps)  # a one-start window still gets a chance
+            weights = np.array([hi - lo + unit for lo, hi in windows])
+            lo, hi = windows[int(rng.choice(len(windows), p=weights / weights.sum()))]
+            start = float(rng.uniform(lo, hi))
         elif self.start == "first":
-            start = 0.0
+            lo, hi = windows[0]
+            start = lo
         elif self.start == "center":
-            start = hi / 2
+            lo, hi = max(windows, key=lambda w: w[1] - w[0])
+            start = (lo + hi) / 2
         else:
-            start = float(self.start)
+            lo = hi = start = float(self.start)
         if self.fps is None and isinstance(self.start, str):
-            # native rate: start on a frame, no later than the last one that leaves T frames (the half-frame
-            # slack of max_start is for container rounding, not a place to start)
-            last = max(int(np.floor((info.duration - self.num_frames / info.fps) * info.fps + 1e-6)), 0)
-            start = min(round(start * info.fps), last) / info.fps
+            # native rate: start on a frame inside the window (the half-frame slack of the last window
+            # is for container rounding, not a place to start)
+            first = int(np.ceil(lo * info.fps - 1e-6))
+            last = max(int(np.floor(hi * info.fps + 1e-6)), first)
+            if (lo, hi) == windows[-1]:  # the file's last shot: the clamp that ignores the slack
+                last = max(min(last, int(np.floor((info.duration - self.num_frames / info.fps) * info.fps + 1e-6))), first)
+            start = min(max(round(start * info.fps), first), last) / info.fps
         crop = (float(rng.uniform()), float(rng.uniform())) if self.crop == "random" else (0.5, 0.5)
         return start, crop
 

@@ -5,6 +5,8 @@ are variable-frame-rate, and a model trained at 8 fps must see 8 fps motion from
 frame shown at time t is the last frame whose presentation time is <= t; we pick that frame for each
 target time start + k / fps. Why seeking: decoding from the start of a long file to reach a clip in
 the middle costs the whole prefix; we seek to the keyframe before the clip and decode from there.
+Why rotation: phones store portrait video as landscape frames plus a display matrix; players turn
+the picture, so we do too (sizes in `VideoInfo` are the displayed ones).
 """
 from __future__ import annotations
 
@@ -16,9 +18,17 @@ from typing import Sequence
 import av
 import numpy as np
 
-__all__ = ["VideoInfo", "DecodeError", "probe", "clip_times", "decode_clip", "resize_crop_plan"]
+__all__ = ["VideoInfo", "DecodeError", "probe", "clip_times", "decode_clip", "frame_rotation", "resize_crop_plan"]
 
 _EPS = 1e-4  # seconds of slack when comparing timestamps (float rounding of pts * time_base)
+
+
+def _slack(stream) -> float:
+    """Slack for comparing a frame's time with a target: half a tick of the stream's time base (the most
+    a rounded timestamp is off) at least. Why: FLV, ASF (.wmv) and Matroska store milliseconds, so frame 4
+    of a 24 fps file says 0.167 s, not 0.16667 s, and would lose its place to frame 3."""
+    tick = float(stream.time_base) if stream.time_base else 0.0
+    return _EPS + min(tick, 0.002) / 2
 
 Source = "str | Path | bytes | IO[bytes]"
 
@@ -37,9 +47,25 @@ class VideoInfo:
     width: int
     height: int
     codec: str
+    rotation: int = 0  # degrees counter-clockwise the stored frames are turned for display (0, 90, 180, 270)
+    cuts: tuple = ()  # presentation times (s) of the first frame of every shot after the first; see shots.py
+    cut_frames: tuple = ()  # the same cuts as decoded-frame indices
+    shots_detected: bool = False  # whether `cuts` was measured (False: unknown, treated as one shot)
 
     def to_dict(self) -> dict:
         return asdict(self)
+
+    @classmethod
+    def from_dict(cls, d: dict) -> "VideoInfo":
+        d = dict(d)
+        d["cuts"], d["cut_frames"] = tuple(d.get("cuts", ())), tuple(d.get("cut_frames", ()))
+        return cls(**{k: v for k, v in d.items() if k in cls.__dataclass_fields__})
+
+    @property
+    def shots(self) -> list[tuple[float, float]]:
+        """(start, end) seconds of each shot: cut to cut, the whole file when no cuts are known."""
+        bounds = [0.0, *self.cuts, self.duration]
+        return list(zip(bounds[:-1], bounds[1:]))
 
 
 def _open(source):
@@ -76,12 +102,25 @@ def probe(source) -> VideoInfo:
         n = int(stream.frames or 0)
         width, height = stream.codec_context.width, stream.codec_context.height
         codec = stream.codec_context.name
-        if not (n and duration and fps and width):
+        rotation = 0
+        if n and duration and fps and width:
+            # The display matrix comes with the frames (side data): decode the first one (also proves
+            # the stream decodes at all).
+            try:
+                first = next(container.decode(stream), None)
+            except av.error.FFmpegError as err:
+                raise DecodeError(f"cannot decode: {err}") from None
+            if first is None:
+                raise DecodeError("no decodable frames")
+            width, height, rotation = first.width, first.height, frame_rotation(first)
+        else:
             # Header incomplete: count by decoding (also proves the stream decodes at all).
             times = []
             try:
                 for frame in container.decode(stream):
                     width, height = frame.width, frame.height
+                    if not times:
+                        rotation = frame_rotation(frame)
                     times.append(_frame_time(frame, stream, len(times), fps))
             except av.error.FFmpegError as err:
                 if not times:
@@ -94,7 +133,20 @@ def probe(source) -> VideoInfo:
             duration = max(duration, times[-1] - times[0] + 1.0 / fps)
     if not width or not height:
         raise DecodeError("video stream without a frame size")
-    return VideoInfo(fps=fps, duration=duration, num_frames=n, width=width, height=height, codec=codec)
+    if rotation in (90, 270):
+        width, height = height, width
+    return VideoInfo(fps=fps, duration=duration, num_frames=n, width=width, height=height, codec=codec,
+                     rotation=rotation)
+
+
+def frame_rotation(frame) -> int:
+    """Counter-clockwise display rotation of a decoded frame, snapped to 0/90/180/270 (others are rare
+    and not worth resampling for)."""
+    try:
+        degrees = frame.rotation or 0
+    except (AttributeError, ValueError):  # older PyAV, or a malformed matrix
+        return 0
+    return int(round(degrees / 90.0)) % 4 * 90
 
 
 def _frame_time(frame, stream, index: int, fps: float) -> float:
@@ -126,13 +178,17 @@ def resize_crop_plan(h: int, w: int, size: tuple[int, int] | None, crop_pos: tup
     return rh, rw, top, left
 
 
-def _to_array(frame, plan, size) -> np.ndarray:
+def _to_array(frame, plan, size, rotation: int = 0) -> np.ndarray:
+    """The frame as displayed (turned by `rotation`), resized to the plan's size and cropped."""
     rh, rw, top, left = plan
-    if (rh, rw) == (frame.height, frame.width):
+    sh, sw = (rw, rh) if rotation in (90, 270) else (rh, rw)  # the size to scale the stored frame to
+    if (sh, sw) == (frame.height, frame.width):
         arr = frame.to_ndarray(format="rgb24")
     else:
-        interp = "AREA" if rh < frame.height else "BICUBIC"
-        arr = frame.reformat(width=rw, height=rh, format="rgb24", interpolation=interp).to_ndarray()
+        interp = "AREA" if sh < frame.height else "BICUBIC"
+        arr = frame.reformat(width=sw, height=sh, format="rgb24", interpolation=interp).to_ndarray()
+    if rotation:
+        arr = np.rot90(arr, k=rotation // 90)
     if size is not None:
         arr = arr[top : top + size[0], left : left + size[1]]
     return np.ascontiguousarray(arr)
@@ -199,30 +255,34 @@ def _collect(container, stream, targets, num_frames, first, fps, end, size, crop
     out: list[np.ndarray] = []
     used: list[float] = []
     plan = None
+    rotation = 0
     prev = prev_t = None
     prev_arr = None  # the previous frame converted once, reused when it covers several targets
     want = len(targets) if targets is not None else num_frames
+    eps = _slack(stream)
     k = 0
     try:
         for i, frame in enumerate(container.decode(stream)):
             counter[0] += 1
             t = _frame_time(frame, stream, i, fps)
             if plan is None:
-                plan = resize_crop_plan(frame.height, frame.width, size, crop_pos)
-                if t > first + _EPS and first > 0:
+                rotation = frame_rotation(frame)
+                h, w = (frame.width, frame.height) if rotation in (90, 270) else (frame.height, frame.width)
+                plan = resize_crop_plan(h, w, size, crop_pos)
+                if t > first + eps and first > 0:
                     raise _Overshoot
             if targets is None:
-                if t + _EPS >= first:
-                    out.append(_to_array(frame, plan, size))
+                if t + eps >= first:
+                    out.append(_to_array(frame, plan, size, rotation))
                     used.append(t)
                     if len(out) == want:
                         break
                 continue
-            while k < want and t > targets[k] + _EPS:
+            while k < want and t > targets[k] + eps:
                 if prev is None:
                     raise DecodeError(f"clip starts at {targets[k]:.3f}s, before the first frame ({t:.3f}s)")
                 if prev_arr is None:
-                    prev_arr = _to_array(prev, plan, size)
+                    prev_arr = _to_array(prev, plan, size, rotation)
                 out.append(prev_arr)
                 used.append(prev_t)
                 k += 1
@@ -240,7 +300,7 @@ def _collect(container, stream, targets, num_frames, first, fps, end, size, crop
             last_ok = end
         while k < want and targets[k] < last_ok - _EPS:
             if prev_arr is None:
-                prev_arr = _to_array(prev, plan, size)
+                prev_arr = _to_array(prev, plan, size, rotation)
             out.append(prev_arr)
             used.append(prev_t)
             k += 1

@@ -28,11 +28,12 @@ from .clips import ClipSpec, SkipLog, to_tensor
 from .decode import DecodeError, clip_times, decode_clip, probe
 from .io import replacing
 from .metadata import normalize_record
-from .video_folder import discover
+from .video_folder import VIDEO_EXTENSIONS, discover
 
 __all__ = ["ShardDataset", "expand_shards", "iter_tar_samples", "write_shards", "folder_to_shards", "dist_rank_world"]
 
-VIDEO_KEYS = ("mp4", "webm", "mkv", "avi", "mov", "gif", "m4v")
+# every container the folder reader takes: a folder packed into shards reads back whole
+VIDEO_KEYS = tuple(e.lstrip(".") for e in VIDEO_EXTENSIONS)
 
 
 def expand_shards(spec) -> list[str]:
@@ -163,7 +164,7 @@ class ShardDataset(IterableDataset):
     def _decode(self, shard: str, key: str, fields: dict):
         video_key = next((k for k in VIDEO_KEYS if k in fields), None)
         if video_key is None:
-            raise DecodeError(f"no video field ({'/'.join(VIDEO_KEYS)}) among {sorted(fields)}")
+            raise DecodeError(f"no video field (mp4, webm, mkv, ... {len(VIDEO_KEYS)} containers) among {sorted(fields)}")
         rec = {"caption": "", "attributes": {}, "extra": {}}
         if "json" in fields:
             try:
