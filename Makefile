@@ -47,6 +47,7 @@ models: setup
 	$(V) train configs/shapes/image.yaml --resume
 	$(V) train configs/shapes/image-more.yaml --resume
 	$(V) train configs/shapes/temporal.yaml --resume
+	$(V) train configs/shapes/prediction.yaml --resume
 	$(V) train configs/driving/autoencoder-roads.yaml --resume
 	$(V) train configs/driving/decoder-roads.yaml --resume
 	test -d data/driving-latents || $(V) cache-latents configs/driving/image.yaml

@@ -389,3 +389,39 @@ def test_image_to_video_and_continuing_a_clip_start_from_the_given_frames(shippe
     assert main(["generate", *common, "--image", str(tmp_path / "still.png"), "--prompt", "a red circle",
                  "--out", str(tmp_path / "x")]) == 2
     assert main(["generate", *common, "--join", "--out", str(tmp_path / "x")]) == 2
+
+
+def test_a_shipped_text_prediction_model_makes_the_text_videos_clip_to_clip(chain, context_models, tmp_path):
+    """With shapes/prediction in the tree, text-to-video is that model: the first clip from the prompt alone
+    (S = 0), longer videos continued from the last two frames, the same frames as the stack makes them; a still
+    or a clip to continue take a prompt."""
+    import numpy as np
+    import torch
+    from PIL import Image
+
+    from videoldm.cli import main
+    from videoldm.data.io import read_video
+    from videoldm.inference.pipeline import VideoLDMPipeline
+    from videoldm.inference.shipped import Request, _text_video
+    from videoldm.inference.stack import VideoLDMStack
+    from videoldm.training.shipping import ship
+
+    _, _, image, _ = chain
+    prediction, _ = context_models
+    tree = ship({"shapes/image": image, "shapes/prediction": prediction}, tmp_path / "tree")
+    video = _text_video(tree, Request(prompt="a red circle", seconds=1.5, steps=2, seed=3), progress=False)
+    assert video.frames.shape[1] == 12  # 1.5 s at 8 fps: 4 clips of 5 frames (14), cut to what was asked
+    pipe = VideoLDMPipeline.from_pretrained(tree / "shapes" / "prediction")
+    expected = VideoLDMStack(pipe)("a red circle", num_frames=5, num_clips=4, interpolations=0, num_inference_steps=2,
+                                   seed=3, progress=False).frames[:, :12]
+    assert torch.equal(video.frames, expected)
+    out = tmp_path / "out"
+    assert main(["generate", "--models", str(tree), "--prompt", "a red circle", "--steps", "2", "--seconds", "0.5",
+                 "--out", str(out)]) == 0
+    first = read_video(out / "text.mp4")
+    assert first.shape[0] == 4
+    Image.fromarray(first[0]).save(tmp_path / "still.png")
+    assert main(["generate", "--models", str(tree), "--prompt", "a red circle", "--image", str(tmp_path / "still.png"),
+                 "--steps", "2", "--seconds", "1", "--out", str(out)]) == 0
+    animated = read_video(out / "image.mp4")
+    assert animated.shape[0] == 8 and np.abs(animated[0].astype(int) - first[0].astype(int)).mean() < 40

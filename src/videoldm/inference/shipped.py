@@ -6,7 +6,10 @@ The shipped models live under one folder (``videoldm/shipped`` by default; ``mak
     driving/interpolation  x4 frame rate, applied once or twice
     driving/decoder        the temporal decoder
     driving/upsampler-video  4x pixel-space video upsampler
-    shapes/temporal        text-to-video (its own small text encoder and word-level tokenizer)
+    shapes/prediction      text-to-video (its own small text encoder and word-level tokenizer), given 0, 1 or 2
+                           first frames: a prompt alone, a still (image-to-video), a clip to continue
+    shapes/temporal        text-to-video, the paper's temporal stage on the same image model (used where
+                           shapes/prediction is absent, and for --size)
 
 Each stage is optional where the request does not need it. ``base``/``temporal`` replace the text-to-video
 model by an image model of yours (a diffusers Stable Diffusion folder) with a temporal-layer folder trained
@@ -35,6 +38,7 @@ from .stack import VideoLDMStack
 from .upsampling import Upsampler
 
 SHIPPED = Path(__file__).resolve().parent.parent / "shipped"
+TEXT_MODEL = "shapes/prediction"  # text-to-video, image-to-video and continuation; else shapes/temporal makes text clips
 DEFAULT_PROMPT = "a red circle moving left on a dark background"
 
 
@@ -166,7 +170,7 @@ def _driving_video(models: Path, request: Request, progress: bool, device: torch
     interpolator = VideoLDMPipeline.from_pretrained(root / "interpolation") if passes else None
     num_frames = keyframes.info.get("num_frames") or 16
     total = max(2, round(request.seconds * base_fps))
-    clips = 1 if total <= num_frames else 1 + math.ceil((total - num_frames) / (num_frames - 2))
+    clips = clips_for(total, num_frames)
     frames = min(num_frames, total) if clips == 1 else num_frames + (clips - 1) * (num_frames - 2)
     for _ in range(passes):
         frames = (frames - 1) * k + 1
@@ -187,6 +191,8 @@ def _driving_video(models: Path, request: Request, progress: bool, device: torch
 
 def _text_video(models: Path, request: Request, progress: bool, device: torch.device = torch.device("cpu"),
                 dtype: torch.dtype = torch.float32) -> VideoOutput:
+    if request.base is None and request.size is None and is_export(models / TEXT_MODEL):
+        return _text_clips(models, request, progress, device, dtype)
     if request.base is not None:
         pipe = load_base(request.base, request.temporal, request.temporal_text, request.base_config)
     else:
@@ -212,6 +218,29 @@ def _text_video(models: Path, request: Request, progress: bool, device: torch.de
                 guidance_scale=request.guidance, seed=request.seed, progress=progress)
 
 
+def _text_clips(models: Path, request: Request, progress: bool, device: torch.device, dtype: torch.dtype) -> VideoOutput:
+    """Text-to-video by the shipped text prediction model: the first clip from the prompt alone (S = 0, as the
+    paper's prediction models start a video), longer videos continued clip to clip from the last two frames."""
+    pipe = VideoLDMPipeline.from_pretrained(models / TEXT_MODEL)
+    prompt = request.prompt or DEFAULT_PROMPT
+    check_prompt(pipe, prompt)
+    base_fps = pipe.fps or 8.0
+    interpolation_passes(request.fps if not request.wants_driving else None, base_fps, 4, False)
+    num_frames = pipe.info.get("num_frames") or 16
+    total = max(2, round(request.seconds * base_fps))
+    clips = clips_for(total, num_frames)
+    stack = VideoLDMStack(pipe).to(device, dtype)
+    video = stack(prompt, num_frames=min(num_frames, total) if clips == 1 else num_frames, num_clips=clips,
+                  context_frames=CONTEXT_FRAMES, interpolations=0, num_inference_steps=request.steps,
+                  guidance_scale=request.guidance, seed=request.seed, progress=progress)
+    return VideoOutput(frames=video.frames[:, :total], fps=video.fps)  # the last clip may add a few frames more
+
+
+def clips_for(total: int, num_frames: int) -> int:
+    """Clips of ``num_frames`` that make ``total`` frames, each after the first adding ``num_frames - 2``."""
+    return 1 if total <= num_frames else 1 + math.ceil((total - num_frames) / (num_frames - CONTEXT_FRAMES))
+
+
 CONTEXT_FRAMES = 2  # the last frames a continuation is given, as the paper's prediction models take them
 
 
@@ -224,8 +253,8 @@ def _given_video(models: Path, request: Request, progress: bool, device: torch.d
     name = "shapes/prediction" if text else "driving/prediction"
     if not is_export(models / name):
         raise FileNotFoundError(f"{'image-to-video or --continue with --prompt' if text else '--image/--continue'} "
-                                f"needs a prediction model at {models / name}; the shipped models have one for "
-                                f"driving{' only: train configs/shapes/prediction.yaml and give --models' if text else ''}")
+                                f"needs a prediction model at {models / name}: train "
+                                f"configs/{name.split('/')[0]}/prediction.yaml and give --models")
     decoder = models / "driving" / "decoder" if not text and is_export(models / "driving" / "decoder") else None
     keyframes = VideoLDMPipeline.from_pretrained(models / name, temporal_decoder=decoder)
     if text:
@@ -245,7 +274,7 @@ def _given_video(models: Path, request: Request, progress: bool, device: torch.d
     given = given_frames(request.image or request.continue_from, size, still=request.image is not None)
     num_frames = keyframes.info.get("num_frames") or 16
     total = max(2, round(request.seconds * base_fps))  # keyframes made, the given ones included
-    clips = 1 if total <= num_frames else 1 + math.ceil((total - num_frames) / (num_frames - CONTEXT_FRAMES))
+    clips = clips_for(total, num_frames)
     check_memory((num_frames + (clips - 1) * (num_frames - CONTEXT_FRAMES)) * k ** passes, *size)
     stack = VideoLDMStack(keyframes, interpolator).to(device, dtype)
     start = keyframes.encode(given.to(device, dtype))
@@ -278,7 +307,7 @@ def given_frames(path: str | Path, size: tuple[int, int], still: bool, last: int
         frames = frames[-last:] if last is not None else frames
     if frames.shape[1:3] != tuple(size):
         frames = np.stack([np.asarray(Image.fromarray(f).resize(size[::-1], Image.BICUBIC)) for f in frames])
-    return torch.from_numpy(frames).permute(0, 3, 1, 2)[None].float() / 127.5 - 1
+    return torch.from_numpy(np.array(frames)).permute(0, 3, 1, 2)[None].float() / 127.5 - 1  # a writable copy
 
 
 def load_base(base: str, temporal: str | None, temporal_text: str | None = None,

@@ -35,6 +35,7 @@ SHIPPED_RUNS = {
     "driving/upsampler-video": "runs/driving/upsampler-video/final",
     "shapes/image": "runs/shapes/image-more/final",  # shapes/image trained 8000 steps further
     "shapes/temporal": "runs/shapes/temporal/final",
+    "shapes/prediction": "runs/shapes/prediction/final",  # the text-to-video model generate uses (S = 0, 1, 2)
 }
 
 
