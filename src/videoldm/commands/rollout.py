@@ -22,12 +22,13 @@ def add_command(subparsers) -> None:
                "  videoldm rollout runs/driving/prediction/final --daytime night --crowdedness high --seconds 120 \\\n"
                "      --interpolator runs/driving/interpolation/final --decoder runs/driving/decoder/final \\\n"
                "      --state drive.state --out drive.mp4\n"
-               "  videoldm rollout runs/shapes/prediction/final --prompt 'a red circle moving left on a dark "
+               "  videoldm rollout shapes/prediction --prompt 'a red circle moving left on a dark "
                "background' --clips 4 --out circle.mp4\n"
-               "  videoldm rollout runs/shapes/prediction/final --seconds-per-prompt 4 --out travel.mp4 \\\n"
-               "      --prompt 'a red circle moving left on a dark background' \\\n"
-               "      --prompt 'a red circle moving up on a dark background'")
-    p.add_argument("model", help="an exported prediction-stage folder (…/final)")
+               "  videoldm rollout shapes/prediction --seconds-per-prompt 2 --out travel.mp4 \\\n"
+               "      --prompt 'a red circle moving right on a dark background' \\\n"
+               "      --prompt 'a red circle moving down on a dark background'")
+    p.add_argument("model", help="an exported prediction-stage folder (…/final), or a shipped one by name: "
+                                 "shapes/prediction (text), driving/prediction (daytime, crowdedness)")
     p.add_argument("--prompt", action="append",
                    help="caption (text models); give it again for prompts that change along the video, each for "
                         "--seconds-per-prompt (default: an equal share of the video)")
@@ -68,7 +69,7 @@ def run(args) -> int:
         raise ValueError(f"--out {args.out}: the rollout is written as mp4 frame by frame; give a .mp4 path "
                          "(make a GIF from it afterwards if you need one)")
     device, dtype = device_and_dtype(args)
-    pipe = VideoLDMPipeline.from_pretrained(args.model, temporal_decoder=args.decoder).to(device, dtype)
+    pipe = VideoLDMPipeline.from_pretrained(model_path(args.model), temporal_decoder=args.decoder).to(device, dtype)
     interpolator = VideoLDMPipeline.from_pretrained(args.interpolator).to(device, dtype) if args.interpolator else None
     if (args.prompt_file or len(args.prompt or []) > 1) and pipe.conditioning != "text":
         raise ValueError(f"prompts that change along the video are for text models; this one is conditioned on "
@@ -105,6 +106,14 @@ def run(args) -> int:
     Path(args.out).with_suffix(".json").write_text(json.dumps(result, indent=2))
     print(json.dumps(result, indent=2))
     return 0
+
+
+def model_path(name: str) -> Path:
+    """A folder as given, or a shipped model by its name (``shapes/prediction``) when no such folder exists."""
+    from videoldm.export import is_export
+    from videoldm.inference.shipped import SHIPPED
+
+    return SHIPPED / name if not Path(name).exists() and is_export(SHIPPED / name) else Path(name)
 
 
 def prompt_schedule(args) -> list[tuple[float, str]]:
