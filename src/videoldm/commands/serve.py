@@ -1,0 +1,199 @@
+"""`videoldm serve`: the main job as a web page (Gradio): type a prompt, pick options, watch the video.
+
+The page runs the function `videoldm generate` runs (through ``videoldm.inference.jobs``): the same videos,
+the same messages for bad input. Requests wait in one queue and run one at a time; a visitor may ask for
+up to --max-seconds and --max-steps; cancel stops the sampling at the next step.
+"""
+import os  # (no `from __future__ import annotations`: Gradio reads the handlers' gr.Request annotations as classes)
+import time
+from pathlib import Path
+
+from .options import add_device_options, device_and_dtype, positive
+
+TABS = ("text", "driving", "image")  # the tabs' names in element ids (text-prompt, driving-video, ...)
+
+
+def add_command(subparsers) -> None:
+    p = subparsers.add_parser(
+        "serve", help="a web page for the main job (text-to-video, driving, image-to-video, continue)",
+        description="A web page (Gradio) over `videoldm generate`: tabs for text-to-video, driving and "
+                    "image-to-video / continue, with a progress bar, a cancel button, and the video shown and "
+                    "downloadable as mp4 and GIF. Requests queue and run one at a time. Listens on localhost "
+                    "unless --host says otherwise. Needs the serve extra: pip install 'videoldm[serve]'.",
+        epilog="examples:\n"
+               "  videoldm serve                      # then open http://127.0.0.1:7860\n"
+               "  videoldm serve --port 8000 --max-seconds 4 --max-steps 25\n"
+               "  videoldm serve --host 0.0.0.0       # reachable from other machines: mind who can reach it")
+    p.add_argument("--host", default="127.0.0.1", help="address to listen on (default 127.0.0.1: this machine only)")
+    p.add_argument("--port", type=int, default=7860, help="port (default 7860)")
+    p.add_argument("--models", help="folder of the shipped models (default: the ones installed with videoldm)")
+    p.add_argument("--max-seconds", type=positive(float), default=8.0,
+                   help="longest video a visitor may ask for (default 8)")
+    p.add_argument("--max-steps", type=positive(int), default=50,
+                   help="most sampling steps a visitor may ask for (default 50)")
+    p.add_argument("--out", help="folder for the videos made (default: a temporary folder)")
+    add_device_options(p)
+    p.set_defaults(func=run)
+
+
+def run(args) -> int:
+    import tempfile
+
+    from videoldm.inference.jobs import Limits, Runner
+
+    device, dtype = device_and_dtype(args)
+    out = Path(args.out or tempfile.mkdtemp(prefix="videoldm-serve-"))
+    out.mkdir(parents=True, exist_ok=True)
+    runner = Runner(args.models, out, Limits(args.max_seconds, args.max_steps), device=device, dtype=dtype)
+    app = build_app(runner)
+    print(f"videoldm serve: http://{args.host}:{args.port} (Ctrl-C stops it)", flush=True)
+    app.launch(server_name=args.host, server_port=args.port, allowed_paths=[str(out)], show_error=True, quiet=True)
+    return 0
+
+
+def build_app(runner):
+    """The page (a ``gradio.Blocks``, not launched) over ``runner``: one tab per kind of video, each with its
+    options, a generate and a cancel button, a status line, the video and its files."""
+    os.environ.setdefault("GRADIO_ANALYTICS_ENABLED", "False")  # no calls home from a local tool
+    import gradio as gr
+
+    from videoldm.inference.jobs import Cancelled, model_notes
+    from videoldm.inference.shipped import DEFAULT_PROMPT, Request
+
+    notes = model_notes(runner.models)
+    limits = runner.limits
+    max_seconds = limits.max_seconds if limits else 8.0
+    max_steps = limits.max_steps if limits else 50
+
+    def common_options(tab: str, steps: int = 25):
+        with gr.Row():
+            seconds = gr.Slider(0.25, max_seconds, value=min(2.0, max_seconds), step=0.25, label="seconds",
+                                elem_id=f"{tab}-seconds")
+            steps = gr.Slider(1, max_steps, value=min(steps, max_steps), step=1, label="steps",
+                              elem_id=f"{tab}-steps")
+        with gr.Row():
+            guidance = gr.Number(3.0, label="guidance", elem_id=f"{tab}-guidance")
+            seed = gr.Number(0, precision=0, label="seed", elem_id=f"{tab}-seed")
+        return seconds, steps, guidance, seed
+
+    def results(tab: str):
+        with gr.Row():
+            go = gr.Button("Generate", variant="primary", elem_id=f"{tab}-generate")
+            cancel = gr.Button("Cancel", elem_id=f"{tab}-cancel")
+        status = gr.Markdown(elem_id=f"{tab}-status")
+        video = gr.Video(label="video", interactive=False, elem_id=f"{tab}-video")
+        files = gr.File(label="mp4 and GIF", file_count="multiple", interactive=False, elem_id=f"{tab}-files")
+        return go, cancel, status, video, files
+
+    def serve(number: int, make_request, progress):
+        """Status, video and files of job ``number``: the files, or the reason there are none."""
+        if number is None or runner.job(number) is None:
+            return "error: this request is no longer known to the server; generate again", None, None
+        start = time.perf_counter()
+        loops = [0]  # sampling loops begun: keyframe clips, interpolation windows, upsampler tiles
+
+        def on_step(step: int, steps: int) -> None:
+            loops[0] += step == 0
+            progress((step + 1, steps), desc=f"sampling loop {loops[0]}", unit="steps")
+
+        try:
+            written = runner.run(number, make_request, on_step=on_step)
+        except Cancelled as stop:
+            return f"request {number}: {stop}", None, None
+        except (ValueError, OSError) as err:  # what `videoldm generate` prints as its one-line error
+            return f"request {number}: error: {err}", None, None
+        mp4 = next(p for p in written if p.suffix == ".mp4")
+        return (f"request {number}: {', '.join(p.name for p in written)} in {time.perf_counter() - start:.1f} s",
+                str(mp4), [str(p) for p in written])
+
+    def add(request: gr.Request):
+        number = runner.add(request.session_hash)
+        return number, f"request {number}: waiting for its turn"
+
+    def cancel(request: gr.Request):
+        count = runner.cancel(request.session_hash)
+        return "cancelling: stops at the next sampling step" if count else "nothing to cancel"
+
+    def wire(go, cancel_button, status, video, files, handler, inputs):
+        number = gr.State()
+        go.click(add, None, [number, status], queue=False).then(
+            handler, [number, *inputs], [status, video, files], concurrency_limit=1, concurrency_id="generate")
+        cancel_button.click(cancel, None, status, queue=False)
+
+    optional = lambda value: value or None  # noqa: E731  (an empty field: the command's default)
+
+    with gr.Blocks(title="videoldm") as app:
+        gr.Markdown("# videoldm\nVideo latent diffusion (Align your Latents) with the models that ship with "
+                    f"videoldm. One video at a time; up to {max_seconds:g} s and {max_steps} steps a request.")
+        with gr.Tab("Text to video", elem_id="tab-text"):
+            with gr.Row():
+                with gr.Column():
+                    prompt = gr.Textbox(DEFAULT_PROMPT, label="prompt", elem_id="text-prompt")
+                    size = gr.Textbox("", label="size HxW (empty: the trained size)", elem_id="text-size")
+                    text_options = common_options("text")
+                    gr.Markdown(notes["text"], elem_id="text-notes")
+                with gr.Column():
+                    text_results = results("text")
+
+            def text(number, prompt, size, seconds, steps, guidance, seed, progress=gr.Progress()):
+                def make_request():
+                    from videoldm.data.clips import parse_size
+                    return Request(prompt=prompt, size=parse_size(size) if size.strip() else None, seconds=seconds,
+                                   steps=int(steps), guidance=guidance, seed=int(seed))
+                return serve(number, make_request, progress)
+
+            wire(*text_results, text, [prompt, size, *text_options])
+
+        with gr.Tab("Driving", elem_id="tab-driving"):
+            with gr.Row():
+                with gr.Column():
+                    daytime = gr.Radio(notes["daytimes"], value=notes["daytimes"][0], label="daytime",
+                                       elem_id="driving-daytime")
+                    crowdedness = gr.Radio(notes["crowdedness"], value="medium", label="crowdedness",
+                                           elem_id="driving-crowdedness")
+                    fps = gr.Dropdown(notes["driving_fps"], value=notes["driving_fps"][0], label="fps",
+                                      elem_id="driving-fps")
+                    upsample = gr.Checkbox(False, label="4x upsampler", elem_id="driving-upsample")
+                    driving_options = common_options("driving")
+                    gr.Markdown(notes["driving"], elem_id="driving-notes")
+                with gr.Column():
+                    driving_results = results("driving")
+
+            def driving(number, daytime, crowdedness, fps, upsample, seconds, steps, guidance, seed,
+                        progress=gr.Progress()):
+                return serve(number, lambda: Request(
+                    daytime=daytime, crowdedness=crowdedness, fps=float(fps), upsample=upsample, seconds=seconds,
+                    steps=int(steps), guidance=guidance, seed=int(seed)), progress)
+
+            wire(*driving_results, driving, [daytime, crowdedness, fps, upsample, *driving_options])
+
+        with gr.Tab("Image to video / continue", elem_id="tab-image"):
+            with gr.Row():
+                with gr.Column():
+                    still = gr.Image(type="filepath", label="a still to animate (image-to-video)", elem_id="image-still")
+                    clip = gr.File(label="or a clip to continue (mp4)", file_types=[".mp4"], elem_id="image-clip")
+                    join = gr.Checkbox(False, label="continue: the clip and its continuation as one video",
+                                       elem_id="image-join")
+                    given_daytime = gr.Radio(notes["daytimes"], value=notes["daytimes"][0], label="daytime",
+                                             elem_id="image-daytime")
+                    given_crowdedness = gr.Radio(notes["crowdedness"], value="medium", label="crowdedness",
+                                                 elem_id="image-crowdedness")
+                    image_options = common_options("image")
+                    gr.Markdown("The driving prediction model continues the still (its first frame) or the clip's "
+                                "last two frames; give the daytime and crowdedness they show. " + notes["driving"])
+                with gr.Column():
+                    image_results = results("image")
+
+            def image(number, still, clip, join, daytime, crowdedness, seconds, steps, guidance, seed,
+                      progress=gr.Progress()):
+                def make_request():
+                    if not still and not clip:
+                        raise ValueError("give a still to animate or a clip to continue")
+                    return Request(image=optional(still), continue_from=optional(clip), join=join, daytime=daytime,
+                                   crowdedness=crowdedness, seconds=seconds, steps=int(steps), guidance=guidance,
+                                   seed=int(seed))
+                return serve(number, make_request, progress)
+
+            wire(*image_results, image, [still, clip, join, given_daytime, given_crowdedness, *image_options])
+    app.queue(default_concurrency_limit=1)
+    return app
