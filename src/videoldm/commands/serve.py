@@ -103,7 +103,7 @@ def build_app(runner):
         except (ValueError, OSError) as err:  # what `videoldm generate` prints as its one-line error
             return f"request {number}: error: {err}", None, None
         mp4 = next(p for p in written if p.suffix == ".mp4")
-        return (f"request {number}: {', '.join(p.name for p in written)} in {time.perf_counter() - start:.1f} s",
+        return (f"request {number}: made {' and '.join(p.name for p in written)} in {time.perf_counter() - start:.1f} s",
                 str(mp4), [str(p) for p in written])
 
     def add(request: gr.Request):

@@ -43,14 +43,17 @@ class Limits:
 
 class Job:
     """One generation: ``run`` it (in a worker thread), ``cancel`` it from another. ``steps`` counts the
-    sampling steps taken, over every loop of the job."""
+    sampling steps taken, over every loop of the job; ``steps_at_cancel`` those taken when it was cancelled."""
 
     def __init__(self):
         self.steps = 0
+        self.steps_at_cancel: int | None = None
         self._cancel = threading.Event()
 
     def cancel(self) -> None:
-        """Stops the job at the end of the sampling step under way (one that has not started stops at its first)."""
+        """Stops the job at the end of the sampling step under way (one that has not started does not start)."""
+        if self.steps_at_cancel is None:
+            self.steps_at_cancel = self.steps
         self._cancel.set()
 
     @property
