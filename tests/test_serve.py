@@ -1,7 +1,8 @@
 """`videoldm serve`: the job runner behind the page (limits, cancel, order), then the page itself in a real
 headless browser (Debian's Chromium through Selenium) over the shipped models.
 
-VIDEOLDM_SERVE_SCREENSHOT=docs/images/serve.png also writes the page's screenshot there (the README's).
+VIDEOLDM_SERVE_SCREENSHOT=docs/images/serve.png also writes the page's screenshot there (the README's; the video
+then sampled with the page's default 25 steps instead of the test's 2).
 """
 import os
 import shutil
@@ -188,7 +189,8 @@ def test_the_page_makes_a_video_and_links_a_playable_mp4(server, page, tmp_path)
     url, runner = server
     page.type("#text-prompt textarea", PROMPT)
     page.number("text", "seconds", 1)
-    page.number("text", "steps", 2)
+    screenshot = os.environ.get("VIDEOLDM_SERVE_SCREENSHOT")
+    page.number("text", "steps", 25 if screenshot else 2)  # the README's: the page's default steps
     page.click("#text-generate")
     video = wait_for(lambda: page.find("#text-video video[src]"), what="the video element")
     assert "made text.mp4" in page.status("text") and "error" not in page.status("text")
@@ -198,8 +200,8 @@ def test_the_page_makes_a_video_and_links_a_playable_mp4(server, page, tmp_path)
     links = [a.get_attribute("href") for a in page.driver.find_elements(page.by.CSS_SELECTOR, "#text-files a")]
     assert any(link.endswith("text.mp4") for link in links) and any(link.endswith("text.gif") for link in links)
     page.driver.save_screenshot(str(tmp_path / "serve.png"))
-    if os.environ.get("VIDEOLDM_SERVE_SCREENSHOT"):
-        shutil.copy(tmp_path / "serve.png", os.environ["VIDEOLDM_SERVE_SCREENSHOT"])
+    if screenshot:
+        shutil.copy(tmp_path / "serve.png", screenshot)
     assert (tmp_path / "serve.png").stat().st_size > 10_000
 
 
@@ -247,3 +249,12 @@ def test_two_requests_in_a_row_are_served_in_order(server, page):
     ran = {number: (started, finished, outcome) for number, started, finished, outcome in runner.log}
     assert ran[first][2] == ran[second][2] == "done"
     assert ran[second][0] >= ran[first][1]  # the second started once the first had finished
+
+
+def test_serve_listens_on_localhost_with_limits_by_default():
+    from videoldm.cli import build_parser
+
+    args = build_parser().parse_args(["serve"])
+    assert (args.host, args.port, args.max_seconds, args.max_steps) == ("127.0.0.1", 7860, 8.0, 50)
+    with pytest.raises(SystemExit):
+        build_parser().parse_args(["serve", "--max-steps", "0"])
