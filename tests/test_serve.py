@@ -175,6 +175,9 @@ class Page:
         element = self.find(f"#{tab}-status")
         return element.get_attribute("textContent").strip() if element is not None else ""  # (a hidden tab's too)
 
+    def body(self):
+        return self.driver.find_element(self.by.TAG_NAME, "body").text
+
     def click(self, css):
         wait_for(lambda: self.find(css), what=css).click()
 
@@ -224,6 +227,7 @@ def test_cancel_stops_a_running_generation_within_one_step(server, page):
     page.click("#text-generate")
     job = wait_for(lambda: next((job for _, job in list(runner.jobs.values()) if job.steps >= 1), None),
                    what="sampling to start")
+    wait_for(lambda: "sampling loop 1" in page.body(), what="the progress bar")  # fed by the steps
     page.click("#text-cancel")
     wait_for(lambda: "cancelled after" in page.status("text"), what="the cancel")
     assert job.steps_at_cancel is not None and job.steps - job.steps_at_cancel <= 1 and job.steps < 40
