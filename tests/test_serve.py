@@ -262,3 +262,14 @@ def test_serve_listens_on_localhost_with_limits_by_default():
     assert (args.host, args.port, args.max_seconds, args.max_steps) == ("127.0.0.1", 7860, 8.0, 50)
     with pytest.raises(SystemExit):
         build_parser().parse_args(["serve", "--max-steps", "0"])
+
+
+def test_serve_without_gradio_names_the_extra_to_install(monkeypatch, capsys):
+    import importlib.util
+
+    from videoldm.cli import main
+
+    find_spec = importlib.util.find_spec
+    monkeypatch.setattr(importlib.util, "find_spec", lambda name, *a: None if name == "gradio" else find_spec(name, *a))
+    assert main(["serve", "--port", "1"]) == 2
+    assert "pip install 'videoldm[serve]'" in capsys.readouterr().err

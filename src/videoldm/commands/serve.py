@@ -37,10 +37,13 @@ def add_command(subparsers) -> None:
 
 
 def run(args) -> int:
+    import importlib.util
     import tempfile
 
     from videoldm.inference.jobs import Limits, Runner
 
+    if importlib.util.find_spec("gradio") is None:
+        raise ValueError("the page needs gradio: pip install 'videoldm[serve]'")
     device, dtype = device_and_dtype(args)
     out = Path(args.out or tempfile.mkdtemp(prefix="videoldm-serve-"))
     out.mkdir(parents=True, exist_ok=True)
