@@ -89,6 +89,7 @@ def test_the_notes_beside_the_prompt_list_the_vocabulary_and_sizes():
     assert "circle" in notes["text"] and "moving" in notes["text"] and "64x64" in notes["text"]
     assert notes["daytimes"] == ["day", "night"] and notes["crowdedness"] == ["low", "medium", "high"]
     assert notes["driving_fps"] == [8, 32, 128] and "64x128" in notes["driving"]
+    assert notes["long_kinds"][0] == "driving"  # (and "text" once a shapes prediction model ships)
 
 
 # ----------------------------------------------------------------------------------- the page
@@ -273,3 +274,17 @@ def test_serve_without_gradio_names_the_extra_to_install(monkeypatch, capsys):
     monkeypatch.setattr(importlib.util, "find_spec", lambda name, *a: None if name == "gradio" else find_spec(name, *a))
     assert main(["serve", "--port", "1"]) == 2
     assert "pip install 'videoldm[serve]'" in capsys.readouterr().err
+
+
+def test_the_long_video_tab_renders_what_videoldm_rollout_does(server, page, tmp_path):
+    """3 s of driving at 8 fps: two 16-frame clips, the second continuing the first's last two frames."""
+    url, _ = server
+    page.tab("Long video")
+    page.number("long", "seconds", 3)
+    page.number("long", "steps", 2)
+    page.click("#long-generate")
+    video = wait_for(lambda: page.find("#long-video video[src]"), what="the long video")
+    assert "made long.mp4 and long.gif" in page.status("long")
+    mp4 = tmp_path / "long.mp4"
+    mp4.write_bytes(urllib.request.urlopen(urljoin(url, video.get_attribute("src"))).read())
+    assert frame_count(mp4) == 16 + 14

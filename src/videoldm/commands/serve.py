@@ -1,9 +1,11 @@
 """`videoldm serve`: the main job as a web page (Gradio): type a prompt, pick options, watch the video.
 
-The page runs the function `videoldm generate` runs (through ``videoldm.inference.jobs``): the same videos,
-the same messages for bad input. Requests wait in one queue and run one at a time; a visitor may ask for
+The page runs the functions `videoldm generate` runs (through ``videoldm.inference.jobs``) and, for long videos,
+`videoldm rollout`'s own parser and `run`: the same videos, the same messages for bad input. Requests wait in one queue and run one at a time; a visitor may ask for
 up to --max-seconds and --max-steps; cancel stops the sampling at the next step.
 """
+import argparse
+import json
 import os  # (no `from __future__ import annotations`: Gradio reads the handlers' gr.Request annotations as classes)
 import time
 from pathlib import Path
@@ -15,9 +17,9 @@ TABS = ("text", "driving", "image")  # the tabs' names in element ids (text-prom
 
 def add_command(subparsers) -> None:
     p = subparsers.add_parser(
-        "serve", help="a web page for the main job (text-to-video, driving, image-to-video, continue)",
-        description="A web page (Gradio) over `videoldm generate`: tabs for text-to-video, driving and "
-                    "image-to-video / continue, with a progress bar, a cancel button, and the video shown and "
+        "serve", help="a web page for the main job (text-to-video, driving, image-to-video, continue, long video)",
+        description="A web page (Gradio) over `videoldm generate` and `videoldm rollout`: tabs for text-to-video, "
+                    "driving, image-to-video / continue and long video, with a progress bar, a cancel button, and the video shown and "
                     "downloadable as mp4 and GIF. Requests queue and run one at a time. Listens on localhost "
                     "unless --host says otherwise. Needs the serve extra: pip install 'videoldm[serve]'.",
         epilog="examples:\n"
@@ -54,6 +56,61 @@ def run(args) -> int:
     return 0
 
 
+def progress_of(progress):
+    """An ``on_step(step, steps)`` that moves the page's progress bar (a ``gradio.Progress``)."""
+    loops = [0]  # sampling loops begun: keyframe clips, interpolation windows, upsampler tiles
+
+    def on_step(step: int, steps: int) -> None:
+        loops[0] += step == 0
+        progress((step + 1, steps), desc=f"sampling loop {loops[0]}", unit="steps")
+    return on_step
+
+
+class RefusingParser(argparse.ArgumentParser):
+    """A command's own parser whose usage errors are raised (ValueError, the message the command prints), not
+    printed with an exit: the page shows them."""
+
+    def error(self, message):
+        raise ValueError(message)
+
+
+def rollout_argv(runner, kind: str, prompts: str, daytime: str, crowdedness: str, interpolate: bool,
+                 seconds: float, steps: int, guidance: float, seed: int, out: Path) -> list[str]:
+    """The `videoldm rollout` command line of a long-video request, on the models of ``runner``."""
+    from videoldm.inference.shipped import SHIPPED
+
+    models = Path(runner.models) if runner.models is not None else SHIPPED
+    root = models / ("shapes" if kind == "text" else "driving")
+    argv = [str(root / "prediction")]
+    if kind == "text":
+        for prompt in (line.strip() for line in prompts.splitlines()):
+            argv += ["--prompt", prompt] if prompt else []
+    else:
+        argv += ["--daytime", daytime, "--crowdedness", crowdedness, "--decoder", str(root / "decoder")]
+    if interpolate:
+        argv += ["--interpolator", str(root / "interpolation")]
+    return argv + ["--seconds", f"{seconds:g}", "--steps", str(steps), "--guidance", f"{guidance:g}",
+                   "--seed", str(seed), "--out", str(out), "--device", str(runner.device),
+                   "--dtype", str(runner.dtype).removeprefix("torch.")]
+
+
+def rollout_files(argv: list[str]) -> list[Path]:
+    """Runs `videoldm rollout` (its parser and its `run`) with ``argv``; returns its mp4 and a GIF of it."""
+    from videoldm.data.io import read_video
+    from videoldm.inference.outputs import write_video
+
+    from . import rollout
+
+    parser = RefusingParser(prog="videoldm")
+    rollout.add_command(parser.add_subparsers())
+    args = parser.parse_args(["rollout", *argv])
+    Path(args.out).parent.mkdir(parents=True, exist_ok=True)
+    rollout.run(args)
+    mp4 = Path(args.out)
+    fps = json.loads(mp4.with_suffix(".json").read_text())["fps"]
+    return [mp4, write_video(mp4.with_suffix(".gif"), read_video(mp4), fps)]
+
+
 def build_app(runner):
     """The page (a ``gradio.Blocks``, not launched) over ``runner``: one tab per kind of video, each with its
     options, a generate and a cancel button, a status line, the video and its files."""
@@ -88,19 +145,17 @@ def build_app(runner):
         files = gr.File(label="mp4 and GIF", file_count="multiple", interactive=False, elem_id=f"{tab}-files")
         return go, cancel, status, video, files
 
-    def serve(number: int, make_request, progress):
-        """Status, video and files of job ``number``: the files, or the reason there are none."""
+    def serve(number: int, make_request, progress, work=None):
+        """Status, video and files of job ``number`` (``make_request()``: a `generate` request; or ``work``, as
+        ``Runner.run_work`` takes it): the files, or the reason there are none."""
         if number is None or runner.job(number) is None:
             return "error: this request is no longer known to the server; generate again", None, None
         start = time.perf_counter()
-        loops = [0]  # sampling loops begun: keyframe clips, interpolation windows, upsampler tiles
-
-        def on_step(step: int, steps: int) -> None:
-            loops[0] += step == 0
-            progress((step + 1, steps), desc=f"sampling loop {loops[0]}", unit="steps")
-
         try:
-            written = runner.run(number, make_request, on_step=on_step)
+            if work is not None:
+                written = runner.run_work(number, work)
+            else:
+                written = runner.run(number, make_request, on_step=progress_of(progress))
         except Cancelled as stop:
             return f"request {number}: {stop}", None, None
         except (ValueError, OSError) as err:  # what `videoldm generate` prints as its one-line error
@@ -198,5 +253,38 @@ def build_app(runner):
                 return serve(number, make_request, progress)
 
             wire(*image_results, image, [still, clip, join, given_daytime, given_crowdedness, *image_options])
+
+        with gr.Tab("Long video", elem_id="tab-long"):
+            with gr.Row():
+                with gr.Column():
+                    kind = gr.Radio(notes["long_kinds"], value=(notes["long_kinds"] or [None])[0],
+                                    label="model (text: prompt travel, with a text prediction model in --models)",
+                                    elem_id="long-kind")
+                    prompts = gr.Textbox(DEFAULT_PROMPT, lines=3, label="text: prompts, one a line, each for an "
+                                         "equal share of the video", elem_id="long-prompts")
+                    long_daytime = gr.Radio(notes["daytimes"], value=notes["daytimes"][0], label="driving: daytime",
+                                            elem_id="long-daytime")
+                    long_crowdedness = gr.Radio(notes["crowdedness"], value="medium", label="driving: crowdedness",
+                                                elem_id="long-crowdedness")
+                    interpolate = gr.Checkbox(False, label="x4 frame rate (the interpolation model)",
+                                              elem_id="long-interpolate")
+                    long_options = common_options("long")
+                    gr.Markdown("`videoldm rollout`: clips that continue the last two frames of the one before, "
+                                "written to the mp4 as they come. " + notes["driving"])
+                with gr.Column():
+                    long_results = results("long")
+
+            def long_video(number, kind, prompts, daytime, crowdedness, interpolate, seconds, steps, guidance, seed,
+                           progress=gr.Progress()):
+                def work(job, out):
+                    if limits is not None:
+                        limits.check_numbers(seconds, int(steps), command="videoldm rollout")
+                    argv = rollout_argv(runner, kind, prompts, daytime, crowdedness, interpolate, seconds,
+                                        int(steps), guidance, int(seed), out / "long.mp4")
+                    return job.watch(lambda: rollout_files(argv), on_step=progress_of(progress))
+                return serve(number, None, progress, work)
+
+            wire(*long_results, long_video,
+                 [kind, prompts, long_daytime, long_crowdedness, interpolate, *long_options])
     app.queue(default_concurrency_limit=1)
     return app

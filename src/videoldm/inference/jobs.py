@@ -32,13 +32,17 @@ class Limits:
     max_steps: int = 50
 
     def check(self, request: Request) -> None:
-        if request.seconds > self.max_seconds:
+        self.check_numbers(request.seconds, request.steps, request.upsample_steps)
+
+    def check_numbers(self, seconds: float, steps: int, upsample_steps: int | None = None,
+                      command: str = "videoldm generate") -> None:
+        if seconds > self.max_seconds:
             raise ValueError(f"this server makes videos of up to {self.max_seconds:g} s; asked for "
-                             f"{request.seconds:g} s (run `videoldm generate` for longer ones)")
-        for name, steps in (("steps", request.steps), ("upsample steps", request.upsample_steps)):
-            if steps is not None and steps > self.max_steps:
-                raise ValueError(f"this server samples up to {self.max_steps} {name}; asked for {steps} "
-                                 "(run `videoldm generate` for more)")
+                             f"{seconds:g} s (run `{command}` for longer ones)")
+        for name, asked in (("steps", steps), ("upsample steps", upsample_steps)):
+            if asked is not None and asked > self.max_steps:
+                raise ValueError(f"this server samples up to {self.max_steps} {name}; asked for {asked} "
+                                 f"(run `{command}` for more)")
 
 
 class Job:
@@ -67,7 +71,11 @@ class Job:
         ValueError (the command's messages, or a limit's) for a request that cannot be served."""
         if limits is not None:
             limits.check(request)
+        return self.watch(lambda: generate(models, request, out, progress=False, device=device, dtype=dtype), on_step)
 
+    def watch(self, work, on_step=None):
+        """``work()`` (any job made of :func:`sample` loops: a rollout too), counting its steps, reporting them to
+        ``on_step(step, steps)`` and stopping it with :class:`Cancelled` at the first step after :meth:`cancel`."""
         def watch(step: int, steps: int, latents) -> None:
             self.steps += 1
             if on_step is not None:
@@ -78,7 +86,7 @@ class Job:
         if self._cancel.is_set():
             raise Cancelled("cancelled before it started")
         with watching_steps(watch):
-            return generate(models, request, out, progress=False, device=device, dtype=dtype)
+            return work()
 
 
 class Runner:
@@ -115,12 +123,19 @@ class Runner:
     def run(self, number: int, make_request, on_step=None) -> list[Path]:
         """Runs job ``number`` as :meth:`Job.run` does, into ``out``/``number``, once the job before it has
         finished. ``make_request()`` builds its :class:`Request` (whose checks raise the command's messages)."""
+        def work(job: Job, out: Path) -> list[Path]:
+            return job.run(self.models, make_request(), out, self.limits, on_step=on_step, device=self.device,
+                           dtype=self.dtype)
+        return self.run_work(number, work)
+
+    def run_work(self, number: int, work) -> list[Path]:
+        """Runs ``work(job, out)`` (which returns the files it wrote in ``out``) as job ``number``, in its turn,
+        with ``out`` = this runner's ``out``/``number``."""
         job = self.jobs[number][1]
         with self._one_at_a_time:
             started, outcome = time.perf_counter(), "error"
             try:
-                written = job.run(self.models, make_request(), self.out / str(number), self.limits,
-                                  on_step=on_step, device=self.device, dtype=self.dtype)
+                written = work(job, self.out / str(number))
                 outcome = "done"
                 return written
             except Cancelled:
@@ -164,6 +179,9 @@ def model_notes(models: str | Path | None) -> dict:
                             f"{pipe.info.get('num_frames') or 16} frames continue each other for longer videos.")
     else:
         notes["driving"] = f"No driving model in {models} (driving/prediction)."
+    # what `videoldm rollout` can render with these models: prompt travel needs a text prediction model
+    notes["long_kinds"] = [kind for kind, folder in (("driving", driving), ("text", models / "shapes" / "prediction"))
+                           if is_export(folder)]
     return notes
 
 
