@@ -1,8 +1,9 @@
 """`videoldm serve`: the main job as a web page (Gradio): type a prompt, pick options, watch the video.
 
-The page runs the functions `videoldm generate` runs (through ``videoldm.inference.jobs``) and, for long videos,
-`videoldm rollout`'s own parser and `run`: the same videos, the same messages for bad input. Requests wait in one queue and run one at a time; a visitor may ask for
-up to --max-seconds and --max-steps; cancel stops the sampling at the next step.
+The page runs the functions `videoldm generate` runs (through ``videoldm.inference.jobs``) and, for long
+videos, `videoldm rollout`'s own parser and `run`: the same videos, the same messages for bad input.
+Requests wait in one queue and run one at a time; a visitor may ask for up to --max-seconds and
+--max-steps; cancel stops the sampling at the next step.
 """
 import argparse
 import json
@@ -18,10 +19,11 @@ TABS = ("text", "driving", "image")  # the tabs' names in element ids (text-prom
 def add_command(subparsers) -> None:
     p = subparsers.add_parser(
         "serve", help="a web page for the main job (text-to-video, driving, image-to-video, continue, long video)",
-        description="A web page (Gradio) over `videoldm generate` and `videoldm rollout`: tabs for text-to-video, "
-                    "driving, image-to-video / continue and long video, with a progress bar, a cancel button, and the video shown and "
-                    "downloadable as mp4 and GIF. Requests queue and run one at a time. Listens on localhost "
-                    "unless --host says otherwise. Needs the serve extra: pip install 'videoldm[serve]'.",
+        description="A web page (Gradio) over `videoldm generate` and `videoldm rollout`: tabs for "
+                    "text-to-video, driving, image-to-video / continue and long video, with a progress bar, a "
+                    "cancel button, and the video shown and downloadable as mp4 and GIF. Requests queue and run "
+                    "one at a time. Listens on localhost unless --host says otherwise. Needs the serve extra: "
+                    "pip install 'videoldm[serve]'.",
         epilog="examples:\n"
                "  videoldm serve                      # then open http://127.0.0.1:7860\n"
                "  videoldm serve --port 8000 --max-seconds 4 --max-steps 25\n"
@@ -161,8 +163,9 @@ def build_app(runner):
         except (ValueError, OSError) as err:  # what `videoldm generate` prints as its one-line error
             return f"request {number}: error: {err}", None, None
         mp4 = next(p for p in written if p.suffix == ".mp4")
-        return (f"request {number}: made {' and '.join(p.name for p in written)} in {time.perf_counter() - start:.1f} s",
-                str(mp4), [str(p) for p in written])
+        made = " and ".join(p.name for p in written)
+        status = f"request {number}: made {made} in {time.perf_counter() - start:.1f} s"
+        return status, str(mp4), [str(p) for p in written]
 
     def add(request: gr.Request):
         number = runner.add(request.session_hash)
@@ -177,8 +180,6 @@ def build_app(runner):
         go.click(add, None, [number, status], queue=False).then(
             handler, [number, *inputs], [status, video, files], concurrency_limit=1, concurrency_id="generate")
         cancel_button.click(cancel, None, status, queue=False)
-
-    optional = lambda value: value or None  # noqa: E731  (an empty field: the command's default)
 
     with gr.Blocks(title="videoldm") as app:
         gr.Markdown("# videoldm\nVideo latent diffusion (Align your Latents) with the models that ship with "
@@ -228,7 +229,8 @@ def build_app(runner):
         with gr.Tab("Image to video / continue", elem_id="tab-image"):
             with gr.Row():
                 with gr.Column():
-                    still = gr.Image(type="filepath", label="a still to animate (image-to-video)", elem_id="image-still")
+                    still = gr.Image(type="filepath", label="a still to animate (image-to-video)",
+                                     elem_id="image-still")
                     clip = gr.File(label="or a clip to continue (mp4)", file_types=[".mp4"], elem_id="image-clip")
                     join = gr.Checkbox(False, label="continue: the clip and its continuation as one video",
                                        elem_id="image-join")
@@ -247,7 +249,7 @@ def build_app(runner):
                 def make_request():
                     if not still and not clip:
                         raise ValueError("give a still to animate or a clip to continue")
-                    return Request(image=optional(still), continue_from=optional(clip), join=join, daytime=daytime,
+                    return Request(image=still or None, continue_from=clip or None, join=join, daytime=daytime,
                                    crowdedness=crowdedness, seconds=seconds, steps=int(steps), guidance=guidance,
                                    seed=int(seed))
                 return serve(number, make_request, progress)

@@ -157,7 +157,8 @@ def model_notes(models: str | Path | None) -> dict:
         h, w = (side * pipe.vae_scale_factor for side in pipe.latent_size or (pipe.image_unet.config.sample_size,) * 2)
         fps, frames = pipe.fps or 8.0, pipe.info.get("num_frames") or 16
         words = vocabulary(pipe)
-        notes["text"] = (f"**The model knows these words:** {', '.join(words) if words else 'any (a subword tokenizer)'}"
+        known = ", ".join(words) if words else "any (a subword tokenizer)"
+        notes["text"] = (f"**The model knows these words:** {known}"
                          f"\n\n**Size:** {h}x{w} as trained; HxW in multiples of {8 * pipe.vae_scale_factor} up to "
                          f"{4 * h}x{4 * w}. **Frame rate:** {fps:g} fps; up to {4 * frames} frames "
                          f"({4 * frames / fps:g} s).")
