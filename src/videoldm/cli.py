@@ -19,6 +19,7 @@ COMMAND_MODULES = [
     "videoldm.commands.upsample",
     "videoldm.commands.generate",
     "videoldm.commands.ship",
+    "videoldm.commands.serve",
 ]
 
 

@@ -9,6 +9,8 @@ from __future__ import annotations
 import inspect
 import math
 from collections.abc import Mapping
+from contextlib import contextmanager
+from contextvars import ContextVar
 
 import torch
 from diffusers import DDIMScheduler, DDPMScheduler, DPMSolverMultistepScheduler, EulerDiscreteScheduler
@@ -20,7 +22,7 @@ from tqdm.auto import tqdm
 from ..models.frames import frame_timesteps, frame_tokens, per_frame
 from ..models.video_unet import VideoUNetOutput
 
-__all__ = ["SCHEDULERS", "FrameByFrame", "Wrapper", "frame_by_frame", "make_scheduler", "sample"]
+__all__ = ["SCHEDULERS", "FrameByFrame", "Wrapper", "frame_by_frame", "make_scheduler", "sample", "watching_steps"]
 
 SCHEDULERS = {
     "ddim": (DDIMScheduler, {}),
@@ -46,6 +48,22 @@ def make_scheduler(name: str, train_scheduler_config: Mapping, clip_sample: bool
     if "clip_sample" in accepted:
         config["clip_sample"] = clip_sample
     return cls.from_config({**config, **options, **overrides})
+
+
+_step_watchers: ContextVar[tuple] = ContextVar("step_watchers", default=())
+
+
+@contextmanager
+def watching_steps(watcher):
+    """Calls ``watcher(step, steps, latents)`` after every step of every :func:`sample` loop run inside the
+    block, in this thread: the loops of a whole job (keyframe clips, interpolation windows, upsampler tiles)
+    sit several calls deep, and a progress bar or a cancel button needs each of them without every stage
+    passing a callback down. Raising from ``watcher`` stops the sampling at that step."""
+    token = _step_watchers.set(_step_watchers.get() + (watcher,))
+    try:
+        yield
+    finally:
+        _step_watchers.reset(token)
 
 
 def _double(value, batch: int):
@@ -180,6 +198,8 @@ def sample(
         if callback is not None:
             replaced = callback(step, t, latents)
             latents = replaced if replaced is not None else latents
+        for watcher in _step_watchers.get():
+            watcher(step, len(scheduler.timesteps), latents)
     return latents
 
 

@@ -347,19 +347,28 @@ def model_folder(models: str | Path, name: str) -> Path:
     return folder
 
 
-def check_prompt(pipeline, prompt: str) -> None:
-    """A clear error for words the model's tokenizer does not know (they would be silently ignored)."""
+def vocabulary(pipeline) -> list[str] | None:
+    """The words a word-level tokenizer knows (the shipped text models'), sorted; None for a subword one
+    (CLIP's), which knows every word."""
     tokenizer = getattr(pipeline.conditioner, "tokenizer", None)
     if tokenizer is None or not hasattr(tokenizer, "get_vocab"):
-        return
+        return None
     vocab = tokenizer.get_vocab()
     unk = getattr(tokenizer, "unk_token", None)
     if unk is None or unk not in vocab:
-        return  # a subword tokenizer (CLIP's): every word is known
+        return None
+    return sorted(w for w in vocab if w.isalpha() and not w.startswith("<"))
+
+
+def check_prompt(pipeline, prompt: str) -> None:
+    """A clear error for words the model's tokenizer does not know (they would be silently ignored)."""
+    known = vocabulary(pipeline)
+    if known is None:
+        return
+    vocab = pipeline.conditioner.tokenizer.get_vocab()
     words = re.findall(r"\w+|[^\w\s]+", prompt.lower())
     unknown = [w for w in words if w not in vocab]
     if unknown:
-        known = sorted(w for w in vocab if w.isalpha() and not w.startswith("<"))
         raise ValueError(f"the text-to-video model does not know {', '.join(map(repr, unknown))}; it knows: "
                          f"{', '.join(known)} (e.g. '{DEFAULT_PROMPT}')")
 
@@ -396,4 +405,4 @@ def interpolation_passes(fps: float | None, base_fps: float, factor: int, availa
 
 
 __all__ = ["SHIPPED", "DEFAULT_PROMPT", "Request", "generate", "driving_video", "text_video", "load_base",
-           "check_prompt", "interpolation_passes", "write_outputs"]
+           "check_prompt", "vocabulary", "interpolation_passes", "write_outputs"]
