@@ -8,6 +8,7 @@ pair of a pristine and a distorted encoding), MoviePy's Big Buck Bunny trailer, 
 
     python scripts/fetch_footage.py                  # all of them, one "name<TAB>path" line each
     python scripts/fetch_footage.py bikes.mp4        # only these
+    python scripts/fetch_footage.py bbb.mp4          # the whole Big Buck Bunny film (only when named)
     VIDEOLDM_FOOTAGE=/data/footage python scripts/fetch_footage.py
 
 Cache: $VIDEOLDM_FOOTAGE, else ~/.cache/videoldm-footage. A clip already there is not fetched again.
@@ -37,6 +38,11 @@ SOURCES = {
     "trailer_bbb.mp4": {"pip": "moviepy==2.2.1", "sdist": True,
                         "member": "docs/_static/medias/getting_started/moviepy_10_minutes/trailer_bbb.mp4"},
     "vtest.avi": {"apt": "opencv-doc", "member": "usr/share/doc/opencv-doc/examples/data/vtest.avi"},
+    # The whole film (1280x720, 14,315 frames, 24 fps, 596 s; (c) Blender Foundation, CC-BY 3.0), inside a zip
+    # inside the sdist: the real-footage models' data. Fetched only when named (50 MB).
+    "bbb.mp4": {"pip": "moviepy==2.2.1", "sdist": True, "on_request": True,
+                "member": "docs/_static/medias/getting_started/moviepy_10_minutes/moviepy_10_minutes.zip",
+                "inner": "moviepy_10_minutes/resources/bbb.mp4"},
 }
 
 
@@ -72,8 +78,10 @@ def _download(spec: dict, work: Path) -> Path:
     return archives[0]
 
 
-def _extract(archive: Path, member: str, target: Path) -> None:
-    """Copies ``member`` (a path inside the package, any top folder of an sdist ignored) to ``target``."""
+def _extract(archive: Path, spec: dict, target: Path) -> None:
+    """Copies ``spec["member"]`` (a path inside the package, any top folder of an sdist ignored; then
+    ``spec["inner"]`` inside that zip, if given) to ``target``."""
+    member = spec["member"]
     partial = target.with_name(f".{target.name}.partial")
     if archive.suffix in (".whl", ".zip"):
         with zipfile.ZipFile(archive) as z, z.open(member) as src, open(partial, "wb") as dst:
@@ -91,12 +99,17 @@ def _extract(archive: Path, member: str, target: Path) -> None:
                 raise FetchError(f"{member} is not in {archive.name}")
             with tar.extractfile(found[0]) as src, open(partial, "wb") as dst:
                 shutil.copyfileobj(src, dst)
+    if "inner" in spec:  # the clip is inside an archive inside the package
+        with zipfile.ZipFile(partial) as z, z.open(spec["inner"]) as src, open(target.with_name(f".{target.name}.inner"), "wb") as dst:
+            shutil.copyfileobj(src, dst)
+        os.replace(target.with_name(f".{target.name}.inner"), partial)
     os.replace(partial, target)
 
 
 def fetch(names=None, cache: Path | None = None) -> dict[str, Path]:
-    """``{name: path}`` of the clips ``names`` (all by default), fetching those not in the cache yet."""
-    names = list(names or SOURCES)
+    """``{name: path}`` of the clips ``names`` (by default all but those fetched on request), fetching those not
+    in the cache yet."""
+    names = list(names or [n for n, spec in SOURCES.items() if not spec.get("on_request")])
     unknown = [n for n in names if n not in SOURCES]
     if unknown:
         raise FetchError(f"unknown clip(s) {unknown}; known: {', '.join(SOURCES)}")
@@ -112,7 +125,7 @@ def fetch(names=None, cache: Path | None = None) -> dict[str, Path]:
         with tempfile.TemporaryDirectory() as work:
             archive = _download(SOURCES[wanted[0]], Path(work))
             for name in wanted:
-                _extract(archive, SOURCES[name]["member"], paths[name])
+                _extract(archive, SOURCES[name], paths[name])
     return paths
 
 
