@@ -1,6 +1,8 @@
-"""`videoldm data`: make procedural datasets, look inside video folders and shards, pack folders into shards."""
+"""`videoldm data`: make procedural datasets, prepare real footage, look inside video folders and shards, pack
+folders into shards."""
 from __future__ import annotations
 
+import argparse
 import json
 import statistics
 import sys
@@ -18,6 +20,7 @@ EPILOG = """examples:
   videoldm data inspect data/driving                  # a folder of videos / frame folders
   videoldm data inspect "shards/train-{000000..000099}.tar" --frames 16 --fps 8
   videoldm data shard data/driving --out shards/driving --per-shard 100
+  videoldm data prepare ~/.cache/videoldm-footage/bbb.mp4 --size 64x112 --fps 8 --out data/bunny
 
 Read the results in Python with videoldm.data.VideoFolderDataset(folder, num_frames, fps, size) or
 videoldm.data.ShardDataset(shards, ...); see docs/data.md."""
@@ -35,13 +38,43 @@ kinds:
   camera   smooth pans and zooms over scikit-image's sample photos; per-frame crop windows"""
 
 
+PREPARE_HELP = """Decode real footage once into training folders: OUT/train/ and OUT/heldout/, each with one mp4 per
+shot (the shot-cut detector runs on the source, so no piece spans a cut) and a manifest.jsonl that
+`videoldm train` and VideoFolderDataset read (empty captions: train unconditional models on it), plus
+OUT/prepare.json (settings, pieces, frames and seconds per split, pieces dropped).
+
+  size     each frame is resized to cover HxW with its aspect ratio kept, then center-cropped: 1280x720
+           footage at 64x112 is scaled to 64x114 and loses 1 column on each side (16:9 is 64x113.8)
+  fps      frames are picked by presentation time (the frame shown at start + k / fps), so 24, 25 or
+           29.97 fps sources all give true F fps motion
+  split    the first --split-at of each source's duration trains, the rest is held out; a shot that
+           straddles that point becomes one piece on each side (no frame is in both)
+  short    shot pieces shorter than --min-frames frames (no clip fits) are dropped and counted
+  quality  libx264 at --crf (default near-lossless) with full-resolution colour (4:4:4)
+
+Refuses a non-empty OUT unless --overwrite. Memory: one shot at the output size."""
+
+
+def _fraction(text: str) -> float:
+    """argparse type for --split-at: a number in (0, 1]."""
+    try:
+        value = float(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"expected a number, got '{text}'") from None
+    if not 0 < value <= 1:
+        raise argparse.ArgumentTypeError(f"must be in (0, 1], got '{text}'")
+    return value
+
+
 def add_command(subparsers) -> None:
+    from videoldm.data.prepare import PREPARE_CRF
     from videoldm.data.synthetic.base import DATASET_CRF
     from videoldm.data.synthetic.driving import CROWDEDNESS, DAYTIMES
 
     p = subparsers.add_parser(
-        "data", help="make procedural video datasets, inspect video folders and shards",
-        description="Video data tools: `synth` writes procedural datasets with ground truth, `inspect` reports "
+        "data", help="make procedural video datasets, prepare real footage, inspect video folders and shards",
+        description="Video data tools: `synth` writes procedural datasets with ground truth, `prepare` cuts real "
+                    "footage into one-shot training pieces, `inspect` reports "
                     "what a folder or shard set holds (and what cannot be read), `shard` packs a folder into "
                     "WebDataset-style tar shards.",
         epilog=EPILOG)
@@ -98,6 +131,24 @@ def add_command(subparsers) -> None:
     h.add_argument("--out", required=True, type=Path, help="output folder for shard-000000.tar, ...")
     h.add_argument("--per-shard", type=positive(int), default=100, help="samples per shard (default 100)")
     h.set_defaults(func=run_shard)
+
+    r = sub.add_parser("prepare", help="real footage (a film) -> train/ and heldout/ folders of one-shot mp4 pieces",
+                       description=PREPARE_HELP, epilog=EPILOG, formatter_class=argparse.RawDescriptionHelpFormatter)
+    r.add_argument("src", nargs="+", type=Path, metavar="SRC", help="video file(s) to prepare")
+    r.add_argument("--size", type=size_arg, required=True,
+                   help="HxW of the pieces: resized to cover it (aspect kept), then center-cropped")
+    r.add_argument("--fps", type=positive(float), required=True, help="frame rate of the pieces (resampled by time)")
+    r.add_argument("--split-at", type=_fraction, default=0.9,
+                   help="fraction of each source's duration that trains; the rest is held out (default 0.9)")
+    r.add_argument("--min-frames", type=positive(int), default=16,
+                   help="drop shot pieces shorter than this many frames at --fps: the clip length (default 16)")
+    r.add_argument("--crf", type=bounded(int, 0, 51), default=PREPARE_CRF,
+                   help=f"libx264 quality, 0 is lossless (default {PREPARE_CRF}: near-lossless)")
+    r.add_argument("--out", required=True, type=Path, help="output folder (created; must be empty)")
+    r.add_argument("--overwrite", action="store_true",
+                   help="replace the train/, heldout/ and prepare.json of an earlier prepare in --out")
+    r.add_argument("--quiet", action="store_true", help="no progress bar")
+    r.set_defaults(func=run_prepare)
 
 
 def run_synth(args) -> int:
@@ -279,4 +330,23 @@ def run_shard(args) -> int:
         raise FileNotFoundError(f"source folder not found: {args.src}")
     paths = folder_to_shards(args.src, args.out, per_shard=args.per_shard)
     print(f"wrote {len(paths)} shard(s) to {args.out}: {paths[0].name} .. {paths[-1].name}")
+    return 0
+
+
+def run_prepare(args) -> int:
+    from videoldm.data.decode import DecodeError
+    from videoldm.data.prepare import prepare_footage
+
+    try:
+        report = prepare_footage(args.src, args.out, args.size, args.fps, split_at=args.split_at,
+                                 min_frames=args.min_frames, crf=args.crf, overwrite=args.overwrite,
+                                 progress=not args.quiet, log=lambda message: print(message, file=sys.stderr))
+    except DecodeError as err:
+        raise ValueError(str(err)) from None  # an unreadable source: one line naming it, exit status 2
+    for split, c in report["splits"].items():
+        print(f"{split}: {c['pieces']} pieces, {c['frames']} frames, {c['seconds']:.1f}s "
+              f"({c['dropped_pieces']} pieces under {args.min_frames} frames dropped, {c['dropped_seconds']:.1f}s) "
+              f"-> {args.out / split}")
+    print(f"{args.size[0]}x{args.size[1]} at {args.fps:g} fps in {report['seconds_taken']:.1f}s; "
+          f"report: {args.out / 'prepare.json'}")
     return 0
