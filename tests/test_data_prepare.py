@@ -92,7 +92,8 @@ def test_prepare_refuses_a_full_folder_and_counts_dropped_shots(two_scenes, tmp_
     assert "--overwrite" in capsys.readouterr().err and not (out / "train").exists()
     # 16-frame clips: the 8-frame pieces of shot 1 on either side of the split (at 3 s) are too short
     assert main(["data", "prepare", str(two_scenes), "--size", "32x48", "--fps", "8", "--split-at", "0.75",
-                 "--out", str(out), "--overwrite", "--quiet"]) == 0
+                 "--caption", "big buck bunny", "--out", str(out), "--overwrite", "--quiet"]) == 0
+    assert VideoFolderDataset(out / "train", num_frames=16, fps=8)[0][1]["caption"] == "big buck bunny"
     report = json.loads((out / "prepare.json").read_text())
     assert report["splits"]["train"]["pieces"] == 1 and report["splits"]["train"]["dropped_pieces"] == 1
     assert report["splits"]["heldout"] == {"pieces": 0, "frames": 0, "seconds": 0.0, "dropped_pieces": 1,

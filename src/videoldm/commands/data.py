@@ -40,7 +40,7 @@ kinds:
 
 PREPARE_HELP = """Decode real footage once into training folders: OUT/train/ and OUT/heldout/, each with one mp4 per
 shot (the shot-cut detector runs on the source, so no piece spans a cut) and a manifest.jsonl that
-`videoldm train` and VideoFolderDataset read (empty captions: train unconditional models on it), plus
+`videoldm train` and VideoFolderDataset read (captions empty, or the one --caption), plus
 OUT/prepare.json (settings, pieces, frames and seconds per split, pieces dropped).
 
   size     each frame is resized to cover HxW with its aspect ratio kept, then center-cropped: 1280x720
@@ -144,6 +144,10 @@ def add_command(subparsers) -> None:
                    help="drop shot pieces shorter than this many frames at --fps: the clip length (default 16)")
     r.add_argument("--crf", type=bounded(int, 0, 51), default=PREPARE_CRF,
                    help=f"libx264 quality, 0 is lossless (default {PREPARE_CRF}: near-lossless)")
+    r.add_argument("--caption", default="",
+                   help="one caption for every piece (default none): a text-conditioned stack on one film learns "
+                        "it as a constant token, e.g. \"big buck bunny\" (the Video LDM temporal layers attend "
+                        "to text tokens, so the bunny recipes use one)")
     r.add_argument("--out", required=True, type=Path, help="output folder (created; must be empty)")
     r.add_argument("--overwrite", action="store_true",
                    help="replace the train/, heldout/ and prepare.json of an earlier prepare in --out")
@@ -339,7 +343,8 @@ def run_prepare(args) -> int:
 
     try:
         report = prepare_footage(args.src, args.out, args.size, args.fps, split_at=args.split_at,
-                                 min_frames=args.min_frames, crf=args.crf, overwrite=args.overwrite,
+                                 min_frames=args.min_frames, crf=args.crf, caption=args.caption,
+                                 overwrite=args.overwrite,
                                  progress=not args.quiet, log=lambda message: print(message, file=sys.stderr))
     except DecodeError as err:
         raise ValueError(str(err)) from None  # an unreadable source: one line naming it, exit status 2

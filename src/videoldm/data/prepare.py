@@ -7,8 +7,8 @@ videos. Why near-lossless (libx264 crf 10, 4:4:4 chroma by default): the pieces 
 at 64x112 the usual 4:2:0 would halve the colour resolution of what the models learn from.
 
 Layout: `out/train/` and `out/heldout/`, each with one mp4 per shot piece (`pieces.py`) and a
-`manifest.jsonl` that `VideoFolderDataset` reads (empty captions: the film has none; `ground_truth`
-says where each piece came from), and `out/prepare.json` with the settings and counts (for model cards).
+`manifest.jsonl` that `VideoFolderDataset` reads (one caption for every piece, empty by default: a film
+has none; `ground_truth` says where each piece came from), and `out/prepare.json` with the settings and counts (for model cards).
 """
 from __future__ import annotations
 
@@ -105,6 +105,7 @@ def prepare_footage(
     min_frames: int = 16,
     crf: int = PREPARE_CRF,
     pix_fmt: str = "yuv444p",
+    caption: str = "",
     overwrite: bool = False,
     progress: bool = False,
     log: Callable[[str], None] | None = None,
@@ -157,7 +158,7 @@ def prepare_footage(
                 if len(buffer) == p.num_frames:
                     name = f"{prefix}_shot{p.shot:04d}.mp4"
                     write_mp4(out / p.split / name, np.stack(buffer), fps, crf=crf, pix_fmt=pix_fmt)
-                    rows[p.split].append(_row(name, p, src, fps, size))
+                    rows[p.split].append(_row(name, p, src, fps, size, caption))
                     counts[p.split]["pieces"] += 1
                     counts[p.split]["frames"] += p.num_frames
                     counts[p.split]["seconds"] += p.duration
@@ -174,15 +175,16 @@ def prepare_footage(
         write_jsonl(out / split / "manifest.jsonl", rows[split])
         counts[split]["seconds"] = round(counts[split]["seconds"], 3)
         counts[split]["dropped_seconds"] = round(counts[split]["dropped_seconds"], 3)
-    report = {"size": list(size), "fps": fps, "split_at": split_at, "min_frames": min_frames, "crf": crf,
+    report = {"size": list(size), "fps": fps, "caption": caption, "split_at": split_at, "min_frames": min_frames, "crf": crf,
               "pix_fmt": pix_fmt, "sources": per_source, "splits": counts,
               "seconds_taken": round(time.perf_counter() - t0, 1)}
     (out / REPORT).write_text(json.dumps(report, indent=2) + "\n", encoding="utf-8")
     return report
 
 
-def _row(name: str, piece: Piece, src: Path, fps: float, size) -> dict:
-    """A manifest row: no caption (the film has none); where the piece came from, as its ground truth."""
-    return {"path": name, "caption": "", "fps": fps, "frames": piece.num_frames, "size": list(size),
+def _row(name: str, piece: Piece, src: Path, fps: float, size, caption: str) -> dict:
+    """A manifest row: the one caption given for all (a film has none of its own); where the piece came
+    from, as its ground truth."""
+    return {"path": name, "caption": caption, "fps": fps, "frames": piece.num_frames, "size": list(size),
             "ground_truth": {"source": src.name, "shot": piece.shot, "start": round(piece.start, 4),
                              "end": round(piece.end, 4)}}
