@@ -215,7 +215,10 @@ def test_prompts_that_change_along_a_rollout_condition_each_clip_on_its_own(chai
     travel = rollout(pipe, [left, left, up], 3, tmp_path / "t.mp4", state_dir=tmp_path / "state", **kw)
     assert seen == [left, left, up] and travel["frames"] == 11
     single = rollout(pipe, left, 3, tmp_path / "s.mp4", **kw)  # the same clips until the prompt changes
-    assert np.array_equal(read_frames(tmp_path / "t.mp4")[:8], read_frames(tmp_path / "s.mp4")[:8])
+    # the same frames until the prompt changes; H.264 codes a frame with the next ones in view (B-frames), so the
+    # frame before the change may differ by the encoding alone (seen: frame 7, by 3.7/255 on average, at most 16)
+    same_t, same_s = read_frames(tmp_path / "t.mp4")[:8].astype(int), read_frames(tmp_path / "s.mp4")[:8].astype(int)
+    assert np.array_equal(same_t[:7], same_s[:7]) and np.abs(same_t[7] - same_s[7]).mean() < 8
     assert not np.array_equal(read_frames(tmp_path / "t.mp4")[8:], read_frames(tmp_path / "s.mp4")[8:])
     with pytest.raises(ValueError, match="one prompt per clip"):
         rollout(pipe, [left, up], 3, tmp_path / "x.mp4", **kw)
