@@ -198,10 +198,7 @@ def _text_video(models: Path, request: Request, progress: bool, device: torch.de
     else:
         pipe = VideoLDMPipeline.from_pretrained(model_folder(models, "shapes/temporal"))
     pipe.to(device, dtype)
-    prompt = request.prompt or DEFAULT_PROMPT
-    check_prompt(pipe, prompt)
-    base_fps = pipe.fps or 8.0
-    interpolation_passes(request.fps if not request.wants_driving else None, base_fps, 4, False)
+    prompt, base_fps = _text_prompt(pipe, request)
     trained = pipe.info.get("num_frames") or 16
     frames = max(1, round(request.seconds * base_fps))
     if frames > 4 * trained:
@@ -222,10 +219,7 @@ def _text_clips(models: Path, request: Request, progress: bool, device: torch.de
     """Text-to-video by the shipped text prediction model: the first clip from the prompt alone (S = 0, as the
     paper's prediction models start a video), longer videos continued clip to clip from the last two frames."""
     pipe = VideoLDMPipeline.from_pretrained(models / TEXT_MODEL)
-    prompt = request.prompt or DEFAULT_PROMPT
-    check_prompt(pipe, prompt)
-    base_fps = pipe.fps or 8.0
-    interpolation_passes(request.fps if not request.wants_driving else None, base_fps, 4, False)
+    prompt, base_fps = _text_prompt(pipe, request)
     num_frames = pipe.info.get("num_frames") or 16
     total = max(2, round(request.seconds * base_fps))
     clips = clips_for(total, num_frames)
@@ -234,6 +228,15 @@ def _text_clips(models: Path, request: Request, progress: bool, device: torch.de
                   context_frames=CONTEXT_FRAMES, interpolations=0, num_inference_steps=request.steps,
                   guidance_scale=request.guidance, seed=request.seed, progress=progress)
     return VideoOutput(frames=video.frames[:, :total], fps=video.fps)  # the last clip may add a few frames more
+
+
+def _text_prompt(pipe: VideoLDMPipeline, request: Request) -> tuple[str, float]:
+    """The prompt (checked against the model's words) and the model's frame rate; a text clip has no other rate."""
+    prompt = request.prompt or DEFAULT_PROMPT
+    check_prompt(pipe, prompt)
+    base_fps = pipe.fps or 8.0
+    interpolation_passes(request.fps if not request.wants_driving else None, base_fps, 4, False)
+    return prompt, base_fps
 
 
 def clips_for(total: int, num_frames: int) -> int:
