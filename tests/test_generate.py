@@ -137,7 +137,10 @@ def test_requests_that_cannot_make_a_video_fail_first_with_a_message(tmp_path, c
     for args, message in [(["--seconds", "0"], "--seconds must be above 0"),
                           (["--seconds", "-1"], "--seconds must be above 0"),
                           (["--steps", "0"], "--steps must be at least 1"),
-                          (["--temporal", str(tmp_path)], "--temporal goes with --base")]:
+                          (["--temporal", str(tmp_path)], "--temporal goes with --base"),
+                          (["--model", "driving", "--prompt", "a red circle"], "--model driving does not take --prompt"),
+                          (["--model", "shapes", "--upsample"], "--model shapes does not take --upsample"),
+                          (["--model", "bunny", "--size", "64x64"], "--model bunny does not take --size")]:
         assert main(["generate", *nothing, *args]) == 2
         assert message in capsys.readouterr().err
     assert not (tmp_path / "out").exists()
@@ -425,3 +428,65 @@ def test_a_shipped_text_prediction_model_makes_the_text_videos_clip_to_clip(chai
                  "--steps", "2", "--seconds", "1", "--out", str(out)]) == 0
     animated = read_video(out / "image.mp4")
     assert animated.shape[0] == 8 and np.abs(animated[0].astype(int) - first[0].astype(int)).mean() < 40
+
+
+def test_model_bunny_makes_a_clip_of_the_film_model_with_its_temporal_decoder(tmp_path, capsys):
+    """`--model bunny`: the real-footage family (one caption, as `data prepare --caption` writes it): the clip of
+    its prediction model (S = 0, then continued) decoded by its temporal decoder, and only that video; --image
+    and --continue use it too."""
+    import torch
+    from PIL import Image
+
+    from videoldm.cli import main
+    from videoldm.data.io import read_video
+    from videoldm.data.synthetic import make_generator
+    from videoldm.data.synthetic.base import write_dataset
+    from videoldm.inference.pipeline import VideoLDMPipeline
+    from videoldm.inference.shipped import Request, _text_clips, generate
+    from videoldm.inference.stack import VideoLDMStack
+    from videoldm.training.shipping import ship
+
+    write_dataset(make_generator("shapes", frames=5, size=(16, 16), fps=8, seed=0), tmp_path / "film", num=4)
+    manifest = tmp_path / "film" / "manifest.jsonl"
+    rows = [json.loads(line) for line in manifest.read_text().splitlines()]
+    manifest.write_text("".join(json.dumps({**r, "caption": "big buck bunny"}) + "\n" for r in rows))
+    data = {"path": str(tmp_path / "film"), "num_frames": 5, "fps": None, "size": [16, 16], "batch_size": 2}
+    ae = run_stage(tmp_path, "ae", "autoencoder", {**data, "frames_per_clip": 2}, {"config": TINY_AE}).train()
+    image = run_stage(tmp_path, "image", "image", {**data, "frames_per_clip": 2}, {
+        "autoencoder": str(ae), "unet": TINY_UNET, "conditioning": "text",
+        "text_encoder": {"hidden_size": 16, "layers": 1, "heads": 2, "max_length": 6}}).train()
+    runs = {"bunny/autoencoder": ae, "bunny/image": image,
+            "bunny/prediction": run_stage(tmp_path, "p", "prediction", data, {"image_model": str(image)}).train(),
+            "bunny/decoder": run_stage(tmp_path, "d", "decoder", data, {
+                "autoencoder": str(ae), "discriminator": {"channels": 8, "num_layers": 1}}).train()}
+    tree = ship(runs, tmp_path / "tree")
+    out = tmp_path / "out"
+    assert main(["generate", "--models", str(tree), "--model", "bunny", "--steps", "2", "--seconds", "1",
+                 "--out", str(out)]) == 0
+    assert sorted(p.name for p in out.iterdir()) == ["bunny.gif", "bunny.mp4"]
+    assert read_video(out / "bunny.mp4").shape[0] == 8
+    request = Request(model="bunny", seconds=1, steps=2, seed=1)
+    video = generate(tree, request, tmp_path / "again", progress=False)
+    pipe = VideoLDMPipeline.from_pretrained(tree / "bunny" / "prediction", temporal_decoder=tree / "bunny" / "decoder")
+    assert pipe.decoder is not None
+    expected = VideoLDMStack(pipe)("big buck bunny", num_frames=5, num_clips=2, interpolations=0,
+                                   num_inference_steps=2, seed=1, progress=False).frames  # 1 s: 5 + 3 frames
+    assert read_video(video[0]).shape[0] == 8
+    made = _text_clips(tree, request, False, "bunny/prediction", torch.device("cpu"), torch.float32)
+    image_decoded = VideoLDMStack(VideoLDMPipeline.from_pretrained(tree / "bunny" / "prediction"))(
+        "big buck bunny", num_frames=5, num_clips=2, interpolations=0, num_inference_steps=2, seed=1,
+        progress=False).frames
+    assert torch.equal(made.frames, expected)  # the stack's frames through the temporal decoder ...
+    assert not torch.allclose(made.frames, image_decoded, atol=1e-2)  # ... not the image decoder's
+    Image.fromarray(read_video(out / "bunny.mp4")[0]).save(tmp_path / "still.png")
+    assert main(["generate", "--models", str(tree), "--model", "bunny", "--image", str(tmp_path / "still.png"),
+                 "--steps", "2", "--seconds", "1", "--out", str(out)]) == 0
+    assert read_video(out / "image.mp4").shape[0] == 8
+    assert main(["generate", "--models", str(tree), "--model", "bunny", "--continue", str(out / "bunny.mp4"),
+                 "--steps", "2", "--seconds", "1", "--out", str(out)]) == 0
+    capsys.readouterr()
+    for args, message in [(["--daytime", "night"], "--model bunny does not take --daytime"),
+                          (["--prompt", "a red circle"], "does not know 'a', 'red', 'circle'")]:
+        assert main(["generate", "--models", str(tree), "--model", "bunny", "--steps", "1", *args,
+                     "--out", str(out)]) == 2
+        assert message in capsys.readouterr().err

@@ -21,7 +21,7 @@ def add_command(subparsers) -> None:
                "--num 32 --out docs/results/shapes")
     p.add_argument("model", help="an exported temporal-stage folder (…/final)")
     p.add_argument("--data", required=True, help="dataset folder whose manifest gives the prompts")
-    p.add_argument("--kind", choices=["shapes", "driving"], default="shapes")
+    p.add_argument("--kind", choices=["shapes", "driving", "footage"], default="shapes")
     p.add_argument("--num", type=positive(int), default=32, help="number of prompts (the manifest's first N)")
     p.add_argument("--frames", type=positive(int), default=16)
     p.add_argument("--steps", type=positive(int), default=25)
@@ -47,7 +47,7 @@ def add_command(subparsers) -> None:
     ab.add_argument("--decoder", help="an exported decoder-stage folder (adds the temporal-decoder row)")
     ab.add_argument("--upsampler", help="an exported upsampler-video folder (adds the upsampler row)")
     ab.add_argument("--data", required=True, help="dataset folder whose manifest gives the prompts")
-    ab.add_argument("--kind", choices=["shapes", "driving"], default="driving")
+    ab.add_argument("--kind", choices=["shapes", "driving", "footage"], default="driving")
     ab.add_argument("--num", type=positive(int), default=8, help="number of prompts (the manifest's first N)")
     ab.add_argument("--frames", type=positive(int), default=16)
     ab.add_argument("--steps", type=positive(int), default=25)
@@ -61,13 +61,18 @@ def add_command(subparsers) -> None:
     d = subparsers.add_parser(
         "evaluate-decoder", help="temporal decoder vs image decoder on held-out clips (flicker, PSNR, seams)",
         description="Encode held-out clips with the (frozen) encoder, decode them with the image decoder frame by "
-                    "frame and with the temporal decoder; report PSNR and the temporal error |dx_hat - dx| of both, "
-                    "and for chunked decoding the temporal error at chunk boundaries against elsewhere.",
-        epilog="example:\n  videoldm evaluate-decoder runs/driving/decoder/final --data data/camera-heldout "
-               "--frames 48 --out docs/results/decoder/camera")
+                    "frame and with the temporal decoder; report PSNR, the temporal error |dx_hat - dx| and the "
+                    "optical-flow warping error of both, per clip too, and for chunked decoding the temporal error "
+                    "at chunk boundaries against elsewhere.",
+        epilog="examples:\n  videoldm evaluate-decoder runs/driving/decoder/final --data data/camera-heldout "
+               "--frames 48 --out docs/results/decoder/camera\n"
+               "  videoldm evaluate-decoder runs/bunny/decoder/final --data data/bunny/heldout --frames 32 "
+               "--clips-per-video 6 --size 64x112   # clips spread over each file, inside its shots")
     d.add_argument("decoder", help="an exported decoder-stage folder (…/final)")
     d.add_argument("--data", required=True, help="folder of held-out videos")
     d.add_argument("--num", type=positive(int), default=16, help="number of clips (the folder's first N)")
+    d.add_argument("--clips-per-video", type=positive(int), default=1,
+                   help="clips from each video, their starts spread over its shots (default 1: the first frames)")
     d.add_argument("--frames", type=positive(int), default=48, help="frames per clip (longer than a chunk, to see seams)")
     d.add_argument("--size", type=size_arg, default=None, help="HxW to resize to (default: the videos' own)")
     d.add_argument("--chunk", type=positive(int), default=16, help="frames per decoding chunk")
@@ -209,11 +214,17 @@ def run_decoder(args) -> int:
     original = load_original_autoencoder(args.decoder)
     if original is not None:
         original.to(device, dtype)
-    dataset = VideoFolderDataset(args.data, num_frames=args.frames, fps=None, size=args.size, start=0, crop="center")
+    spread = args.clips_per_video > 1
+    dataset = VideoFolderDataset(args.data, num_frames=args.frames, fps=None, size=args.size,
+                                 start="first" if spread else 0, crop="center", shots=spread)
     if len(dataset) == 0:
         raise ValueError(f"no readable videos in {args.data}")
-    clips = torch.stack([dataset[i][0] for i in range(min(args.num, len(dataset)))])
-    summary = evaluate_decoder(decoder, clips, args.chunk, tuple(args.overlaps), args.out, original=original)
+    loaded = [clip for i in range(len(dataset)) for clip in (dataset.spread(i, args.clips_per_video) if spread
+                                                              else [dataset[i]])][:args.num]
+    clips = torch.stack([video for video, _ in loaded])
+    names = [f"{Path(meta['path']).name}@{meta['start']:.1f}s" for _, meta in loaded]
+    summary = evaluate_decoder(decoder, clips, args.chunk, tuple(args.overlaps), args.out, original=original,
+                               names=names)
     print(format_decoder_summary(summary))
     return 0
 

@@ -8,7 +8,7 @@ from .options import add_device_options, device_and_dtype, output_folder, size_a
 
 def add_command(subparsers) -> None:
     from videoldm.data.synthetic.driving import CROWDEDNESS, DAYTIMES
-    from videoldm.inference.shipped import DEFAULT_PROMPT
+    from videoldm.inference.shipped import DEFAULT_PROMPT, MODELS
 
     p = subparsers.add_parser(
         "generate", help="generate videos with the shipped models (or your own): the main job",
@@ -26,7 +26,12 @@ def add_command(subparsers) -> None:
                "  videoldm generate --base path/to/my-dreambooth --temporal my-temporal-layers "
                "--temporal-text path/to/stable-diffusion-v1-5 --prompt 'a sks dog running on a beach'\n"
                "  videoldm generate --image road.png --daytime night --seconds 4      # image-to-video\n"
-               "  videoldm generate --continue videoldm-output/driving.mp4 --join      # two more seconds of it")
+               "  videoldm generate --continue videoldm-output/driving.mp4 --join      # two more seconds of it\n"
+               "  videoldm generate --model bunny --seconds 4      # real footage: a clip of Big Buck Bunny")
+    p.add_argument("--model", choices=MODELS,
+                   help="that shipped model's video only: driving, shapes (text-to-video) or bunny (trained on the "
+                        "film Big Buck Bunny; writes bunny.mp4/.gif); also picks the model of --image/--continue "
+                        "(default: driving and shapes, as the other options ask)")
     p.add_argument("--prompt", help=f"text-to-video prompt (default: '{DEFAULT_PROMPT}')")
     p.add_argument("--daytime", choices=DAYTIMES, help="driving: time of day (default day)")
     p.add_argument("--crowdedness", choices=list(CROWDEDNESS), help="driving: traffic (default medium)")
@@ -71,7 +76,7 @@ def run(args) -> int:
                       fps=args.fps, steps=args.steps, guidance=args.guidance, seed=args.seed, upsample=args.upsample,
                       upsample_steps=args.upsample_steps, size=args.size, base=args.base, temporal=args.temporal,
                       temporal_text=args.temporal_text, base_config=args.base_config, image=args.image,
-                      continue_from=args.continue_from, join=args.join)
+                      continue_from=args.continue_from, join=args.join, model=args.model)
     # (checked whole when made, before any model is loaded)
     device, dtype = device_and_dtype(args)
     out = output_folder(args.out)  # before any sampling

@@ -187,12 +187,14 @@ class VideoFolderDataset(Dataset):
             return np.random.default_rng(int(torch.randint(0, 2**62, ()).item()))
         return np.random.default_rng([self.seed, self.epoch, index])
 
-    def load(self, index: int, rng: np.random.Generator | None = None):
-        """The clip of item `index`; raises DecodeError instead of skipping."""
+    def load(self, index: int, rng: np.random.Generator | None = None, at: float | None = None):
+        """The clip of item `index` (``at``: starting there, in seconds); raises DecodeError instead of skipping."""
         item = self.items[index]
         rng = rng or self._rng(index)
         info, spec = item["info"], self.spec
         start, crop = spec.choose(info, rng)
+        if at is not None:
+            start = round(at * info.fps) / info.fps if spec.fps is None else float(at)  # on a frame at native rate
         times = clip_times(start, spec.num_frames, spec.fps) if spec.fps else None
         if item["kind"] == "frames":
             times = times if times is not None else clip_times(start, spec.num_frames, info.fps)
@@ -215,6 +217,20 @@ class VideoFolderDataset(Dataset):
             "index": index,
         }
         return to_tensor(frames), meta
+
+    def spread(self, index: int, count: int) -> list:
+        """Up to ``count`` clips of item `index` (as `load` gives them), their starts spread evenly over the file's
+        shots, each clip inside one: evaluation over a whole film rather than its first seconds."""
+        info = self.items[index]["info"]
+        windows = self.spec.windows(info) or [(0.0, max(self.spec.max_start(info), 0.0))]
+        edges = np.cumsum([0.0] + [hi - lo for lo, hi in windows])  # the windows laid end to end
+        starts = []
+        for position in (np.arange(count) + 0.5) / count * edges[-1]:
+            i = min(int(np.searchsorted(edges, position, side="right")) - 1, len(windows) - 1)
+            start = windows[i][0] + position - edges[i]
+            if not starts or start - starts[-1] >= self.spec.num_frames / (self.spec.fps or info.fps):
+                starts.append(start)  # clips that do not overlap
+        return [self.load(index, at=start) for start in starts]
 
     def __getitem__(self, index: int):
         rng = self._rng(index)

@@ -11,6 +11,7 @@ from ..data.io import write_gif
 from ..inference.outputs import video_grid
 from ..models.temporal_decoder import decode_latents
 from .coherence import SUMMARY_KEYS
+from .field.flow import warping_error
 from .metrics import coherence_report
 
 ABLATION_ROWS = ("image model, frame by frame", "+ temporal layers", "+ temporal decoder", "+ upsampler")
@@ -52,6 +53,7 @@ def evaluate_ablation(pipeline, prompts: list, kind: str, upsampler=None, out_di
     summary = {}
     for row, frames in videos.items():
         report = coherence_report(frames.transpose(1, 2), kind, prompts)
+        report["warping_error"] = warping_error(frames.transpose(1, 2))["warping_error"]
         scale = upsampler.scale if row == ABLATION_ROWS[3] else 1
         summary[row] = {k: report[k] / (scale if k == "jerk" else 1) for k in ABLATION_KEYS if k in report}
         summary[row]["size"] = list(frames.shape[-2:])

@@ -1,7 +1,7 @@
 """Temporal coherence of a video model against its own image model run frame by frame (alpha = 1).
 
 Both sample the same prompts from the same noise; the coherence metrics (object tracking, jerk,
-flicker, sharpness) are computed on both, so the difference is what the temporal layers add.
+flicker, sharpness, optical-flow warping error) are computed on both, so the difference is what the temporal layers add.
 """
 from __future__ import annotations
 
@@ -12,10 +12,11 @@ import torch
 
 from ..data.io import write_gif
 from ..inference.outputs import video_grid
+from .field.flow import warping_error
 from .metrics import coherence_report
 
 SUMMARY_KEYS = ("found_fraction", "caption_match", "direction_match", "jump_fraction", "jerk", "flicker",
-                "background_flicker", "sharpness")
+                "background_flicker", "sharpness", "warping_error")
 
 
 def evaluate_coherence(pipeline, prompts: list, kind: str, out_dir: str | Path | None = None, num_frames: int = 16,
@@ -37,6 +38,7 @@ def evaluate_coherence(pipeline, prompts: list, kind: str, out_dir: str | Path |
             videos.append(frames)
         videos = torch.cat(videos)  # (N, T, 3, H, W)
         results[mode] = coherence_report(videos.transpose(1, 2), kind, prompts)
+        results[mode]["warping_error"] = warping_error(videos.transpose(1, 2))["warping_error"]
         if out_dir is not None and gifs:
             write_gif(Path(out_dir) / f"{mode}.gif", video_grid(videos[:gifs]), fps)
     summary = {mode: {k: results[mode][k] for k in SUMMARY_KEYS if k in results[mode]} for mode in results}

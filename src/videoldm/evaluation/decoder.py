@@ -1,4 +1,5 @@
-"""A temporal decoder against the image decoder it was made from: flicker, and the seams of chunked decoding."""
+"""A temporal decoder against the image decoder it was made from: flicker, warping error, and the seams of chunked
+decoding."""
 from __future__ import annotations
 
 import json
@@ -10,6 +11,7 @@ import torch
 from ..data.io import write_gif
 from ..inference.outputs import video_grid
 from ..models.frames import window_starts
+from .field.flow import warping_error
 from .metrics import psnr, temporal_error
 from .metrics.video import as_videos
 
@@ -29,7 +31,7 @@ def seam_pairs(num_frames: int, chunk_size: int, overlap: int) -> list[int]:
 
 @torch.no_grad()
 def evaluate_decoder(decoder, clips, chunk_size: int = 16, overlaps=(4, 0), out_dir: str | Path | None = None,
-                     fps: float = 8.0, gifs: int = 4, original=None) -> dict:
+                     fps: float = 8.0, gifs: int = 4, original=None, names: list[str] | None = None) -> dict:
     """Reconstructions of ``clips`` (``(N, 3, T, H, W)`` in [-1, 1]) by the image decoder (frame by frame)
     and the temporal decoder, both from the same encoder latents.
 
@@ -41,6 +43,11 @@ def evaluate_decoder(decoder, clips, chunk_size: int = 16, overlaps=(4, 0), out_
     ``original``: the autoencoder the decoder was fine-tuned from, when its own decoder weights were trained
     too (``train_decoder``): then ``image_decoder`` (alpha = 1) is the fine-tuned decoder, and the untouched
     image decoder, the fair frame-by-frame baseline, gets its own row ``original_decoder``.
+
+    Per clip (``names``: a label each, e.g. file and start): PSNR, temporal error and the optical-flow warping
+    error (`field.flow.warping_error`: needs no reference, so the clips' own is given too) of the baseline and
+    the temporal decoder, and ``clips_better``: how many clips have both errors at least 10% lower at a PSNR
+    no worse than 0.1 dB below the baseline's.
     """
     bad = [o for o in overlaps if not 0 <= o < chunk_size]
     if chunk_size < 1 or bad:  # before the decoding, not after the image decoder's half of it
@@ -65,10 +72,24 @@ def evaluate_decoder(decoder, clips, chunk_size: int = 16, overlaps=(4, 0), out_
     per_clip = {"baseline_temporal_error": [temporal_error(b[None], c[None]) for b, c in zip(baseline, clips)],
                 "temporal_temporal_error": [temporal_error(w[None], c[None]) for w, c in zip(whole, clips)],
                 "baseline_psnr": [psnr(b[None], c[None]) for b, c in zip(baseline, clips)],
-                "temporal_psnr": [psnr(w[None], c[None]) for w, c in zip(whole, clips)]}
+                "temporal_psnr": [psnr(w[None], c[None]) for w, c in zip(whole, clips)],
+                "baseline_warping_error": warping_error(baseline.clamp(-1, 1))["per_video"],
+                "temporal_warping_error": warping_error(whole)["per_video"],
+                "truth_warping_error": warping_error(clips)["per_video"]}
+    if names is not None:
+        per_clip["names"] = list(names)
     summary["per_clip"] = per_clip
+    baseline_row = "original_decoder" if original is not None else "image_decoder"
+    summary[baseline_row]["warping_error"] = float(np.nanmean(per_clip["baseline_warping_error"]))
+    summary["temporal_decoder"]["warping_error"] = float(np.nanmean(per_clip["temporal_warping_error"]))
+    summary["truth_warping_error"] = float(np.nanmean(per_clip["truth_warping_error"]))
     summary["clips_with_less_flicker"] = sum(
         t < b for t, b in zip(per_clip["temporal_temporal_error"], per_clip["baseline_temporal_error"]))
+    summary["clips_better"] = sum(
+        te <= 0.9 * be and tw <= 0.9 * bw and tp >= bp - 0.1
+        for te, be, tw, bw, tp, bp in zip(per_clip["temporal_temporal_error"], per_clip["baseline_temporal_error"],
+                                          per_clip["temporal_warping_error"], per_clip["baseline_warping_error"],
+                                          per_clip["temporal_psnr"], per_clip["baseline_psnr"]))
     truth = as_videos(clips)
 
     def pair_errors(frames):  # |Δx̂ - Δx| per frame pair t -> t+1, averaged over clips and pixels
@@ -102,16 +123,22 @@ def evaluate_decoder(decoder, clips, chunk_size: int = 16, overlaps=(4, 0), out_
 
 def format_decoder_summary(summary: dict) -> str:
     lines = [f"{'':<22}{'PSNR dB':>10}{'temporal error':>16}{'seam error':>12}{'elsewhere':>11}{'ratio':>7}"
-             f"{'vs whole clip':>15}"]
+             f"{'vs whole clip':>15}{'warping error':>15}"]
     for name in ("original_decoder", "image_decoder", "temporal_decoder"):
         if name not in summary:
             continue
         s = summary[name]
-        lines.append(f"{name:<22}{s['psnr']:>10.2f}{s['temporal_error']:>16.5f}")
+        warping = f"{s['warping_error']:>15.5f}" if "warping_error" in s else ""
+        lines.append(f"{name:<22}{s['psnr']:>10.2f}{s['temporal_error']:>16.5f}{'':>45}{warping}")
     for name, s in summary["chunked"].items():
         lines.append(f"{'chunked ' + name:<22}{s['psnr']:>10.2f}{s['temporal_error']:>16.5f}{s['seam_error']:>12.5f}"
                      f"{s['other_error']:>11.5f}{s['seam_ratio']:>7.2f}{s['seam_vs_whole']:>15.2f}")
+    if "truth_warping_error" in summary:
+        lines.append(f"warping error of the clips themselves: {summary['truth_warping_error']:.5f}")
     if "clips_with_less_flicker" in summary:
         lines.append("temporal decoder flickers less than the untouched image decoder on "
                      f"{summary['clips_with_less_flicker']} of {summary['settings']['clips']} clips")
+    if "clips_better" in summary:
+        lines.append(f"temporal and warping error both >= 10% lower at PSNR within 0.1 dB or better: "
+                     f"{summary['clips_better']} of {summary['settings']['clips']} clips")
     return "\n".join(lines)

@@ -10,6 +10,9 @@ The shipped models live under one folder (``videoldm/shipped`` by default; ``mak
                            first frames: a prompt alone, a still (image-to-video), a clip to continue
     shapes/temporal        text-to-video, the paper's temporal stage on the same image model (used where
                            shapes/prediction is absent, and for --size)
+    bunny/prediction       real footage: clips of Big Buck Bunny (one caption, "big buck bunny"), given 0, 1 or 2
+                           first frames like shapes/prediction
+    bunny/decoder          its temporal decoder
 
 Each stage is optional where the request does not need it. ``base``/``temporal`` replace the text-to-video
 model by an image model of yours (a diffusers Stable Diffusion folder) with a temporal-layer folder trained
@@ -40,13 +43,16 @@ from .upsampling import Upsampler
 SHIPPED = Path(__file__).resolve().parent.parent / "shipped"
 TEXT_MODEL = "shapes/prediction"  # text-to-video, image-to-video and continuation; else shapes/temporal makes text clips
 DEFAULT_PROMPT = "a red circle moving left on a dark background"
+MODELS = ("driving", "shapes", "bunny")  # --model: the shipped families, each a video of its own name
+PREDICTION_PROMPTS = {TEXT_MODEL: DEFAULT_PROMPT, "bunny/prediction": "big buck bunny"}  # the caption it trained on
 
 
 @dataclass(frozen=True)
 class Request:
-    """What to generate. Which videos: a text one when ``prompt``, ``base`` or ``size`` is given, a driving
-    one when ``daytime``, ``crowdedness`` or ``upsample`` is, both when nothing says. ``fps`` is the driving
-    video's when both are made. ``upsample_steps``: None, the upsampler's own default."""
+    """What to generate. Which videos: the one ``model`` names (:data:`MODELS`), else a text one when ``prompt``,
+    ``base`` or ``size`` is given, a driving one when ``daytime``, ``crowdedness`` or ``upsample`` is, both when
+    nothing says. ``fps`` is the driving video's when both are made. ``upsample_steps``: None, the upsampler's
+    own default."""
 
     prompt: str | None = None
     daytime: str | None = None
@@ -66,8 +72,11 @@ class Request:
     image: str | None = None  # image-to-video: the still the video starts from
     continue_from: str | None = None  # a clip whose last two frames the video continues
     join: bool = False  # with continue_from: the clip and its continuation as one video
+    model: str | None = None  # "driving", "shapes" or "bunny": that video only
 
     def __post_init__(self):
+        if self.model is not None:
+            self._check_model()
         if self.image is not None and self.continue_from is not None:
             raise ValueError("give --image or --continue, not both")
         if self.join and self.continue_from is None:
@@ -96,6 +105,16 @@ class Request:
             raise ValueError("--size is for the text video; the driving models make their trained size "
                              "(--upsample gives it 4x larger)")
 
+    def _check_model(self) -> None:
+        if self.model not in MODELS:
+            raise ValueError(f"--model must be one of {', '.join(MODELS)}, got {self.model!r}")
+        driving = {"--daytime": self.daytime, "--crowdedness": self.crowdedness, "--upsample": self.upsample or None}
+        text = {"--base": self.base, "--size": self.size}
+        others = {"driving": {**text, "--prompt": self.prompt}, "shapes": driving, "bunny": {**driving, **text}}
+        given = [flag for flag, value in others[self.model].items() if value is not None]
+        if given:
+            raise ValueError(f"--model {self.model} does not take {', '.join(given)}")
+
     @property
     def asks_text(self) -> bool:
         return self.prompt is not None or self.base is not None or self.size is not None
@@ -106,11 +125,18 @@ class Request:
 
     @property
     def wants_text(self) -> bool:
-        return self.asks_text or not self.asks_driving
+        return self.model == "shapes" if self.model else self.asks_text or not self.asks_driving
 
     @property
     def wants_driving(self) -> bool:
-        return self.asks_driving or not self.asks_text
+        return self.model == "driving" if self.model else self.asks_driving or not self.asks_text
+
+    @property
+    def prediction_model(self) -> str:
+        """The shipped prediction model behind --image and --continue."""
+        if self.model == "bunny":
+            return "bunny/prediction"
+        return TEXT_MODEL if self.prompt is not None or self.model == "shapes" else "driving/prediction"
 
 
 def generate(models: str | Path | None, request: Request, out: str | Path, progress: bool = True,
@@ -123,6 +149,9 @@ def generate(models: str | Path | None, request: Request, out: str | Path, progr
         name = "image" if request.image is not None else "continued"
         return write_outputs(_given_video(models, request, progress, **placement), Path(out), name)
     written = []
+    if request.model == "bunny":
+        written += write_outputs(_text_clips(models, request, progress, "bunny/prediction", **placement), Path(out),
+                                 "bunny")
     if request.wants_driving:
         written += write_outputs(_driving_video(models, request, progress, **placement), Path(out), "driving")
     if request.wants_text:
@@ -192,13 +221,13 @@ def _driving_video(models: Path, request: Request, progress: bool, device: torch
 def _text_video(models: Path, request: Request, progress: bool, device: torch.device = torch.device("cpu"),
                 dtype: torch.dtype = torch.float32) -> VideoOutput:
     if request.base is None and request.size is None and is_export(models / TEXT_MODEL):
-        return _text_clips(models, request, progress, device, dtype)
+        return _text_clips(models, request, progress, TEXT_MODEL, device, dtype)
     if request.base is not None:
         pipe = load_base(request.base, request.temporal, request.temporal_text, request.base_config)
     else:
         pipe = VideoLDMPipeline.from_pretrained(model_folder(models, "shapes/temporal"))
     pipe.to(device, dtype)
-    prompt, base_fps = _text_prompt(pipe, request)
+    prompt, base_fps = _text_prompt(pipe, request, DEFAULT_PROMPT)
     trained = pipe.info.get("num_frames") or 16
     frames = max(1, round(request.seconds * base_fps))
     if frames > 4 * trained:
@@ -215,11 +244,15 @@ def _text_video(models: Path, request: Request, progress: bool, device: torch.de
                 guidance_scale=request.guidance, seed=request.seed, progress=progress)
 
 
-def _text_clips(models: Path, request: Request, progress: bool, device: torch.device, dtype: torch.dtype) -> VideoOutput:
-    """Text-to-video by the shipped text prediction model: the first clip from the prompt alone (S = 0, as the
-    paper's prediction models start a video), longer videos continued clip to clip from the last two frames."""
-    pipe = VideoLDMPipeline.from_pretrained(models / TEXT_MODEL)
-    prompt, base_fps = _text_prompt(pipe, request)
+def _text_clips(models: Path, request: Request, progress: bool, name: str, device: torch.device,
+                dtype: torch.dtype) -> VideoOutput:
+    """Text-to-video by a shipped prediction model (``name``; its family's temporal decoder where one ships): the
+    first clip from the prompt alone (S = 0, as the paper's prediction models start a video), longer videos
+    continued clip to clip from the last two frames."""
+    decoder = models / name.split("/")[0] / "decoder"
+    pipe = VideoLDMPipeline.from_pretrained(model_folder(models, name),
+                                            temporal_decoder=decoder if is_export(decoder) else None)
+    prompt, base_fps = _text_prompt(pipe, request, PREDICTION_PROMPTS[name])
     num_frames = pipe.info.get("num_frames") or 16
     total = max(2, round(request.seconds * base_fps))
     clips = clips_for(total, num_frames)
@@ -230,10 +263,10 @@ def _text_clips(models: Path, request: Request, progress: bool, device: torch.de
     return VideoOutput(frames=video.frames[:, :total], fps=video.fps)  # the last clip may add a few frames more
 
 
-def _text_prompt(pipe: VideoLDMPipeline, request: Request) -> tuple[str, float]:
+def _text_prompt(pipe: VideoLDMPipeline, request: Request, default: str) -> tuple[str, float]:
     """The prompt (checked against the model's words) and the model's frame rate; a text clip has no other rate."""
-    prompt = request.prompt or DEFAULT_PROMPT
-    check_prompt(pipe, prompt)
+    prompt = request.prompt or default
+    check_prompt(pipe, prompt, default)
     base_fps = pipe.fps or 8.0
     interpolation_passes(request.fps if not request.wants_driving else None, base_fps, 4, False)
     return prompt, base_fps
@@ -250,19 +283,20 @@ CONTEXT_FRAMES = 2  # the last frames a continuation is given, as the paper's pr
 def _given_video(models: Path, request: Request, progress: bool, device: torch.device = torch.device("cpu"),
                  dtype: torch.dtype = torch.float32) -> VideoOutput:
     """Image-to-video (the still as the first clip's one context frame) or the continuation of a clip (its last
-    two frames as context), by the prediction model: the driving one, or with a prompt a text one
-    (``shapes/prediction`` in ``models``); guidance on context and prompt together, as in training."""
-    text = request.prompt is not None
-    name = "shapes/prediction" if text else "driving/prediction"
+    two frames as context), by the prediction model: the driving one, with a prompt a text one
+    (``shapes/prediction`` in ``models``), or the one ``request.model`` names; guidance on context and prompt
+    together, as in training."""
+    name = request.prediction_model
+    text = name in PREDICTION_PROMPTS
     if not is_export(models / name):
         raise FileNotFoundError(f"{'image-to-video or --continue with --prompt' if text else '--image/--continue'} "
                                 f"needs a prediction model at {models / name}: train "
                                 f"configs/{name.split('/')[0]}/prediction.yaml and give --models")
-    decoder = models / "driving" / "decoder" if not text and is_export(models / "driving" / "decoder") else None
-    keyframes = VideoLDMPipeline.from_pretrained(models / name, temporal_decoder=decoder)
+    decoder = models / name.split("/")[0] / "decoder"
+    keyframes = VideoLDMPipeline.from_pretrained(models / name, temporal_decoder=decoder if is_export(decoder) else None)
     if text:
-        prompt = request.prompt
-        check_prompt(keyframes, prompt)
+        prompt = request.prompt or PREDICTION_PROMPTS[name]
+        check_prompt(keyframes, prompt, PREDICTION_PROMPTS[name])
     else:
         prompt = {"daytime": request.daytime or "day", "crowdedness": request.crowdedness or "medium"}
         check_attributes(keyframes, prompt)
@@ -363,7 +397,7 @@ def vocabulary(pipeline) -> list[str] | None:
     return sorted(w for w in vocab if w.isalpha() and not w.startswith("<"))
 
 
-def check_prompt(pipeline, prompt: str) -> None:
+def check_prompt(pipeline, prompt: str, example: str = DEFAULT_PROMPT) -> None:
     """A clear error for words the model's tokenizer does not know (they would be silently ignored)."""
     known = vocabulary(pipeline)
     if known is None:
@@ -373,7 +407,7 @@ def check_prompt(pipeline, prompt: str) -> None:
     unknown = [w for w in words if w not in vocab]
     if unknown:
         raise ValueError(f"the text-to-video model does not know {', '.join(map(repr, unknown))}; it knows: "
-                         f"{', '.join(known)} (e.g. '{DEFAULT_PROMPT}')")
+                         f"{', '.join(known)} (e.g. '{example}')")
 
 
 def check_attributes(pipeline, attributes: dict) -> None:
@@ -407,5 +441,5 @@ def interpolation_passes(fps: float | None, base_fps: float, factor: int, availa
     raise ValueError(f"--fps {fps:g} is not available; this model makes {', '.join(f'{r:g}' for r in options)} fps")
 
 
-__all__ = ["SHIPPED", "DEFAULT_PROMPT", "Request", "generate", "driving_video", "text_video", "load_base",
+__all__ = ["SHIPPED", "DEFAULT_PROMPT", "MODELS", "Request", "generate", "driving_video", "text_video", "load_base",
            "check_prompt", "vocabulary", "interpolation_passes", "write_outputs"]

@@ -1,4 +1,5 @@
-"""All coherence numbers of a batch of `shapes` or `driving` videos in one dict (what docs and logs record)."""
+"""All coherence numbers of a batch of `shapes`, `driving` or real-`footage` videos in one dict (what docs and logs
+record)."""
 from __future__ import annotations
 
 import numpy as np
@@ -13,7 +14,7 @@ from .video import as_videos
 
 __all__ = ["coherence_report", "KINDS"]
 
-KINDS = ("shapes", "driving")
+KINDS = ("shapes", "driving", "footage")  # footage: real video, nothing to track; flicker, warping, sharpness
 
 
 def _nan_mean(values) -> float:
@@ -29,7 +30,8 @@ def coherence_report(videos, kind: str, descriptions=None, *, reference=None) ->
     """Tracking, flicker and sharpness numbers of `videos` (any form `as_videos` takes).
 
     descriptions: per video, its caption or its attributes dict (a single one is used for all).
-    Needed for `shapes` (which colours to track); for `driving` it gives day or night (else guessed).
+    Needed for `shapes` (which colours to track); for `driving` it gives day or night (else guessed);
+    `footage` (real video) tracks nothing: its tracking keys are NaN, the frame-level ones are computed.
     reference: the videos these reconstruct, if any; adds `psnr` and `temporal_error`.
 
     Keys: found_fraction (shapes: frames where each shape is found, averaged over shapes and videos;
@@ -57,6 +59,8 @@ def coherence_report(videos, kind: str, descriptions=None, *, reference=None) ->
             row = {"found_fraction": _nan_mean([found_fraction(t) for t in tracks]),
                    "caption_match": float(caption_match(frames, desc)),
                    **motion_numbers(tracks, desc, min(frames.shape[1:3]))}
+        elif kind == "footage":
+            tracks, row = [], {"found_fraction": float("nan")}
         else:
             tracks, counts, objects[i] = track_cars(frames, daytime_of(desc))
             row = {
