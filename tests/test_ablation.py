@@ -36,6 +36,7 @@ def test_ablation_rows_share_noise_and_a_new_temporal_decoder_changes_nothing(ch
     assert summary[ABLATION_ROWS[0]]["flicker"] == coherence["frame_by_frame"]["flicker"]
     assert summary[ABLATION_ROWS[1]]["flicker"] == coherence["video"]["flicker"]
     assert summary[ABLATION_ROWS[0]]["flicker"] != summary[ABLATION_ROWS[1]]["flicker"]
+    assert summary[ABLATION_ROWS[1]]["warping_error"] == coherence["video"]["warping_error"] >= 0  # in both
     same = [json.dumps(summary[r], sort_keys=True) for r in ABLATION_ROWS[1:3]]  # as text: NaN equals NaN
     assert same[0] == same[1]  # a temporal decoder at its start is the image decoder: nothing changes
     assert summary[ABLATION_ROWS[3]]["size"] == [64, 64] and summary[ABLATION_ROWS[1]]["size"] == [16, 16]

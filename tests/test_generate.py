@@ -459,7 +459,10 @@ def test_model_bunny_makes_a_clip_of_the_film_model_with_its_temporal_decoder(tm
             "bunny/prediction": run_stage(tmp_path, "p", "prediction", data, {"image_model": str(image)}).train(),
             "bunny/decoder": run_stage(tmp_path, "d", "decoder", data, {
                 "autoencoder": str(ae), "discriminator": {"channels": 8, "num_layers": 1}}).train()}
+    (tmp_path / "prepare.json").write_text("{}")  # as `data prepare` leaves beside the film's train/ folder
     tree = ship(runs, tmp_path / "tree")
+    card = (tree / "bunny" / "prediction" / "MODEL_CARD.md").read_text()
+    assert "real footage cut at its shots by `videoldm data prepare`" in card and "Blender Foundation" in card
     out = tmp_path / "out"
     assert main(["generate", "--models", str(tree), "--model", "bunny", "--steps", "2", "--seconds", "1",
                  "--out", str(out)]) == 0

@@ -261,3 +261,18 @@ def test_inputs_torch_and_numpy_agree(one_shape):
         as_videos(torch.zeros(1, 4, 2, 8, 8))
     with pytest.raises(ValueError, match="kind"):
         coherence_report(x, "camera")
+
+
+def test_footage_is_measured_frame_by_frame_with_nothing_to_track(one_shape):
+    """Real footage (`kind="footage"`): no tracker, so the tracking numbers are NaN; flicker and sharpness are
+    those of the same frames under any kind, and a frozen clip flickers less than a shuffled one."""
+    from videoldm.evaluation.metrics import coherence_report
+
+    clips = np.stack([c.frames for c in one_shape[:3]])
+    report = coherence_report(clips, "footage")
+    assert np.isnan(report["found_fraction"]) and np.isnan(report["jerk"]) and "background_flicker" not in report
+    shapes = coherence_report(clips, "shapes", [c.caption for c in one_shape[:3]])
+    assert report["flicker"] == shapes["flicker"] and report["sharpness"] == shapes["sharpness"]
+    frozen = np.repeat(clips[:, :1], clips.shape[1], 1)
+    shuffled = clips[:, np.random.default_rng(0).permutation(clips.shape[1])]
+    assert coherence_report(frozen, "footage")["flicker"] == 0 < coherence_report(shuffled, "footage")["flicker"]

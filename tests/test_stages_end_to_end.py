@@ -164,8 +164,18 @@ def test_evaluate_decoder_command_reports_both_decoders_and_seams(exports, tmp_p
     assert np.mean(per_clip["temporal_temporal_error"]) == pytest.approx(summary["temporal_decoder"]["temporal_error"])
     assert summary["clips_with_less_flicker"] == sum(
         t < b for t, b in zip(per_clip["temporal_temporal_error"], per_clip["baseline_temporal_error"]))
+    for key in ("baseline_warping_error", "temporal_warping_error", "truth_warping_error"):
+        assert len(per_clip[key]) == 2 and all(v >= 0 for v in per_clip[key])
+    assert summary["image_decoder"]["warping_error"] == pytest.approx(np.mean(per_clip["baseline_warping_error"]))
+    assert 0 <= summary["clips_better"] <= summary["clips_with_less_flicker"]  # better: also 10% less flicker
     out = capsys.readouterr().out
     assert "temporal_decoder" in out and f"on {summary['clips_with_less_flicker']} of 2 clips" in out
+    # clips spread over each file (its first 4 frames, then later ones, never overlapping), named by file and start
+    assert main(["evaluate-decoder", str(decoder), "--data", str(tmp / "clips"), "--num", "3", "--frames", "2",
+                 "--clips-per-video", "2", "--chunk", "2", "--overlaps", "0", "--out", str(tmp_path / "spread")]) == 0
+    names = json.loads((tmp_path / "spread" / "decoder.json").read_text())["per_clip"]["names"]
+    assert len(names) == 3 and names[0].split("@")[0] == names[1].split("@")[0] != names[2].split("@")[0]
+    assert names[0] != names[1]
     for bad in ("2", "-1"):  # an overlap must be shorter than a chunk: refused before any decoding
         assert main(["evaluate-decoder", str(decoder), "--data", str(tmp / "clips"), "--num", "2", "--frames", "4",
                      "--chunk", "2", "--overlaps", "1", bad, "--out", str(tmp_path / "bad")]) == 2

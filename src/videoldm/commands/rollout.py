@@ -26,9 +26,12 @@ def add_command(subparsers) -> None:
                "background' --clips 4 --out circle.mp4\n"
                "  videoldm rollout shapes/prediction --seconds-per-prompt 2 --out travel.mp4 \\\n"
                "      --prompt 'a red circle moving right on a dark background' \\\n"
-               "      --prompt 'a red circle moving down on a dark background'")
+               "      --prompt 'a red circle moving down on a dark background'\n"
+               "  videoldm rollout bunny/prediction --prompt 'big buck bunny' --decoder bunny/decoder --seconds 10 "
+               "--out bunny.mp4")
     p.add_argument("model", help="an exported prediction-stage folder (…/final), or a shipped one by name: "
-                                 "shapes/prediction (text), driving/prediction (daytime, crowdedness)")
+                                 "shapes/prediction (text), driving/prediction (daytime, crowdedness), "
+                                 "bunny/prediction (real footage, the prompt 'big buck bunny')")
     p.add_argument("--prompt", action="append",
                    help="caption (text models); give it again for prompts that change along the video, each for "
                         "--seconds-per-prompt (default: an equal share of the video)")
@@ -46,7 +49,8 @@ def add_command(subparsers) -> None:
     p.add_argument("--interpolation-steps", type=positive(int), help="sampling steps of the interpolator (default: --steps)")
     p.add_argument("--guidance", type=float, default=3.0, help="guidance on text/attributes and context together")
     p.add_argument("--seed", type=int, default=0)
-    p.add_argument("--decoder", help="a decoder-stage export: decode with the temporal decoder")
+    p.add_argument("--decoder", help="a decoder-stage export, or a shipped one by name (driving/decoder, "
+                                     "bunny/decoder): decode with the temporal decoder")
     p.add_argument("--interpolator", help="an interpolation-stage export: k times the frame rate")
     p.add_argument("--state", help="folder for per-clip state: resume an interrupted render")
     p.add_argument("--out", default="rollout.mp4", help="output mp4 (default rollout.mp4)")
@@ -69,7 +73,8 @@ def run(args) -> int:
         raise ValueError(f"--out {args.out}: the rollout is written as mp4 frame by frame; give a .mp4 path "
                          "(make a GIF from it afterwards if you need one)")
     device, dtype = device_and_dtype(args)
-    pipe = VideoLDMPipeline.from_pretrained(model_path(args.model), temporal_decoder=args.decoder).to(device, dtype)
+    decoder = model_path(args.decoder) if args.decoder else None
+    pipe = VideoLDMPipeline.from_pretrained(model_path(args.model), temporal_decoder=decoder).to(device, dtype)
     interpolator = VideoLDMPipeline.from_pretrained(args.interpolator).to(device, dtype) if args.interpolator else None
     if (args.prompt_file or len(args.prompt or []) > 1) and pipe.conditioning != "text":
         raise ValueError(f"prompts that change along the video are for text models; this one is conditioned on "
@@ -109,7 +114,8 @@ def run(args) -> int:
 
 
 def model_path(name: str) -> Path:
-    """A folder as given, or a shipped model by its name (``shapes/prediction``) when no such folder exists."""
+    """A folder as given, or a shipped model by its name (``shapes/prediction``, ``bunny/decoder``) when no such
+    folder exists."""
     from videoldm.export import is_export
     from videoldm.inference.shipped import SHIPPED
 

@@ -194,7 +194,7 @@ class VideoFolderDataset(Dataset):
         info, spec = item["info"], self.spec
         start, crop = spec.choose(info, rng)
         if at is not None:
-            start = round(at * info.fps) / info.fps if spec.fps is None else float(at)  # on a frame at native rate
+            start = np.floor(at * info.fps + 1e-6) / info.fps if spec.fps is None else float(at)  # on a frame
         times = clip_times(start, spec.num_frames, spec.fps) if spec.fps else None
         if item["kind"] == "frames":
             times = times if times is not None else clip_times(start, spec.num_frames, info.fps)
@@ -220,12 +220,13 @@ class VideoFolderDataset(Dataset):
 
     def spread(self, index: int, count: int) -> list:
         """Up to ``count`` clips of item `index` (as `load` gives them), their starts spread evenly over the file's
-        shots, each clip inside one: evaluation over a whole film rather than its first seconds."""
+        shots (the first and the last start included), each clip inside one and none overlapping: evaluation over
+        a whole film rather than its first seconds."""
         info = self.items[index]["info"]
         windows = self.spec.windows(info) or [(0.0, max(self.spec.max_start(info), 0.0))]
         edges = np.cumsum([0.0] + [hi - lo for lo, hi in windows])  # the windows laid end to end
         starts = []
-        for position in (np.arange(count) + 0.5) / count * edges[-1]:
+        for position in np.linspace(0.0, edges[-1], count) if count > 1 else [edges[-1] / 2]:
             i = min(int(np.searchsorted(edges, position, side="right")) - 1, len(windows) - 1)
             start = windows[i][0] + position - edges[i]
             if not starts or start - starts[-1] >= self.spec.num_frames / (self.spec.fps or info.fps):

@@ -4,6 +4,7 @@ from __future__ import annotations
 import json
 from pathlib import Path
 
+import numpy as np
 import torch
 from tqdm.auto import tqdm
 
@@ -75,7 +76,7 @@ def evaluate_ablation(pipeline, prompts: list, kind: str, upsampler=None, out_di
 def format_ablation(summary: dict) -> str:
     """The ablation as a Markdown table (what the README shows)."""
     rows = [r for r in ABLATION_ROWS if r in summary]
-    keys = [k for k in ABLATION_KEYS if k in summary[rows[0]]]
+    keys = [k for k in ABLATION_KEYS if k in summary[rows[0]] and not all(np.isnan(summary[r][k]) for r in rows)]
     lines = ["| | size | " + " | ".join(keys) + " |", "|---|---|" + "---|" * len(keys)]
     for row in rows:
         s = summary[row]

@@ -36,7 +36,16 @@ SHIPPED_RUNS = {
     "shapes/image": "runs/shapes/image-more/final",  # shapes/image trained 8000 steps further
     "shapes/temporal": "runs/shapes/temporal/final",
     "shapes/prediction": "runs/shapes/prediction/final",  # the text-to-video model generate uses (S = 0, 1, 2)
+    "bunny/autoencoder": "runs/bunny/autoencoder/final",  # real footage: Big Buck Bunny (CC-BY 3.0), `make bunny`
+    "bunny/decoder": "runs/bunny/decoder/final",
+    "bunny/image": "runs/bunny/image/final",
+    "bunny/prediction": "runs/bunny/prediction/final",  # generate --model bunny (S = 0 first clip, then continued)
 }
+
+# the footage a shipped family was trained on, when it is somebody's work: the card carries the attribution
+CREDITS = {"bunny": "Big Buck Bunny, (c) 2008 Blender Foundation, www.bigbuckbunny.org, licensed CC-BY 3.0 "
+                    "(creativecommons.org/licenses/by/3.0); these weights are trained on it and ship with this "
+                    "attribution"}
 
 
 def ship(exports: dict[str, str | Path], out: str | Path, metrics: dict[str, str] | None = None,
@@ -171,12 +180,16 @@ def model_card(name: str, src: Path, index: dict, metrics: str | None, root: Pat
     recipe = config.get("source") or "(recipe not recorded)"
     paths = data.get("path")
     paths = ", ".join(paths) if isinstance(paths, list) else paths
+    prepared = isinstance(paths, str) and (root / paths).parent.joinpath("prepare.json").is_file()
     lines = [f"# {name}", "", f"Stage `{index.get('stage')}` of the Video LDM stack, trained on this project's CPU "
              "machine (2 cores) with the project's own recipe.", "",
              f"- Recipe: `{recipe}`; retrain with `videoldm train {recipe}`" if len(chain) == 1 else
              f"- Recipe: `{recipe}`, continuing the runs listed below",
              f"- Data: `{paths}` ({data.get('num_frames')} frames at {data.get('fps')} fps, size {data.get('size')}), "
-             "made by `videoldm data synth` (commands in the recipe's header)"]
+             + ("real footage cut at its shots by `videoldm data prepare`" if prepared else "made by `videoldm data synth`")
+             + " (commands in the recipe's header)"]
+    if name.split("/")[0] in CREDITS:
+        lines += [f"- Footage and licence: {CREDITS[name.split('/')[0]]}"]
     if s:
         lines += [f"- Steps: {s['steps']}; training time: {s['seconds'] / 60:.1f} min (sum of step times); "
                   f"final loss (mean of the last 50 steps): {s['final_loss']:.4f}"]

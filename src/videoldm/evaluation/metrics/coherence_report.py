@@ -79,9 +79,10 @@ def coherence_report(videos, kind: str, descriptions=None, *, reference=None) ->
         "jerk": jerk(all_tracks),
         "jerk_samples": int(sum(len(second_differences(t)) for t in all_tracks)),
         "flicker": flicker(x),
-        "background_flicker": flicker(x, ~objects),
         "sharpness": sharpness(x),
     }
+    if kind != "footage":  # footage tracks no objects: its background is the whole frame
+        report["background_flicker"] = flicker(x, ~objects)
     if kind == "shapes":
         report["caption_match"] = _nan_mean([r["caption_match"] for r in per_video])
         report["direction_match"] = _nan_mean([r["direction_match"] for r in per_video])
