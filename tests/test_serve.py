@@ -90,6 +90,7 @@ def test_the_notes_beside_the_prompt_list_the_vocabulary_and_sizes():
     assert notes["daytimes"] == ["day", "night"] and notes["crowdedness"] == ["low", "medium", "high"]
     assert notes["driving_fps"] == [8, 32, 128] and "64x128" in notes["driving"]
     assert notes["long_kinds"][0] == "driving"  # (and "text" once a shapes prediction model ships)
+    assert "64x112" in notes["film"] and "Blender Foundation" in notes["film"]
 
 
 # ----------------------------------------------------------------------------------- the page
@@ -207,6 +208,19 @@ def test_the_page_makes_a_video_and_links_a_playable_mp4(server, page, tmp_path)
     if screenshot:
         shutil.copy(tmp_path / "serve.png", screenshot)
     assert (tmp_path / "serve.png").stat().st_size > 10_000
+
+
+def test_the_real_footage_tab_makes_a_clip_of_the_film(server, page, tmp_path):
+    url, _ = server
+    page.tab("Real footage")
+    page.number("film", "seconds", 1)
+    page.number("film", "steps", 2)
+    page.click("#film-generate")
+    video = wait_for(lambda: page.find("#film-video video[src]"), what="the video element")
+    assert "made bunny.mp4" in page.status("film")
+    mp4 = tmp_path / "film.mp4"
+    mp4.write_bytes(urllib.request.urlopen(urljoin(url, video.get_attribute("src"))).read())
+    assert frame_count(mp4) == 8  # 1 s at the film model's 8 fps
 
 
 def test_a_bad_prompt_shows_the_commands_message(server, page, tmp_path, capsys):

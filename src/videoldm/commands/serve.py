@@ -13,14 +13,16 @@ from pathlib import Path
 
 from .options import add_device_options, device_and_dtype, positive
 
-TABS = ("text", "driving", "image")  # the tabs' names in element ids (text-prompt, driving-video, ...)
+TABS = ("text", "driving", "image", "film")  # the tabs' names in element ids (text-prompt, driving-video, ...)
 
 
 def add_command(subparsers) -> None:
     p = subparsers.add_parser(
-        "serve", help="a web page for the main job (text-to-video, driving, image-to-video, continue, long video)",
+        "serve", help="a web page for the main job (text-to-video, driving, real footage, image-to-video, continue, "
+                      "long video)",
         description="A web page (Gradio) over `videoldm generate` and `videoldm rollout`: tabs for "
-                    "text-to-video, driving, image-to-video / continue and long video, with a progress bar, a "
+                    "text-to-video, driving, real footage (the Big Buck Bunny model), image-to-video / continue "
+                    "and long video, with a progress bar, a "
                     "cancel button, and the video shown and downloadable as mp4 and GIF. Requests queue and run "
                     "one at a time. Listens on localhost unless --host says otherwise. Needs the serve extra: "
                     "pip install 'videoldm[serve]'.",
@@ -225,6 +227,20 @@ def build_app(runner):
                     steps=int(steps), guidance=guidance, seed=int(seed)), progress)
 
             wire(*driving_results, driving, [daytime, crowdedness, fps, upsample, *driving_options])
+
+        with gr.Tab("Real footage", elem_id="tab-film"):
+            with gr.Row():
+                with gr.Column():
+                    film_options = common_options("film")
+                    gr.Markdown(notes["film"], elem_id="film-notes")
+                with gr.Column():
+                    film_results = results("film")
+
+            def film(number, seconds, steps, guidance, seed, progress=gr.Progress()):
+                return serve(number, lambda: Request(model="bunny", seconds=seconds, steps=int(steps),
+                                                     guidance=guidance, seed=int(seed)), progress)
+
+            wire(*film_results, film, list(film_options))
 
         with gr.Tab("Image to video / continue", elem_id="tab-image"):
             with gr.Row():

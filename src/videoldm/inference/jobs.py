@@ -147,8 +147,9 @@ class Runner:
 
 
 def model_notes(models: str | Path | None) -> dict:
-    """What the shipped models take, to show beside the prompt: ``text`` and ``driving`` (markdown: vocabulary,
-    frame size, frame rates, clip length), ``daytimes``, ``crowdedness`` and ``driving_fps`` (the choices)."""
+    """What the shipped models take, to show beside the prompt: ``text``, ``driving`` and ``film`` (markdown:
+    vocabulary, frame size, frame rates, clip length), ``daytimes``, ``crowdedness`` and ``driving_fps`` (the
+    choices)."""
     models = Path(models) if models is not None else SHIPPED
     notes = {"daytimes": ["day", "night"], "crowdedness": ["low", "medium", "high"], "driving_fps": [8.0]}
     text = models / "shapes" / "temporal"
@@ -180,6 +181,16 @@ def model_notes(models: str | Path | None) -> dict:
                             f"{pipe.info.get('num_frames') or 16} frames continue each other for longer videos.")
     else:
         notes["driving"] = f"No driving model in {models} (driving/prediction)."
+    film = models / "bunny" / "prediction"
+    if is_export(film):
+        pipe = VideoLDMPipeline.from_pretrained(film)
+        h, w = (side * pipe.vae_scale_factor for side in pipe.latent_size)
+        notes["film"] = (f"Trained on the film *Big Buck Bunny* ((c) 2008 Blender Foundation, CC-BY 3.0), one "
+                         f"caption. **Size:** {h}x{w}. **Frame rate:** {pipe.fps or 8.0:g} fps; clips of "
+                         f"{pipe.info.get('num_frames') or 16} frames continue each other for longer videos, "
+                         "decoded by its temporal decoder.")
+    else:
+        notes["film"] = f"No real-footage model in {models} (bunny/prediction)."
     # what `videoldm rollout` can render with these models: prompt travel needs a text prediction model
     notes["long_kinds"] = [kind for kind, folder in (("driving", driving), ("text", models / "shapes" / "prediction"))
                            if is_export(folder)]
