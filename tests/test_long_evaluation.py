@@ -55,6 +55,11 @@ def test_rollout_joins_track_the_shapes_a_caption_names():
     assert jumped["track_acceleration_at_joins"] > 2.0 and jumped["track_acceleration_ratio"] > 5
     for prompt in ({"daytime": "night"}, "driving on a highway at night", None):  # names no shape: cars
         assert rollout_joins(video(0.0), [0, 8, 16], prompt)["tracked"] == "cars"
+    footage = rollout_joins(video(6.0), [0, 8, 16], PROMPT, track="none")  # real footage: frame change only
+    assert footage["tracked"] == "nothing" and np.isnan(footage["track_acceleration_ratio"])
+    assert footage["change_ratio"] == jumped["change_ratio"]
+    with pytest.raises(ValueError, match="track"):
+        rollout_joins(video(0.0), [0, 8, 16], PROMPT, track="cars")
 
 
 def test_pipeline_context_starts_the_clip_with_the_given_latents(chain):

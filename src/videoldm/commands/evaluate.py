@@ -111,8 +111,11 @@ def add_command(subparsers) -> None:
         description="Read a video written by `videoldm rollout` and its JSON sidecar (clip boundaries); report the "
                     "frame-to-frame change at boundaries against inside clips, and the acceleration of tracked "
                     "objects (the shapes the prompt names, or else cars) at boundaries against elsewhere.",
-        epilog="example:\n  videoldm evaluate-rollout drive.mp4")
+        epilog="examples:\n  videoldm evaluate-rollout drive.mp4\n  videoldm evaluate-rollout bunny.mp4 --track none")
     ro.add_argument("video", help="an mp4 written by `videoldm rollout` (with VIDEO.json beside it)")
+    ro.add_argument("--track", choices=["auto", "none"], default="auto",
+                    help="auto: the shapes the prompt names, else cars; none: frame change only (real footage, "
+                         "e.g. a bunny/prediction rollout)")
     ro.set_defaults(func=run_rollout)
 
     up = subparsers.add_parser(
@@ -196,7 +199,7 @@ def run_rollout(args) -> int:
         raise FileNotFoundError(f"{sidecar} not found: evaluate-rollout reads the clip boundaries `videoldm rollout` "
                                 "writes beside its video")
     info = json.loads(sidecar.read_text())
-    summary = rollout_joins(read_video(args.video), info["clip_starts"], info.get("prompt"))
+    summary = rollout_joins(read_video(args.video), info["clip_starts"], info.get("prompt"), track=args.track)
     print(json.dumps(summary, indent=2))
     return 0
 

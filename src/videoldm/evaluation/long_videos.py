@@ -126,13 +126,14 @@ def evaluate_interpolation(pipeline, clips: torch.Tensor, prompts: list, factor:
     return summary
 
 
-def rollout_joins(frames, clip_starts: list[int], description=None) -> dict:
+def rollout_joins(frames, clip_starts: list[int], description=None, track: str = "auto") -> dict:
     """Frame change and object-track acceleration at a rollout's clip boundaries against inside its clips.
 
     ``frames``: one video (anything ``as_videos`` takes for a single video, e.g. ``(T, H, W, 3)`` uint8);
     ``clip_starts``: the frame index where each clip's frames begin (``rollout(...)["clip_starts"]``).
     ``description``: the rollout's prompt (caption or attributes; of a schedule, its first). The objects tracked are the shapes it
-    names (``shapes``), or else cars, lit for the daytime it names (driving). A boundary pair is
+    names (``shapes``), or else cars, lit for the daytime it names (driving); ``track="none"`` follows nothing
+    (real footage: the track keys are then NaN). A boundary pair is
     (start - 1, start); a boundary triple for the track acceleration is any of the three frames around it
     that contains the boundary pair.
     """
@@ -142,17 +143,21 @@ def rollout_joins(frames, clip_starts: list[int], description=None) -> dict:
     change = _frame_change(x)
     joins = [s - 1 for s in clip_starts if 0 < s < x.shape[1]]
     inside = np.setdiff1d(np.arange(len(change)), joins)
-    colours = shape_colours(description, strict=False) if description is not None else []
-    if colours:
+    if track not in ("auto", "none"):
+        raise ValueError(f"track must be 'auto' or 'none', got {track!r}")
+    colours = shape_colours(description, strict=False) if description is not None and track == "auto" else []
+    if track == "none":
+        tracks, counts = [], np.zeros(0)
+    elif colours:
         tracks, _ = track_shapes(x[0], colours)
         counts = sum((~np.isnan(track).any(-1)).astype(int) for track in tracks)  # shapes found per frame
     else:
         tracks, counts, _ = track_cars(x[0], daytime_of(description))
     at_join, elsewhere = [], []
-    for track in tracks:  # second differences at t use frames t-1, t, t+1
-        t = np.arange(1, len(track) - 1)
-        valid = ~np.isnan(track[2:] - 2 * track[1:-1] + track[:-2]).any(-1)
-        acc = second_differences(track)
+    for path in tracks:  # second differences at t use frames t-1, t, t+1
+        t = np.arange(1, len(path) - 1)
+        valid = ~np.isnan(path[2:] - 2 * path[1:-1] + path[:-2]).any(-1)
+        acc = second_differences(path)
         touches = np.isin(t[valid], joins) | np.isin(t[valid] - 1, joins)
         at_join.extend(acc[touches])
         elsewhere.extend(acc[~touches])
@@ -161,7 +166,7 @@ def rollout_joins(frames, clip_starts: list[int], description=None) -> dict:
     summary = {"frames": int(x.shape[1]), "clips": len(clip_starts),
                "change_at_joins": mean(change[joins]), "change_inside": mean(change[inside]),
                "change_ratio": ratio(mean(change[joins]), mean(change[inside])),
-               "tracked": "shapes" if colours else "cars",
+               "tracked": "nothing" if track == "none" else "shapes" if colours else "cars",
                "track_acceleration_at_joins": mean(at_join), "track_acceleration_inside": mean(elsewhere),
                "track_samples_at_joins": len(at_join), "track_samples_inside": len(elsewhere),
                "objects_per_frame": float(counts.mean()) if len(counts) else 0.0}
