@@ -183,6 +183,13 @@ class Page:
     def click(self, css):
         wait_for(lambda: self.find(css), what=css).click()
 
+    def generate(self, tab, mp4):
+        """Click the tab's Generate, wait for its video, download the mp4 it plays to ``mp4``; the video element."""
+        self.click(f"#{tab}-generate")
+        video = wait_for(lambda: self.find(f"#{tab}-video video[src]"), what=f"the video of the tab {tab}")
+        mp4.write_bytes(urllib.request.urlopen(urljoin(self.driver.current_url, video.get_attribute("src"))).read())
+        return video
+
 
 @pytest.fixture
 def page(server, browser):
@@ -190,17 +197,13 @@ def page(server, browser):
     return Page(browser, url)
 
 
-def test_the_page_makes_a_video_and_links_a_playable_mp4(server, page, tmp_path):
-    url, runner = server
+def test_the_page_makes_a_video_and_links_a_playable_mp4(page, tmp_path):
     page.type("#text-prompt textarea", PROMPT)
     page.number("text", "seconds", 1)
     screenshot = os.environ.get("VIDEOLDM_SERVE_SCREENSHOT")
     page.number("text", "steps", 25 if screenshot else 2)  # the README's: the page's default steps
-    page.click("#text-generate")
-    video = wait_for(lambda: page.find("#text-video video[src]"), what="the video element")
+    page.generate("text", mp4 := tmp_path / "downloaded.mp4")
     assert "made text.mp4" in page.status("text") and "error" not in page.status("text")
-    mp4 = tmp_path / "downloaded.mp4"
-    mp4.write_bytes(urllib.request.urlopen(urljoin(url, video.get_attribute("src"))).read())
     assert frame_count(mp4) == 8  # 1 s at the model's 8 fps
     links = [a.get_attribute("href") for a in page.driver.find_elements(page.by.CSS_SELECTOR, "#text-files a")]
     assert any(link.endswith("text.mp4") for link in links) and any(link.endswith("text.gif") for link in links)
@@ -210,16 +213,12 @@ def test_the_page_makes_a_video_and_links_a_playable_mp4(server, page, tmp_path)
     assert (tmp_path / "serve.png").stat().st_size > 10_000
 
 
-def test_the_real_footage_tab_makes_a_clip_of_the_film(server, page, tmp_path):
-    url, _ = server
+def test_the_real_footage_tab_makes_a_clip_of_the_film(page, tmp_path):
     page.tab("Real footage")
     page.number("film", "seconds", 1)
     page.number("film", "steps", 2)
-    page.click("#film-generate")
-    video = wait_for(lambda: page.find("#film-video video[src]"), what="the video element")
+    page.generate("film", mp4 := tmp_path / "film.mp4")
     assert "made bunny.mp4" in page.status("film")
-    mp4 = tmp_path / "film.mp4"
-    mp4.write_bytes(urllib.request.urlopen(urljoin(url, video.get_attribute("src"))).read())
     assert frame_count(mp4) == 8  # 1 s at the film model's 8 fps
 
 
@@ -290,15 +289,11 @@ def test_serve_without_gradio_names_the_extra_to_install(monkeypatch, capsys):
     assert "pip install 'videoldm[serve]'" in capsys.readouterr().err
 
 
-def test_the_long_video_tab_renders_what_videoldm_rollout_does(server, page, tmp_path):
+def test_the_long_video_tab_renders_what_videoldm_rollout_does(page, tmp_path):
     """3 s of driving at 8 fps: two 16-frame clips, the second continuing the first's last two frames."""
-    url, _ = server
     page.tab("Long video")
     page.number("long", "seconds", 3)
     page.number("long", "steps", 2)
-    page.click("#long-generate")
-    video = wait_for(lambda: page.find("#long-video video[src]"), what="the long video")
+    page.generate("long", mp4 := tmp_path / "long.mp4")
     assert "made long.mp4 and long.gif" in page.status("long")
-    mp4 = tmp_path / "long.mp4"
-    mp4.write_bytes(urllib.request.urlopen(urljoin(url, video.get_attribute("src"))).read())
     assert frame_count(mp4) == 16 + 14
