@@ -213,13 +213,17 @@ def test_the_page_makes_a_video_and_links_a_playable_mp4(page, tmp_path):
     assert (tmp_path / "serve.png").stat().st_size > 10_000
 
 
-def test_the_real_footage_tab_makes_a_clip_of_the_film(page, tmp_path):
-    page.tab("Real footage")
-    page.number("film", "seconds", 1)
-    page.number("film", "steps", 2)
-    page.generate("film", mp4 := tmp_path / "film.mp4")
-    assert "made bunny.mp4" in page.status("film")
-    assert frame_count(mp4) == 8  # 1 s at the film model's 8 fps
+@pytest.mark.parametrize("tab, name, seconds, made, frames", [
+    ("Real footage", "film", 1, "made bunny.mp4", 8),  # 1 s at the film model's 8 fps
+    ("Long video", "long", 3, "made long.mp4 and long.gif", 16 + 14),  # driving, 8 fps: a clip, then one continuing
+], ids=["real-footage-tab-makes-a-clip-of-the-film", "long-video-tab-renders-what-videoldm-rollout-does"])
+def test_a_tab_renders_its_video_and_serves_the_mp4(page, tmp_path, tab, name, seconds, made, frames):
+    page.tab(tab)
+    page.number(name, "seconds", seconds)
+    page.number(name, "steps", 2)
+    page.generate(name, mp4 := tmp_path / f"{name}.mp4")
+    assert made in page.status(name)
+    assert frame_count(mp4) == frames
 
 
 def test_a_bad_prompt_shows_the_commands_message(server, page, tmp_path, capsys):
@@ -287,13 +291,3 @@ def test_serve_without_gradio_names_the_extra_to_install(monkeypatch, capsys):
     monkeypatch.setattr(importlib.util, "find_spec", lambda name, *a: None if name == "gradio" else find_spec(name, *a))
     assert main(["serve", "--port", "1"]) == 2
     assert "pip install 'videoldm[serve]'" in capsys.readouterr().err
-
-
-def test_the_long_video_tab_renders_what_videoldm_rollout_does(page, tmp_path):
-    """3 s of driving at 8 fps: two 16-frame clips, the second continuing the first's last two frames."""
-    page.tab("Long video")
-    page.number("long", "seconds", 3)
-    page.number("long", "steps", 2)
-    page.generate("long", mp4 := tmp_path / "long.mp4")
-    assert "made long.mp4 and long.gif" in page.status("long")
-    assert frame_count(mp4) == 16 + 14
