@@ -238,3 +238,79 @@ def test_prompts_that_change_along_a_rollout_condition_each_clip_on_its_own(chai
     (tmp_path / "empty.txt").write_text("# nothing\n")
     assert main(["rollout", *common, "--prompt-file", str(tmp_path / "empty.txt"), "--out", str(tmp_path / "e.mp4")]) == 2
     assert main(["evaluate-rollout", str(tmp_path / "c.mp4")]) == 0
+
+
+def test_temporal_text_trains_its_own_encoder_and_leaves_the_image_models_alone(chain):
+    """model.temporal_text: a copy of the image model's text encoder is trained with the temporal layers, ships
+    with them, and feeds only them; the spatial layers keep reading the frozen one."""
+    tmp, data, image, temporal = chain
+    from videoldm.inference.pipeline import VideoLDMPipeline
+
+    model = {"image_model": str(image), "init_temporal": str(temporal), "temporal_text": True}
+    trainer = run(tmp, "pred-text", "prediction", data, model, max_steps=3)
+    stage = trainer.stage
+    before = {k: v.clone() for k, v in stage.conditioner.state_dict().items()}
+    start = {k: v.clone() for k, v in stage.temporal_conditioner.state_dict().items()}
+    assert all(torch.equal(start[k], v) for k, v in before.items())  # starts as a copy
+    final = trainer.train()
+    assert all(torch.equal(stage.conditioner.state_dict()[k], v) for k, v in before.items())
+    trained = stage.temporal_conditioner.state_dict()
+    assert any(not torch.equal(trained[k], start[k]) for k in start if start[k].is_floating_point())
+    assert json.loads((final / "videoldm.json").read_text())["temporal_conditioner"] == "temporal_conditioner"
+    pipe = VideoLDMPipeline.from_pretrained(final)
+    caption = ["a red circle moving left on a dark background"]
+    spatial, temporal_tokens = pipe.conditioner.encode(caption), pipe.temporal_conditioner.encode(caption)
+    assert not torch.allclose(spatial, temporal_tokens)
+    assert torch.allclose(temporal_tokens, stage.temporal_conditioner.encode(caption), atol=1e-5)
+    # continuing the export carries its temporal text encoder on
+    again = run(tmp, "pred-text-2", "prediction", data, {**model, "init_temporal": str(final)}, max_steps=1)
+    assert torch.allclose(again.stage.temporal_conditioner.encode(caption), temporal_tokens, atol=1e-5)
+    plain = run(tmp, "temporal-text", "temporal", data, {"image_model": str(image), "temporal_text": True}).train()
+    assert VideoLDMPipeline.from_pretrained(plain).temporal_conditioner is not None  # the text-to-video stage too
+    with pytest.raises(ValueError, match="shared_noise"):
+        run(tmp, "pred-bad", "prediction", data, {"image_model": str(image), "shared_noise": 1.0})
+
+
+def test_temporal_text_resumes_exactly(chain):
+    tmp, data, image, _ = chain
+    model = {"image_model": str(image), "temporal_text": True, "shared_noise": 0.5}
+    run(tmp, "tt-whole", "prediction", data, model, max_steps=4).train()
+    run(tmp, "tt-cut", "prediction", data, model, max_steps=2, checkpoint_every=2).train()
+    resumed = run(tmp, "tt-cut", "prediction", data, model, max_steps=4, checkpoint_every=2)
+    assert resumed.resume()
+    resumed.train()
+
+    def losses(name):
+        with open(tmp / name / "log.csv") as f:
+            return [float(r["loss"]) for r in csv.DictReader(f)]
+
+    assert losses("tt-cut")[2:] == pytest.approx(losses("tt-whole")[2:], rel=1e-5, abs=1e-7)
+
+
+def test_a_mixed_noise_model_is_trained_and_sampled_with_noise_shared_across_frames(chain):
+    tmp, data, image, _ = chain
+    from videoldm.inference.pipeline import VideoLDMPipeline
+    from videoldm.inference.sampling import mix_shared_noise
+
+    stage = run(tmp, "shared", "prediction", data, {"image_model": str(image), "shared_noise": 0.5}).stage
+    latents = torch.zeros(64, 4, 5, 8, 8)
+    noise, _, _ = stage.noise_and_timesteps(latents, list(range(64)), seed=0)
+    frames = noise.transpose(1, 2).reshape(64, 5, -1)
+    corr = torch.corrcoef(torch.stack([frames[:, 0].flatten(), frames[:, 3].flatten()]))[0, 1]
+    assert abs(corr - 0.5) < 0.05 and abs(noise.std() - 1) < 0.03  # half the variance shared, still unit
+    final = run(tmp, "shared", "prediction", data, {"image_model": str(image), "shared_noise": 0.5}).train()
+    pipe = VideoLDMPipeline.from_pretrained(final)
+    assert pipe.info["shared_noise"] == 0.5
+    init = pipe.initial_noise((2, 4, 5, 8, 8), torch.Generator().manual_seed(0))
+    g = torch.Generator().manual_seed(0)
+    expected = mix_shared_noise(torch.randn(2, 4, 5, 8, 8, generator=g), torch.randn(2, 4, 1, 8, 8, generator=g), 0.5)
+    assert torch.equal(init, expected)
+    prompt = ["a red circle moving left on a dark background"]
+    shared = pipe(prompt, num_frames=5, num_inference_steps=2, progress=False, output_type="latent").frames
+    pipe.initial_noise = lambda shape, generator: None  # what sampling would start from without the prior
+    independent = pipe(prompt, num_frames=5, num_inference_steps=2, progress=False, output_type="latent").frames
+    assert not torch.allclose(shared, independent)
+    plain = VideoLDMPipeline.from_pretrained(image)  # an image export: independent noise, as before
+    assert plain.initial_noise((1, 4, 5, 8, 8), torch.Generator().manual_seed(0)) is None
+    with pytest.raises(ValueError, match="shared_noise"):
+        mix_shared_noise(init, init[:, :, :1], 1.0)

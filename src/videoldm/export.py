@@ -137,7 +137,8 @@ def load_video_model(path: str | Path, image_model: str | Path | None = None) ->
     """An export that samples videos: a `temporal`/`prediction`/`interpolation` export (``unet`` a
     ``VideoUNet`` on its image model, or on ``image_model``, another `image` export of the same
     architecture) or an `image` export (``unet`` the image UNet, for frame-by-frame sampling). Returns
-    the parts of :func:`load_image_model` with ``index`` this export's and ``image_index`` its image model's."""
+    the parts of :func:`load_image_model` with ``index`` this export's and ``image_index`` its image model's,
+    and ``temporal_conditioner`` where the export trained a text encoder for its temporal layers."""
     root = Path(path)
     index = read_index(root)
     if index["stage"] in VIDEO_STAGES:
@@ -147,6 +148,8 @@ def load_video_model(path: str | Path, image_model: str | Path | None = None) ->
         if index.get("unet"):  # the spatial layers were fine-tuned too
             unet = UNet2DConditionModel.from_pretrained(root / index["unet"])
         unet = VideoUNet.from_unet2d(unet, temporal_layers=root / index["temporal_layers"])
+        if index.get("temporal_conditioner"):  # a text encoder trained for the temporal layers alone
+            parts["temporal_conditioner"] = TextConditioner.from_pretrained(root / index["temporal_conditioner"])
     elif index["stage"] == "image":
         parts = load_image_model(root)
         unet = parts["unet"]

@@ -32,6 +32,7 @@ def interpolate(pipeline, keyframes: torch.Tensor, prompt=None, *, factor: int |
     per_call = window or max(2, (pipeline.info.get("num_frames") or 4 * k + 1) // k + 1)
     N = keyframes.shape[2]
     cond, uncond = pipeline.tokens([prompt]), pipeline.tokens([prompt], uncond=True)
+    temporal, temporal_uncond = pipeline.temporal_tokens([prompt]) if cond is not None else ({}, {})
     scheduler = make_scheduler(sampler, pipeline.scheduler.config)
     pieces = [keyframes[:, :, :1]]
     for w, start in enumerate(range(0, N - 1, per_call - 1)):
@@ -44,7 +45,8 @@ def interpolate(pipeline, keyframes: torch.Tensor, prompt=None, *, factor: int |
         mask[:, ::k] = 1
         out = sample(unet, scheduler, tuple(context.shape), cond=cond, uncond=uncond, guidance_scale=guidance_scale,
                      num_inference_steps=num_inference_steps, generator=sample_generator(seed, w), progress=False,
-                     context=context, context_mask=mask, uncond_kwargs={"context_mask": torch.zeros(1, T, device=keys.device)})
+                     context=context, context_mask=mask, **temporal,
+                     uncond_kwargs={"context_mask": torch.zeros(1, T, device=keys.device), **temporal_uncond})
         out[:, :, ::k] = keys  # the given frames stay exactly as given
         pieces.append(out[:, :, 1:])
     return torch.cat(pieces, dim=2)

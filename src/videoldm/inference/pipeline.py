@@ -18,6 +18,7 @@ from pathlib import Path
 
 import torch
 from diffusers import DiffusionPipeline, UNet2DConditionModel
+from diffusers.utils.torch_utils import randn_tensor
 
 from ..export import is_export, load_temporal_decoder, load_video_model, temporal_layers_folder
 from ..models.conditioning import TextConditioner, encode_prompts
@@ -26,7 +27,7 @@ from ..models.temporal_decoder import decode_latents, encode_latents
 from ..models.video_unet import VideoUNet
 from .devices import quiet_casts
 from .outputs import VideoOutput, check_output_type, convert_frames
-from .sampling import FrameByFrame, make_scheduler, sample
+from .sampling import FrameByFrame, make_scheduler, mix_shared_noise, sample
 
 
 def text_parts(conditioner) -> dict:
@@ -92,9 +93,12 @@ class VideoLDMPipeline(DiffusionPipeline):
     def from_export(cls, path: str | Path, image_model: str | Path | None = None) -> "VideoLDMPipeline":
         parts = load_video_model(path, image_model)
         index, image_index = parts["index"], parts["image_index"]
-        return cls(parts["unet"].eval(), parts["vae"].eval(), parts["scheduler"], **text_parts(parts["conditioner"]),
-                   latent_size=index.get("latent_size") or image_index.get("latent_size"),
-                   fps=index.get("fps") or image_index.get("fps"), info=index)
+        pipeline = cls(parts["unet"].eval(), parts["vae"].eval(), parts["scheduler"], **text_parts(parts["conditioner"]),
+                       latent_size=index.get("latent_size") or image_index.get("latent_size"),
+                       fps=index.get("fps") or image_index.get("fps"), info=index)
+        if parts.get("temporal_conditioner") is not None:
+            pipeline.temporal_conditioner = parts["temporal_conditioner"].eval()
+        return pipeline
 
     def load_temporal_layers(self, folder: str | Path) -> "VideoLDMPipeline":
         """Puts the temporal layers of ``folder`` (a temporal-layer folder or a temporal export) on this
@@ -161,6 +165,26 @@ class VideoLDMPipeline(DiffusionPipeline):
         """The denoiser :func:`sample` runs on video latents: the video UNet, or the image UNet frame by frame."""
         return self.unet if isinstance(self.unet, VideoUNet) else FrameByFrame(self.unet)
 
+    def temporal_tokens(self, prompts: list) -> tuple[dict, dict]:
+        """The model kwargs of the conditional and the unconditional branch that give the temporal layers their
+        own text encoder's tokens (:attr:`temporal_conditioner`); empty without one."""
+        if self.temporal_conditioner is None:
+            return {}, {}
+        with torch.no_grad():
+            return ({"temporal_encoder_hidden_states": encode_prompts(self.temporal_conditioner, prompts)},
+                    {"temporal_encoder_hidden_states": encode_prompts(self.temporal_conditioner, [None] * len(prompts))})
+
+    def initial_noise(self, shape: tuple[int, ...], generator: torch.Generator) -> torch.Tensor | None:
+        """The starting noise of a model trained with a mixed noise prior (its export's ``shared_noise``: that
+        share of the variance common to all frames, as in training); None (independent frames) otherwise."""
+        share = (self.info or {}).get("shared_noise")
+        if not share:
+            return None
+        B, C, T, h, w = shape
+        noise = randn_tensor(shape, generator=generator, device=generator.device, dtype=torch.float32)
+        shared = randn_tensor((B, C, 1, h, w), generator=generator, device=generator.device, dtype=torch.float32)
+        return mix_shared_noise(noise, shared, share)
+
     def tokens(self, prompts: list, uncond: bool = False):
         """The conditioner's tokens for ``prompts`` (``uncond``: the unconditional ones); None without one."""
         with torch.no_grad():
@@ -218,15 +242,18 @@ class VideoLDMPipeline(DiffusionPipeline):
         if context is not None:
             kwargs.update(self._context(context, shape, device))
             uncond_kwargs = {"context_mask": torch.zeros(B, num_frames, device=device)}
-        if self.temporal_conditioner is not None and cond is not None:  # (__call__ runs without gradients)
-            kwargs["temporal_encoder_hidden_states"] = encode_prompts(self.temporal_conditioner, prompts)
-            uncond_kwargs = {**(uncond_kwargs or {}),
-                             "temporal_encoder_hidden_states": encode_prompts(self.temporal_conditioner, [None] * B)}
+        if self.temporal_conditioner is not None and cond is not None:
+            temporal, temporal_uncond = self.temporal_tokens(prompts)
+            kwargs.update(temporal)
+            uncond_kwargs = {**(uncond_kwargs or {}), **temporal_uncond}
+        if generator is None:
+            generator = seed if isinstance(seed, torch.Generator) else torch.Generator().manual_seed(int(seed))
         latents = sample(self.model, make_scheduler(sampler, self.scheduler.config), shape,
                          cond=cond, uncond=uncond if cond is not None else None, guidance_scale=guidance_scale,
-                         num_inference_steps=num_inference_steps, generator=generator if generator is not None else seed,
+                         num_inference_steps=num_inference_steps, generator=generator,
                          progress=progress, model_kwargs=kwargs or None, uncond_kwargs=uncond_kwargs, device=device,
-                         callback=self._step_callback(callback_on_step_end))
+                         callback=self._step_callback(callback_on_step_end),
+                         latents=self.initial_noise(shape, generator) if video and not frame_by_frame else None)
         if context is not None:
             latents[:, :, :context.shape[2]] = context.to(latents)
         fps = self.fps or 8.0

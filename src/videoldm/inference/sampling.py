@@ -22,7 +22,8 @@ from tqdm.auto import tqdm
 from ..models.frames import frame_timesteps, frame_tokens, per_frame
 from ..models.video_unet import VideoUNetOutput
 
-__all__ = ["SCHEDULERS", "FrameByFrame", "Wrapper", "frame_by_frame", "make_scheduler", "sample", "watching_steps"]
+__all__ = ["SCHEDULERS", "FrameByFrame", "Wrapper", "frame_by_frame", "make_scheduler", "mix_shared_noise", "sample",
+           "watching_steps"]
 
 SCHEDULERS = {
     "ddim": (DDIMScheduler, {}),
@@ -48,6 +49,14 @@ def make_scheduler(name: str, train_scheduler_config: Mapping, clip_sample: bool
     if "clip_sample" in accepted:
         config["clip_sample"] = clip_sample
     return cls.from_config({**config, **options, **overrides})
+
+
+def mix_shared_noise(noise: torch.Tensor, shared: torch.Tensor, share: float) -> torch.Tensor:
+    """PYoCo's mixed noise prior: ``(B, C, T, h, w)`` noise whose variance is ``share`` common to all frames
+    (``shared``: ``(B, C, 1, h, w)``) and the rest independent per frame; still unit variance per element."""
+    if not 0.0 <= share < 1.0:
+        raise ValueError(f"shared_noise must lie in [0, 1), got {share}")
+    return (1 - share) ** 0.5 * noise + share ** 0.5 * shared
 
 
 _step_watchers: ContextVar[tuple] = ContextVar("step_watchers", default=())

@@ -89,6 +89,12 @@ class TemporalModelConfig:
     temporal: dict = field(default_factory=dict)  # VideoUNet temporal options
     image_batch_prob: float = 0.0  # share of samples trained as images (alpha forced to 1)
     train_spatial: bool = False  # also fine-tune the image UNet (SVD's option); default: temporal only
+    # train a copy of the image model's text encoder that feeds only the temporal layers: the image model's
+    # learned from single frames, where words of motion ("moving left") carry nothing (docs/training.md)
+    temporal_text: bool = False
+    # share of the noise variance common to all frames of a clip (PYoCo's mixed noise prior); sampling
+    # draws the same (the export records it). 0: independent noise per frame, as in the paper
+    shared_noise: float = 0.0
     cfg_dropout: float = 0.1
 
 

@@ -7,7 +7,7 @@ import torch
 
 from ..data.io import write_gif
 from ..inference.outputs import video_grid
-from ..inference.sampling import make_scheduler, sample
+from ..inference.sampling import make_scheduler, mix_shared_noise, sample
 from ..models.conditioning import encode_batch
 from ..models.temporal_decoder import decode_latents
 
@@ -30,12 +30,23 @@ def sample_and_write(stage, directory: Path, step: int, video: bool) -> Path:
     if not video and cond is not None:  # one image per frame slot, each with its clip's caption
         T = example.shape[1]
         cond, uncond = cond.repeat_interleave(T, 0), uncond.repeat_interleave(T, 0)
+    kwargs, uncond_kwargs, noise = {}, None, None
+    generator = torch.Generator().manual_seed(run.seed)
+    temporal_text = getattr(stage, "temporal_conditioner", None) if video else None
+    if temporal_text is not None and cond is not None:  # the text encoder trained for the temporal layers
+        with torch.no_grad():
+            kwargs["temporal_encoder_hidden_states"] = encode_batch(temporal_text, batch).to(device)
+            uncond_kwargs = {"temporal_encoder_hidden_states": encode_batch(temporal_text, batch, [True] * n).to(device)}
+    share = getattr(stage.config.model, "shared_noise", 0.0) if video else 0.0
+    if share:  # the mixed noise prior the model trained with
+        noise = mix_shared_noise(torch.randn(shape, generator=generator),
+                                 torch.randn((shape[0], shape[1], 1, *shape[3:]), generator=generator), share)
     was_training = model.training
     model.eval()
     latents = sample(model, make_scheduler(run.sampler, stage.scheduler.config), shape, cond=cond,
                      uncond=uncond if cond is not None else None, guidance_scale=run.guidance_scale,
-                     num_inference_steps=run.sample_steps, generator=torch.Generator().manual_seed(run.seed),
-                     progress=False)
+                     num_inference_steps=run.sample_steps, generator=generator, progress=False,
+                     model_kwargs=kwargs or None, uncond_kwargs=uncond_kwargs, latents=noise)
     model.train(was_training)
     if not video:
         latents = latents.view(n, example.shape[1], *latents.shape[1:]).transpose(1, 2)

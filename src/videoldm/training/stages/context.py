@@ -13,10 +13,13 @@ context. The mask is drawn from each sample's own generator, so a resumed run se
 """
 from __future__ import annotations
 
+from pathlib import Path
+
 import torch
 from diffusers import UNet2DConditionModel
 
 from ...export import temporal_layers_folder
+from ...models.conditioning import TextConditioner
 from ...models.video_unet import VideoUNet, read_temporal_config
 from .base import condition, diffusion_loss, per_sample
 from .temporal import TemporalStage
@@ -40,6 +43,13 @@ class ContextStage(TemporalStage):
         model.load_temporal_layers(folder, context_optional=True, fresh_context=redesigned)
         return model
 
+    def initial_temporal_conditioner(self) -> TextConditioner:
+        """Continuing an export that trained its own temporal text encoder: that one."""
+        init = self.config.model.init_temporal
+        if init and (Path(init) / "temporal_conditioner").is_dir():
+            return TextConditioner.from_pretrained(Path(init) / "temporal_conditioner")
+        return super().initial_temporal_conditioner()
+
     def masks(self, positions, num_frames: int, seed: int) -> torch.Tensor:
         raise NotImplementedError
 
@@ -54,7 +64,7 @@ class ContextStage(TemporalStage):
         with torch.no_grad():
             tokens = condition(self.conditioner, batch, drop, self.device)
         noisy = self.scheduler.add_noise(latents, noise, t)
-        out = model(noisy, t, tokens, None, latents, mask)
+        out = model(noisy, t, tokens, None, latents, mask, **self.temporal_prompts(batch, drop))
         # a clean-context model sees its given frames as they are: nothing to predict there
         weights = 1 - mask if self.video_unet.config.clean_context else None
         return diffusion_loss(out, self.scheduler, latents, noise, t, weights), {}
