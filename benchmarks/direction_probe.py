@@ -19,8 +19,9 @@ from prompt_obedience import prompts_for
 
 
 def net_displacement(track) -> np.ndarray:
-    """First-to-last displacement (dx, dy) of a track (T, 2) over the frames where the shape was found."""
-    t = np.asarray(track, np.float64)
+    """First-to-last displacement (dx, dy) of a report's track (a point or None per frame) over the frames
+    where the shape was found."""
+    t = np.asarray([p if p is not None else (np.nan, np.nan) for p in track], np.float64)
     found = t[~np.isnan(t).any(-1)]
     return found[-1] - found[0] if len(found) > 1 else np.full(2, np.nan)
 

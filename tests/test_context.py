@@ -190,3 +190,32 @@ def test_clean_context_leaves_given_frames_out_of_the_loss():
     per_frame = (out - noise).pow(2).mean(dim=(1, 3, 4))
     assert torch.allclose(loss, (per_frame[0, 1:].sum() + per_frame[1].sum()) / 5)
     assert torch.allclose(diffusion_loss(out, scheduler, None, noise, None), (out - noise).pow(2).mean())
+
+
+def test_velocity_weighting_gives_an_epsilon_model_the_loss_of_a_v_prediction_model():
+    """(v - v_hat) = (eps - eps_hat) / sqrt(alpha_bar) for an epsilon model's v_hat, so the weighted loss is the
+    v-prediction loss of the same prediction; a v-prediction model's loss is left as it is."""
+    from diffusers import DDPMScheduler
+
+    from videoldm.training.stages.base import diffusion_loss
+
+    scheduler = DDPMScheduler(beta_schedule="linear", beta_start=0.00085, beta_end=0.012)
+    latents, noise, eps_hat = torch.randn(2, 4, 3, 2, 2), torch.randn(2, 4, 3, 2, 2), torch.randn(2, 4, 3, 2, 2)
+    t = torch.tensor([10, 990])
+    a = scheduler.alphas_cumprod[t].view(2, 1, 1, 1, 1)
+    noisy = a.sqrt() * latents + (1 - a).sqrt() * noise
+    x0_hat = (noisy - (1 - a).sqrt() * eps_hat) / a.sqrt()
+    v_hat = a.sqrt() * eps_hat - (1 - a).sqrt() * x0_hat
+    v = scheduler.get_velocity(latents, noise, t)
+    weighted = diffusion_loss(eps_hat, scheduler, latents, noise, t, weighting="velocity")
+    assert torch.allclose(weighted, (v_hat - v).pow(2).mean(), rtol=1e-4)
+    assert weighted > 10 * diffusion_loss(eps_hat, scheduler, latents, noise, t)  # the t = 990 clip dominates
+    frames = torch.tensor([[0.0, 1, 1], [1, 1, 1]])
+    per_frame = ((v_hat - v).pow(2)).mean(dim=(1, 3, 4))
+    assert torch.allclose(diffusion_loss(eps_hat, scheduler, latents, noise, t, frames, weighting="velocity"),
+                          (per_frame[0, 1:].sum() + per_frame[1].sum()) / 5, rtol=1e-4)
+    vpred = DDPMScheduler(prediction_type="v_prediction")
+    assert torch.equal(diffusion_loss(v_hat, vpred, latents, noise, t, weighting="velocity"),
+                       diffusion_loss(v_hat, vpred, latents, noise, t))
+    with pytest.raises(ValueError, match="loss weighting"):
+        diffusion_loss(eps_hat, scheduler, latents, noise, t, weighting="snr")

@@ -95,6 +95,9 @@ class TemporalModelConfig:
     # share of the noise variance common to all frames of a clip (PYoCo's mixed noise prior); sampling
     # draws the same (the export records it). 0: independent noise per frame, as in the paper
     shared_noise: float = 0.0
+    # "velocity": an epsilon model's error weighed as a v-prediction model's (1 / alpha_bar_t), so the high
+    # noise levels where a clip's layout and motion are decided count (stages.base.diffusion_loss)
+    loss_weighting: str = "none"
     cfg_dropout: float = 0.1
 
 

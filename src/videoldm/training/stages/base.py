@@ -73,11 +73,14 @@ def require_labels(conditioning: str, dataset, where: str) -> None:
 
 
 def diffusion_loss(model_output: torch.Tensor, scheduler: DDPMScheduler, latents, noise, timesteps,
-                   frame_weights: torch.Tensor | None = None) -> torch.Tensor:
+                   frame_weights: torch.Tensor | None = None, weighting: str = "none") -> torch.Tensor:
     """MSE to the scheduler's target: the noise (epsilon) or the velocity (v-prediction).
 
     ``frame_weights`` ``(B, T)`` for video latents ``(B, C, T, h, w)``: the mean over the frames weighted so
-    (a frame of weight 0, e.g. a given frame of a clean-context model, is no part of the loss)."""
+    (a frame of weight 0, e.g. a given frame of a clean-context model, is no part of the loss).
+    ``weighting="velocity"``: an epsilon model's squared error divided by alpha_bar_t, the loss a v-prediction
+    model gets. At high noise an epsilon error hardly depends on the clip (it is sqrt(SNR) times the clean
+    clip's error), so a wrong layout or motion, decided there, costs next to nothing unweighted."""
     kind = scheduler.config.prediction_type
     if kind == "epsilon":
         target = noise
@@ -85,11 +88,23 @@ def diffusion_loss(model_output: torch.Tensor, scheduler: DDPMScheduler, latents
         target = scheduler.get_velocity(latents, noise, timesteps)
     else:
         raise ValueError(f"prediction_type {kind!r} is not supported for training (epsilon or v_prediction)")
-    if frame_weights is None:
+    if weighting not in LOSS_WEIGHTINGS:
+        raise ValueError(f"unknown loss weighting {weighting!r}; options: {', '.join(LOSS_WEIGHTINGS)}")
+    velocity = weighting == "velocity" and kind == "epsilon"  # a v-prediction model's loss is so already
+    if frame_weights is None and not velocity:
         return F.mse_loss(model_output.float(), target.float())
-    per_frame = (model_output.float() - target.float()).pow(2).mean(dim=(1, 3, 4))  # (B, T)
+    sq = (model_output.float() - target.float()).pow(2)
+    if velocity:
+        alpha_bar = scheduler.alphas_cumprod.to(sq.device)[timesteps.to(sq.device)]
+        sq = sq / alpha_bar.view(alpha_bar.shape[0], *([1] * (sq.ndim - 1)))
+    if frame_weights is None:
+        return sq.mean()
+    per_frame = sq.mean(dim=(1, 3, 4))  # (B, T)
     w = frame_weights.to(per_frame)
     return (per_frame * w).sum() / w.sum().clamp_min(1e-8)
+
+
+LOSS_WEIGHTINGS = ("none", "velocity")
 
 
 class Stage:

@@ -67,7 +67,8 @@ class ContextStage(TemporalStage):
         out = model(noisy, t, tokens, None, latents, mask, **self.temporal_prompts(batch, drop))
         # a clean-context model sees its given frames as they are: nothing to predict there
         weights = 1 - mask if self.video_unet.config.clean_context else None
-        return diffusion_loss(out, self.scheduler, latents, noise, t, weights), {}
+        return diffusion_loss(out, self.scheduler, latents, noise, t, weights,
+                              weighting=self.config.model.loss_weighting), {}
 
     def export_info(self) -> dict:
         return {"stage": self.kind, **self.context_settings()}

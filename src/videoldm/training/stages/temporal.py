@@ -14,7 +14,7 @@ from ...models.conditioning import TextConditioner, encode_prompts
 from ...models.video_unet import VideoUNet
 from ..config import TrainConfig
 from ..samples import sample_and_write
-from .base import DiffusionStage, build_dataset, condition, diffusion_loss, per_sample, require_labels
+from .base import LOSS_WEIGHTINGS, DiffusionStage, build_dataset, condition, diffusion_loss, per_sample, require_labels
 
 
 class TemporalModule(nn.Module):
@@ -50,6 +50,8 @@ class TemporalStage(DiffusionStage):
             self.video_unet.unet.requires_grad_(True)
         if not 0.0 <= m.shared_noise < 1.0:
             raise ValueError(f"model.shared_noise must lie in [0, 1), got {m.shared_noise}")
+        if m.loss_weighting not in LOSS_WEIGHTINGS:
+            raise ValueError(f"model.loss_weighting: {m.loss_weighting!r} is not one of {', '.join(LOSS_WEIGHTINGS)}")
         self.temporal_conditioner = None
         if m.temporal_text:
             if not isinstance(self.conditioner, TextConditioner):
@@ -92,7 +94,7 @@ class TemporalStage(DiffusionStage):
         noisy = self.scheduler.add_noise(latents, noise, t)
         out = model(noisy, t, tokens, image_only.to(self.device) if image_only is not None else None,
                     **self.temporal_prompts(batch, drop))
-        return diffusion_loss(out, self.scheduler, latents, noise, t), {}
+        return diffusion_loss(out, self.scheduler, latents, noise, t, weighting=self.config.model.loss_weighting), {}
 
     def export(self, directory: Path) -> None:
         """Only the temporal layers: the frozen image model is referenced by path, not copied."""
