@@ -61,20 +61,23 @@ def test_a_carry_model_starts_from_a_plain_prediction_model_with_a_new_context_e
     assert VideoLDMPipeline.from_pretrained(final).unet.config.context_carry
 
 
-def test_prediction_resumes_exactly(chain):
+@pytest.mark.parametrize("options", [{"context_dropout": 0.5}, {"temporal_text": True, "shared_noise": 0.5}],
+                         ids=["plain", "own-text-encoder-mixed-noise"])
+def test_prediction_resumes_exactly(chain, options):
     tmp, data, image, _ = chain
-    model = {"image_model": str(image), "context_dropout": 0.5}
-    run(tmp, "whole", "prediction", data, model, max_steps=4).train()
-    run(tmp, "cut", "prediction", data, model, max_steps=2, checkpoint_every=2).train()
-    resumed = run(tmp, "cut", "prediction", data, model, max_steps=4, checkpoint_every=2)
+    model = {"image_model": str(image), **options}
+    name = "-".join(options)
+    run(tmp, f"whole-{name}", "prediction", data, model, max_steps=4).train()
+    run(tmp, f"cut-{name}", "prediction", data, model, max_steps=2, checkpoint_every=2).train()
+    resumed = run(tmp, f"cut-{name}", "prediction", data, model, max_steps=4, checkpoint_every=2)
     assert resumed.resume()
     resumed.train()
 
-    def losses(name):
-        with open(tmp / name / "log.csv") as f:
+    def losses(run_name):
+        with open(tmp / run_name / "log.csv") as f:
             return [float(r["loss"]) for r in csv.DictReader(f)]
 
-    assert losses("cut")[2:] == pytest.approx(losses("whole")[2:], rel=1e-5, abs=1e-7)
+    assert losses(f"cut-{name}")[2:] == pytest.approx(losses(f"whole-{name}")[2:], rel=1e-5, abs=1e-7)
 
 
 def read_frames(path):
@@ -269,22 +272,6 @@ def test_temporal_text_trains_its_own_encoder_and_leaves_the_image_models_alone(
     assert VideoLDMPipeline.from_pretrained(plain).temporal_conditioner is not None  # the text-to-video stage too
     with pytest.raises(ValueError, match="shared_noise"):
         run(tmp, "pred-bad", "prediction", data, {"image_model": str(image), "shared_noise": 1.0})
-
-
-def test_temporal_text_resumes_exactly(chain):
-    tmp, data, image, _ = chain
-    model = {"image_model": str(image), "temporal_text": True, "shared_noise": 0.5}
-    run(tmp, "tt-whole", "prediction", data, model, max_steps=4).train()
-    run(tmp, "tt-cut", "prediction", data, model, max_steps=2, checkpoint_every=2).train()
-    resumed = run(tmp, "tt-cut", "prediction", data, model, max_steps=4, checkpoint_every=2)
-    assert resumed.resume()
-    resumed.train()
-
-    def losses(name):
-        with open(tmp / name / "log.csv") as f:
-            return [float(r["loss"]) for r in csv.DictReader(f)]
-
-    assert losses("tt-cut")[2:] == pytest.approx(losses("tt-whole")[2:], rel=1e-5, abs=1e-7)
 
 
 def test_a_mixed_noise_model_is_trained_and_sampled_with_noise_shared_across_frames(chain):
