@@ -18,7 +18,6 @@ from pathlib import Path
 
 import torch
 from diffusers import DiffusionPipeline, UNet2DConditionModel
-from diffusers.utils.torch_utils import randn_tensor
 
 from ..export import is_export, load_temporal_decoder, load_video_model, temporal_layers_folder
 from ..models.conditioning import TextConditioner, encode_prompts
@@ -27,7 +26,7 @@ from ..models.temporal_decoder import decode_latents, encode_latents
 from ..models.video_unet import VideoUNet
 from .devices import quiet_casts
 from .outputs import VideoOutput, check_output_type, convert_frames
-from .sampling import FrameByFrame, make_scheduler, mix_shared_noise, sample
+from .sampling import FrameByFrame, make_scheduler, mixed_noise, sample
 
 
 def text_parts(conditioner) -> dict:
@@ -178,12 +177,7 @@ class VideoLDMPipeline(DiffusionPipeline):
         """The starting noise of a model trained with a mixed noise prior (its export's ``shared_noise``: that
         share of the variance common to all frames, as in training); None (independent frames) otherwise."""
         share = (self.info or {}).get("shared_noise")
-        if not share:
-            return None
-        B, C, T, h, w = shape
-        noise = randn_tensor(shape, generator=generator, device=generator.device, dtype=torch.float32)
-        shared = randn_tensor((B, C, 1, h, w), generator=generator, device=generator.device, dtype=torch.float32)
-        return mix_shared_noise(noise, shared, share)
+        return mixed_noise(shape, generator, share) if share else None
 
     def tokens(self, prompts: list, uncond: bool = False):
         """The conditioner's tokens for ``prompts`` (``uncond``: the unconditional ones); None without one."""
@@ -242,7 +236,7 @@ class VideoLDMPipeline(DiffusionPipeline):
         if context is not None:
             kwargs.update(self._context(context, shape, device))
             uncond_kwargs = {"context_mask": torch.zeros(B, num_frames, device=device)}
-        if self.temporal_conditioner is not None and cond is not None:
+        if cond is not None:  # the temporal layers' own text encoder, where the export trained one
             temporal, temporal_uncond = self.temporal_tokens(prompts)
             kwargs.update(temporal)
             uncond_kwargs = {**(uncond_kwargs or {}), **temporal_uncond}

@@ -22,8 +22,8 @@ from tqdm.auto import tqdm
 from ..models.frames import frame_timesteps, frame_tokens, per_frame
 from ..models.video_unet import VideoUNetOutput
 
-__all__ = ["SCHEDULERS", "FrameByFrame", "Wrapper", "frame_by_frame", "make_scheduler", "mix_shared_noise", "sample",
-           "watching_steps"]
+__all__ = ["SCHEDULERS", "FrameByFrame", "Wrapper", "frame_by_frame", "make_scheduler", "mix_shared_noise", "mixed_noise",
+           "sample", "watching_steps"]
 
 SCHEDULERS = {
     "ddim": (DDIMScheduler, {}),
@@ -57,6 +57,15 @@ def mix_shared_noise(noise: torch.Tensor, shared: torch.Tensor, share: float) ->
     if not 0.0 <= share < 1.0:
         raise ValueError(f"shared_noise must lie in [0, 1), got {share}")
     return (1 - share) ** 0.5 * noise + share ** 0.5 * shared
+
+
+def mixed_noise(shape: tuple[int, ...], generator: torch.Generator, share: float) -> torch.Tensor:
+    """Starting noise ``(B, C, T, h, w)`` of a model trained with the mixed noise prior, drawn from ``generator``
+    (on its device): the per-frame part first, then the shared one."""
+    B, C, T, h, w = shape
+    noise = randn_tensor(tuple(shape), generator=generator, device=generator.device, dtype=torch.float32)
+    shared = randn_tensor((B, C, 1, h, w), generator=generator, device=generator.device, dtype=torch.float32)
+    return mix_shared_noise(noise, shared, share)
 
 
 _step_watchers: ContextVar[tuple] = ContextVar("step_watchers", default=())

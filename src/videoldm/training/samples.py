@@ -7,7 +7,7 @@ import torch
 
 from ..data.io import write_gif
 from ..inference.outputs import video_grid
-from ..inference.sampling import make_scheduler, mix_shared_noise, sample
+from ..inference.sampling import make_scheduler, mixed_noise, sample
 from ..models.conditioning import encode_batch
 from ..models.temporal_decoder import decode_latents
 
@@ -39,8 +39,7 @@ def sample_and_write(stage, directory: Path, step: int, video: bool) -> Path:
             uncond_kwargs = {"temporal_encoder_hidden_states": encode_batch(temporal_text, batch, [True] * n).to(device)}
     share = getattr(stage.config.model, "shared_noise", 0.0) if video else 0.0
     if share:  # the mixed noise prior the model trained with
-        noise = mix_shared_noise(torch.randn(shape, generator=generator),
-                                 torch.randn((shape[0], shape[1], 1, *shape[3:]), generator=generator), share)
+        noise = mixed_noise(shape, generator, share)
     was_training = model.training
     model.eval()
     latents = sample(model, make_scheduler(run.sampler, stage.scheduler.config), shape, cond=cond,
