@@ -179,14 +179,18 @@ def resize_crop_plan(h: int, w: int, size: tuple[int, int] | None, crop_pos: tup
 
 
 def _to_array(frame, plan, size, rotation: int = 0) -> np.ndarray:
-    """The frame as displayed (turned by `rotation`), resized to the plan's size and cropped."""
+    """The frame as displayed (turned by `rotation`), resized to the plan's size and cropped.
+
+    Scaled on this thread (``threads=1``), not in swscale's slice threads (PyAV's default): once, in the test
+    suite, a forked DataLoader worker waited in them forever (gdb: its main thread in
+    avpriv_slicethread_execute, no slice thread alive). It costs nothing measurable at these sizes."""
     rh, rw, top, left = plan
     sh, sw = (rw, rh) if rotation in (90, 270) else (rh, rw)  # the size to scale the stored frame to
     if (sh, sw) == (frame.height, frame.width):
-        arr = frame.to_ndarray(format="rgb24")
+        arr = frame.to_ndarray(format="rgb24", threads=1)
     else:
         interp = "AREA" if sh < frame.height else "BICUBIC"
-        arr = frame.reformat(width=sw, height=sh, format="rgb24", interpolation=interp).to_ndarray()
+        arr = frame.reformat(width=sw, height=sh, format="rgb24", interpolation=interp, threads=1).to_ndarray()
     if rotation:
         arr = np.rot90(arr, k=rotation // 90)
     if size is not None:

@@ -221,7 +221,7 @@ def read_video(path: str | Path, max_frames: int | None = None) -> np.ndarray:
     with av.open(str(path)) as container:
         frames = []
         for frame in container.decode(video=0):
-            frames.append(frame.to_ndarray(format="rgb24"))
+            frames.append(frame.to_ndarray(format="rgb24", threads=1))  # see decode._to_array
             if len(frames) == max_frames:
                 break
     return np.stack(frames)
