@@ -65,7 +65,8 @@ def measure_scores(source, width: int = WIDTH) -> CutScores:
         prev = None
         try:
             for i, frame in enumerate(container.decode(stream)):
-                rgb = frame.reformat(width=width, height=small_h, format="rgb24", threads=1).to_ndarray().astype(np.int16)
+                small = frame.reformat(width=width, height=small_h, format="rgb24", threads=1)  # see decode._to_array
+                rgb = small.to_ndarray().astype(np.int16)
                 luma = (rgb.astype(np.int32) @ np.array([77, 150, 29], dtype=np.int32)) >> 8  # BT.601, integer
                 scores.brightness.append(float(np.percentile(luma, 99)))
                 scores.difference.append(0.0 if prev is None else float(np.abs(rgb - prev).mean()))

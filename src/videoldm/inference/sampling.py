@@ -22,8 +22,8 @@ from tqdm.auto import tqdm
 from ..models.frames import frame_timesteps, frame_tokens, per_frame
 from ..models.video_unet import VideoUNetOutput
 
-__all__ = ["SCHEDULERS", "FrameByFrame", "Wrapper", "frame_by_frame", "make_scheduler", "mix_shared_noise", "mixed_noise",
-           "sample", "watching_steps"]
+__all__ = ["SCHEDULERS", "FrameByFrame", "Wrapper", "frame_by_frame", "make_scheduler", "mix_shared_noise",
+           "mixed_noise", "sample", "watching_steps"]
 
 SCHEDULERS = {
     "ddim": (DDIMScheduler, {}),

@@ -51,11 +51,13 @@ class TemporalStage(DiffusionStage):
         if not 0.0 <= m.shared_noise < 1.0:
             raise ValueError(f"model.shared_noise must lie in [0, 1), got {m.shared_noise}")
         if m.loss_weighting not in LOSS_WEIGHTINGS:
-            raise ValueError(f"model.loss_weighting: {m.loss_weighting!r} is not one of {', '.join(LOSS_WEIGHTINGS)}")
+            raise ValueError(f"model.loss_weighting: {m.loss_weighting!r} is not one of "
+                             f"{', '.join(LOSS_WEIGHTINGS)}")
         self.temporal_conditioner = None
         if m.temporal_text:
             if not isinstance(self.conditioner, TextConditioner):
-                raise ValueError("model.temporal_text: the image model has no text encoder to start the temporal one from")
+                raise ValueError("model.temporal_text: the image model has no text encoder to start the temporal "
+                                 "one from")
             self.temporal_conditioner = self.initial_temporal_conditioner().requires_grad_(True).train()
         self.module = TemporalModule(self.video_unet, self.temporal_conditioner)
         self.cfg_dropout = m.cfg_dropout
