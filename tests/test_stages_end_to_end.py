@@ -168,6 +168,8 @@ def test_evaluate_decoder_command_reports_both_decoders_and_seams(exports, tmp_p
         assert len(per_clip[key]) == 2 and all(v >= 0 for v in per_clip[key])
     assert summary["image_decoder"]["warping_error"] == pytest.approx(np.mean(per_clip["baseline_warping_error"]))
     assert 0 <= summary["clips_better"] <= summary["clips_with_less_flicker"]  # better: also 10% less flicker
+    for key in ("truth_frame_change", "baseline_frame_change", "temporal_frame_change"):
+        assert len(per_clip[key]) == 2 and all(v > 0 for v in per_clip[key])  # the clips move
     out = capsys.readouterr().out
     assert "temporal_decoder" in out and f"on {summary['clips_with_less_flicker']} of 2 clips" in out
     # clips spread over each file (its first 4 frames, then later ones, never overlapping), named by file and start

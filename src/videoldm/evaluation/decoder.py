@@ -12,7 +12,7 @@ from ..data.io import write_gif
 from ..inference.outputs import video_grid
 from ..models.frames import window_starts
 from .field.flow import warping_error
-from .metrics import psnr, temporal_error
+from .metrics import flicker, psnr, temporal_error
 from .metrics.video import as_videos
 
 
@@ -46,8 +46,8 @@ def evaluate_decoder(decoder, clips, chunk_size: int = 16, overlaps=(4, 0), out_
 
     Per clip (``names``: a label each, e.g. file and start): PSNR, temporal error and the optical-flow warping
     error (`field.flow.warping_error`: needs no reference, so the clips' own is given too) of the baseline and
-    the temporal decoder, and ``clips_better``: how many clips have both errors at least 10% lower at a PSNR
-    no worse than 0.1 dB below the baseline's.
+    the temporal decoder, the mean frame change of the clip and of both reconstructions, and ``clips_better``:
+    how many clips have both errors at least 10% lower at a PSNR no worse than 0.1 dB below the baseline's.
     """
     bad = [o for o in overlaps if not 0 <= o < chunk_size]
     if chunk_size < 1 or bad:  # before the decoding, not after the image decoder's half of it
@@ -75,7 +75,13 @@ def evaluate_decoder(decoder, clips, chunk_size: int = 16, overlaps=(4, 0), out_
                 "temporal_psnr": [psnr(w[None], c[None]) for w, c in zip(whole, clips)],
                 "baseline_warping_error": warping_error(baseline.clamp(-1, 1))["per_video"],
                 "temporal_warping_error": warping_error(whole)["per_video"],
-                "truth_warping_error": warping_error(clips)["per_video"]}
+                "truth_warping_error": warping_error(clips)["per_video"],
+                # mean |x[t+1] - x[t]| of the truth and of each reconstruction: where the baseline's frames change
+                # less than the real ones, its temporal error is motion it did not reproduce, not flicker, and
+                # smoothing over time cannot lower it (docs/real-footage.md)
+                "truth_frame_change": [flicker(c[None]) for c in clips],
+                "baseline_frame_change": [flicker(b[None].clamp(-1, 1)) for b in baseline],
+                "temporal_frame_change": [flicker(w[None]) for w in whole]}
     if names is not None:
         per_clip["names"] = list(names)
     summary["per_clip"] = per_clip
