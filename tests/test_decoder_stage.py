@@ -101,3 +101,42 @@ def test_temporal_weight_adds_the_frame_difference_error(setup):
     assert logs["temporal_l1"] > 0
     # `plain` ran through the prepared module: in bf16 where the CPU computes it (mixed_precision auto)
     assert torch.allclose(weighted, plain + 2.0 * logs["temporal_l1"], rtol=1e-2)
+
+
+def test_a_decoder_run_goes_on_from_a_decoder_export(setup, tmp_path):
+    tmp, data, ae = setup
+    vae = AutoencoderKL.from_pretrained(ae / "vae")
+    start = Trainer(decoder_config(tmp, data, ae, "start", max_steps=2, checkpoint_every=0)).train()
+    cfg = decoder_config(tmp, data, ae, "on")
+    cfg.model.init_temporal = str(start)
+    stage = Trainer(cfg).stage  # before any step: the export's temporal layers, not fresh ones
+    exported = TemporalDecoder.from_autoencoder(vae, temporal_layers=start / "temporal_decoder")
+    assert stage.decoder.alphas() == pytest.approx(exported.alphas())
+    assert any(abs(a - 0.5) > 1e-6 for a in exported.alphas().values())  # trained: not the fresh value
+    for (k, a), (_, b) in zip(stage.decoder.temporal_layers.state_dict().items(),
+                              exported.temporal_layers.state_dict().items()):
+        assert torch.equal(a, b), k
+
+    # an export that fine-tuned the image decoder too: refused unless this run trains (and so exports) it as well
+    whole = decoder_config(tmp, data, ae, "whole-start", max_steps=2, checkpoint_every=0)
+    whole.model.train_decoder = True
+    whole_export = Trainer(whole).train()
+    cfg = decoder_config(tmp, data, ae, "whole-on")
+    cfg.model.init_temporal = str(whole_export)
+    with pytest.raises(ValueError, match="train_decoder: true"):
+        Trainer(cfg)
+    cfg.model.train_decoder = True
+    stage = Trainer(cfg).stage
+    tuned = AutoencoderKL.from_pretrained(whole_export / "vae")
+    assert all(torch.equal(a, b) for a, b in zip(stage.decoder.vae.decoder.state_dict().values(),
+                                                 tuned.decoder.state_dict().values()))
+    assert not all(torch.equal(a, b) for a, b in zip(tuned.decoder.state_dict().values(),
+                                                     vae.decoder.state_dict().values()))  # it was trained
+    assert all(torch.equal(a, b) for a, b in zip(stage.decoder.vae.encoder.state_dict().values(),
+                                                 vae.encoder.state_dict().values()))  # the encoder stays ours
+
+    for wrong, message in ((ae, "not a decoder export"), (tmp_path / "missing", "not a decoder export")):
+        cfg = decoder_config(tmp, data, ae, "wrong")
+        cfg.model.init_temporal = str(wrong)
+        with pytest.raises(ValueError, match=message):
+            Trainer(cfg)

@@ -119,6 +119,9 @@ class DecoderModelConfig:
     autoencoder: str = ""  # an `autoencoder` run's `final/` folder (its encoder stays frozen)
     temporal: dict = field(default_factory=dict)
     train_decoder: bool = False  # also fine-tune the image decoder's own weights; default: temporal layers only
+    # a `decoder` export (e.g. a shipped one) to go on from: its temporal layers, and its image decoder when it
+    # trained that too; a fresh schedule, unlike resuming a checkpoint
+    init_temporal: str | None = None
     discriminator: dict = field(default_factory=dict)
     disc_start: int = 0
     disc_weight: float = 0.5

@@ -14,11 +14,12 @@ from pathlib import Path
 
 import torch
 import torch.nn.functional as F
+from diffusers import AutoencoderKL
 from torch import nn
 from torch.func import functional_call
 
 from ...data.io import write_gif
-from ...export import load_autoencoder, reference, write_index
+from ...export import is_export, load_autoencoder, read_index, reference, write_index
 from ...inference.outputs import to_uint8
 from ...models.discriminator import VideoDiscriminator, adaptive_weight, discriminator_loss, generator_loss
 from ...models.frames import vae_scale_factor
@@ -63,11 +64,33 @@ class DecoderModule(nn.Module):
         return rec + weight * g_adv + d_loss, logs
 
 
+def _starting_point(m) -> tuple[Path | None, Path | None]:
+    """What ``model.init_temporal`` (a decoder export) starts from: its temporal-layers folder, and its own
+    autoencoder folder when it fine-tuned the image decoder too (None, None: fresh layers)."""
+    if not m.init_temporal:
+        return None, None
+    root = Path(m.init_temporal)
+    if not is_export(root) or read_index(root).get("stage") != "decoder":
+        raise ValueError(f"model.init_temporal: {root} is not a decoder export (a run's final/ folder of stage "
+                         "decoder, or a shipped decoder)")
+    index = read_index(root)
+    if index.get("vae") and not m.train_decoder:  # this run would export temporal layers only, losing that decoder
+        raise ValueError(f"model.init_temporal: {root} fine-tuned the image decoder too; go on from it with "
+                         "model.train_decoder: true")
+    return root / index["temporal_decoder"], (root / index["vae"] if index.get("vae") else None)
+
+
 class DecoderStage(Stage):
     def __init__(self, config: TrainConfig):
         self.config, m = config, config.model
         vae = load_autoencoder(m.autoencoder)
-        self.decoder = TemporalDecoder.from_autoencoder(vae, **m.temporal)
+        layers, tuned = _starting_point(m)
+        self.decoder = TemporalDecoder.from_autoencoder(vae, temporal_layers=layers, **m.temporal)
+        if tuned is not None:  # the fine-tuned image decoder of the export gone on from; the encoder stays ours
+            tuned = AutoencoderKL.from_pretrained(tuned)
+            vae.decoder.load_state_dict(tuned.decoder.state_dict())
+            if vae.post_quant_conv is not None:
+                vae.post_quant_conv.load_state_dict(tuned.post_quant_conv.state_dict())
         if m.train_decoder:
             self.decoder.vae.decoder.requires_grad_(True)
             if self.decoder.vae.post_quant_conv is not None:
