@@ -135,6 +135,13 @@ def test_a_decoder_run_goes_on_from_a_decoder_export(setup, tmp_path):
     assert all(torch.equal(a, b) for a, b in zip(stage.decoder.vae.encoder.state_dict().values(),
                                                  vae.encoder.state_dict().values()))  # the encoder stays ours
 
+    other = Trainer(parse_config({"stage": "autoencoder", "data": data, "model": {"config": AE}, "run": {
+        "max_steps": 1, "checkpoint_every": 0, "seed": 5, "output_dir": str(tmp_path / "other-ae")}})).train()
+    cfg = decoder_config(tmp, data, other, "other-on")
+    cfg.model.init_temporal, cfg.model.train_decoder = str(whole_export), True
+    with pytest.raises(ValueError, match="another encoder"):  # shapes fit, weights do not: refused, not mixed
+        Trainer(cfg)
+
     for wrong, message in ((ae, "not a decoder export"), (tmp_path / "missing", "not a decoder export")):
         cfg = decoder_config(tmp, data, ae, "wrong")
         cfg.model.init_temporal = str(wrong)

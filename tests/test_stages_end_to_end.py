@@ -211,6 +211,9 @@ def test_a_whole_decoder_export_is_measured_against_the_untouched_image_decoder(
         expected = vae.decode(z).sample.clamp(-1, 1).view(2, 4, 3, 16, 16).transpose(1, 2)
     assert summary["original_decoder"]["psnr"] == pytest.approx(psnr(expected, clips), abs=1e-3)
     assert summary["original_decoder"]["psnr"] != summary["image_decoder"]["psnr"]
+    # the per-clip baseline is that row, clip by clip (clamped alike)
+    assert np.mean(summary["per_clip"]["baseline_temporal_error"]) == \
+        pytest.approx(summary["original_decoder"]["temporal_error"])
 
 
 def test_an_autoencoder_goes_on_training_from_an_export(exports, tmp_path):

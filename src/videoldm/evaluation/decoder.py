@@ -63,24 +63,24 @@ def evaluate_decoder(decoder, clips, chunk_size: int = 16, overlaps=(4, 0), out_
                "chunked": {}}
     if original is not None:
         # the same (frozen, shared) encoder's latents, unscaled, through the untouched decoder
-        first = torch.cat([original.decode(zi.transpose(0, 1).to(original.dtype)).sample.float().cpu().transpose(0, 1)[None]
-                           for zi in z])
-        summary["original_decoder"] = {"psnr": psnr(first.clamp(-1, 1), clips),
-                                       "temporal_error": temporal_error(first.clamp(-1, 1), clips)}
-    # per clip: whether the gain is on most clips or a few; the baseline is the untouched image decoder
+        first = torch.cat([original.decode(zi.transpose(0, 1).to(original.dtype)).sample.float().cpu()
+                           .transpose(0, 1)[None] for zi in z]).clamp(-1, 1)
+        summary["original_decoder"] = {"psnr": psnr(first, clips), "temporal_error": temporal_error(first, clips)}
+    # per clip: whether the gain is on most clips or a few; the baseline is the untouched image decoder, clamped
+    # like every decoded clip here, so the per-clip figures average to the summary's rows
     baseline = first if original is not None else image
     per_clip = {"baseline_temporal_error": [temporal_error(b[None], c[None]) for b, c in zip(baseline, clips)],
                 "temporal_temporal_error": [temporal_error(w[None], c[None]) for w, c in zip(whole, clips)],
                 "baseline_psnr": [psnr(b[None], c[None]) for b, c in zip(baseline, clips)],
                 "temporal_psnr": [psnr(w[None], c[None]) for w, c in zip(whole, clips)],
-                "baseline_warping_error": warping_error(baseline.clamp(-1, 1))["per_video"],
+                "baseline_warping_error": warping_error(baseline)["per_video"],
                 "temporal_warping_error": warping_error(whole)["per_video"],
                 "truth_warping_error": warping_error(clips)["per_video"],
                 # mean |x[t+1] - x[t]| of the truth and of each reconstruction: where the baseline's frames change
                 # less than the real ones, its temporal error is motion it did not reproduce, not flicker, and
                 # smoothing over time cannot lower it (docs/real-footage.md)
                 "truth_frame_change": [flicker(c[None]) for c in clips],
-                "baseline_frame_change": [flicker(b[None].clamp(-1, 1)) for b in baseline],
+                "baseline_frame_change": [flicker(b[None]) for b in baseline],
                 "temporal_frame_change": [flicker(w[None]) for w in whole]}
     if names is not None:
         per_clip["names"] = list(names)

@@ -70,10 +70,10 @@ def _starting_point(m) -> tuple[Path | None, Path | None]:
     if not m.init_temporal:
         return None, None
     root = Path(m.init_temporal)
-    if not is_export(root) or read_index(root).get("stage") != "decoder":
+    index = read_index(root) if is_export(root) else {}
+    if index.get("stage") != "decoder":
         raise ValueError(f"model.init_temporal: {root} is not a decoder export (a run's final/ folder of stage "
                          "decoder, or a shipped decoder)")
-    index = read_index(root)
     if index.get("vae") and not m.train_decoder:  # this run would export temporal layers only, losing that decoder
         raise ValueError(f"model.init_temporal: {root} fine-tuned the image decoder too; go on from it with "
                          "model.train_decoder: true")
@@ -88,6 +88,10 @@ class DecoderStage(Stage):
         self.decoder = TemporalDecoder.from_autoencoder(vae, temporal_layers=layers, **m.temporal)
         if tuned is not None:  # the fine-tuned image decoder of the export gone on from; the encoder stays ours
             tuned = AutoencoderKL.from_pretrained(tuned)
+            if any(not torch.equal(a, b) for a, b in zip(tuned.encoder.state_dict().values(),
+                                                         vae.encoder.state_dict().values())):
+                raise ValueError(f"model.init_temporal: {m.init_temporal} fine-tuned its decoder for another "
+                                 f"encoder than model.autoencoder's ({m.autoencoder})")
             vae.decoder.load_state_dict(tuned.decoder.state_dict())
             if vae.post_quant_conv is not None:
                 vae.post_quant_conv.load_state_dict(tuned.post_quant_conv.state_dict())
