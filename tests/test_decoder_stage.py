@@ -135,6 +135,10 @@ def test_a_decoder_run_goes_on_from_a_decoder_export(setup, tmp_path):
     assert all(torch.equal(a, b) for a, b in zip(stage.decoder.vae.encoder.state_dict().values(),
                                                  vae.encoder.state_dict().values()))  # the encoder stays ours
 
+    AutoencoderKL.from_pretrained(ae / "vae").half().save_pretrained(tmp_path / "half" / "vae")
+    cfg = decoder_config(tmp, data, tmp_path / "half", "half-on")  # the same encoder, stored as a shipped one is
+    cfg.model.init_temporal, cfg.model.train_decoder = str(whole_export), True
+    assert Trainer(cfg).stage.decoder.vae.encoder.conv_in.weight.dtype == torch.float32
     other = Trainer(parse_config({"stage": "autoencoder", "data": data, "model": {"config": AE}, "run": {
         "max_steps": 1, "checkpoint_every": 0, "seed": 5, "output_dir": str(tmp_path / "other-ae")}})).train()
     cfg = decoder_config(tmp, data, other, "other-on")

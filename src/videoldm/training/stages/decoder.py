@@ -88,8 +88,9 @@ class DecoderStage(Stage):
         self.decoder = TemporalDecoder.from_autoencoder(vae, temporal_layers=layers, **m.temporal)
         if tuned is not None:  # the fine-tuned image decoder of the export gone on from; the encoder stays ours
             tuned = AutoencoderKL.from_pretrained(tuned)
-            if any(not torch.equal(a, b) for a, b in zip(tuned.encoder.state_dict().values(),
-                                                         vae.encoder.state_dict().values())):
+            # compared in float16: a shipped autoencoder is the same encoder, stored in half precision
+            if any(not torch.equal(a.half(), b.half()) for a, b in zip(tuned.encoder.state_dict().values(),
+                                                                       vae.encoder.state_dict().values())):
                 raise ValueError(f"model.init_temporal: {m.init_temporal} fine-tuned its decoder for another "
                                  f"encoder than model.autoencoder's ({m.autoencoder})")
             vae.decoder.load_state_dict(tuned.decoder.state_dict())
